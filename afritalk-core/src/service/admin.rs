@@ -1,0 +1,239 @@
+//! Administration use cases: alert/system notifications from other services,
+//! the directory, the tenant's messaging switch, and the audit trail. These work
+//! even while a tenant's messaging is switched off, so it can be prepared first.
+
+use afritalk_ports::{
+    Audience, AuditAction, AuditEntry, AuditFilter, DirectoryUser, DisplayName, MessageContent,
+    MessagingError, Missing, Notification, NotificationId, NotificationKind, NotificationStatus,
+    NotifyEvent, PageSize, RealtimeEvent, RelatedEntity, Role, UserId, ValidationError,
+};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use super::MessagingService;
+use crate::actor::{Actor, ActorKind};
+use crate::rules::permissions::PermissionMatrix;
+
+/// How long audit rows are kept (MISSION §3: 12 months).
+pub const AUDIT_RETENTION: TimeDelta = TimeDelta::days(365);
+
+/// An alert or system notification another service wants a user to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    recipient: UserId,
+    kind: NotificationKind,
+    title: DisplayName,
+    message: MessageContent,
+    related: Option<RelatedEntity>,
+}
+
+impl NewAlert {
+    /// Checks an alert: `alert` or `system` kind (message notifications come from
+    /// sends only), a 1–200 character title and a 1–4,000 character body.
+    pub fn new(
+        recipient: UserId,
+        kind: NotificationKind,
+        title: &str,
+        message: &str,
+        related: Option<RelatedEntity>,
+    ) -> Result<Self, ValidationError> {
+        if kind == NotificationKind::Message {
+            return Err(ValidationError::new(
+                "type",
+                "must be alert or system (message notifications come from sends)",
+            ));
+        }
+        let title = DisplayName::parse(title)
+            .map_err(|_| ValidationError::new("title", "must be 1 to 200 characters"))?;
+        let message = MessageContent::parse(message)
+            .map_err(|e| ValidationError::new("message", e.reason))?;
+        Ok(Self {
+            recipient,
+            kind,
+            title,
+            message,
+            related,
+        })
+    }
+}
+
+impl MessagingService {
+    /// Refuses (and audits) a caller who is neither the PDG nor a service.
+    async fn ensure_admin(&self, actor: &Actor, operation: &str) -> Result<(), MessagingError> {
+        if PermissionMatrix::may_administer(actor.kind) {
+            Ok(())
+        } else {
+            Err(self
+                .refuse(
+                    actor,
+                    "only the PDG or a service may do this",
+                    None,
+                    json!({ "operation": operation }),
+                )
+                .await)
+        }
+    }
+
+    /// Creates an alert or system notification for a user of the tenant (services
+    /// and the PDG) and pushes it with `notify:new`.
+    pub async fn create_notification(
+        &self,
+        actor: &Actor,
+        alert: NewAlert,
+    ) -> Result<Notification, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_admin(actor, "notification.create").await?;
+        self.ports
+            .directory
+            .user(&actor.tenant, &alert.recipient)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::User))?;
+        let now = self.ports.clock.now();
+        let notification = Notification {
+            id: NotificationId::from_uuid(self.ports.ids.new_id()),
+            tenant_id: actor.tenant.clone(),
+            user_id: alert.recipient.clone(),
+            title: alert.title.as_str().to_owned(),
+            message: alert.message.as_str().to_owned(),
+            kind: alert.kind,
+            status: NotificationStatus::Unread,
+            related: alert.related,
+            push_sent: false,
+            push_sent_at: None,
+            created_at: now,
+        };
+        self.ports
+            .notifications
+            .create(notification.clone())
+            .await?;
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::NotificationCreate,
+            Some(("notification", notification.id.to_string())),
+            json!({ "recipientId": alert.recipient, "type": alert.kind.as_str() }),
+            now,
+        );
+        self.append_audit(audit).await?;
+        let event = RealtimeEvent::NotifyNew(NotifyEvent {
+            kind: notification.kind,
+            payload: notification.clone(),
+        });
+        self.publish(Audience::User(actor.tenant.clone(), alert.recipient), event)
+            .await;
+        Ok(notification)
+    }
+
+    /// Creates or replaces a directory entry of the caller's tenant (PDG or service).
+    pub async fn upsert_user(
+        &self,
+        actor: &Actor,
+        user_id: UserId,
+        display_name: DisplayName,
+        role: Role,
+        active: bool,
+    ) -> Result<DirectoryUser, MessagingError> {
+        self.ensure_admin(actor, "directory.upsert").await?;
+        let entry = DirectoryUser {
+            tenant_id: actor.tenant.clone(),
+            user_id,
+            display_name,
+            role,
+            active,
+        };
+        let stored = self.ports.directory.upsert(entry).await?;
+        let now = self.ports.clock.now();
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::DirectoryUpsert,
+            Some(("user", stored.user_id.to_string())),
+            json!({ "role": stored.role, "active": stored.active }),
+            now,
+        );
+        self.append_audit(audit).await?;
+        Ok(stored)
+    }
+
+    /// Refreshes the directory from a verified token's facts: creates the caller's
+    /// entry if missing and updates a changed role or name, but never reactivates a
+    /// user an administrator deactivated. Services are not staff and are skipped.
+    pub async fn remember_identity(
+        &self,
+        actor: &Actor,
+        display_name: Option<DisplayName>,
+    ) -> Result<(), MessagingError> {
+        let ActorKind::Staff(role) = actor.kind else {
+            return Ok(());
+        };
+        let directory = &self.ports.directory;
+        let current = directory.user(&actor.tenant, &actor.user).await?;
+        let wanted = DirectoryUser {
+            tenant_id: actor.tenant.clone(),
+            user_id: actor.user.clone(),
+            display_name: match (&display_name, &current) {
+                (Some(name), _) => name.clone(),
+                (None, Some(existing)) => existing.display_name.clone(),
+                (None, None) => DisplayName::parse(actor.user.as_str())?,
+            },
+            role,
+            active: current.as_ref().is_none_or(|c| c.active),
+        };
+        if current.as_ref() != Some(&wanted) {
+            directory.upsert(wanted).await?;
+        }
+        Ok(())
+    }
+
+    /// Switches messaging on or off for the caller's tenant (services only: rollout
+    /// is an operator decision).
+    pub async fn set_messaging_enabled(
+        &self,
+        actor: &Actor,
+        enabled: bool,
+    ) -> Result<(), MessagingError> {
+        if actor.kind != ActorKind::Service {
+            return Err(self
+                .refuse(
+                    actor,
+                    "only a service may switch messaging on or off",
+                    None,
+                    json!({ "operation": "tenant.feature" }),
+                )
+                .await);
+        }
+        self.ports
+            .features
+            .set_messaging_enabled(&actor.tenant, enabled)
+            .await?;
+        let now = self.ports.clock.now();
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::FeatureFlagChange,
+            Some(("tenant", actor.tenant.to_string())),
+            json!({ "messagingEnabled": enabled }),
+            now,
+        );
+        self.append_audit(audit).await
+    }
+
+    /// Audit rows of the caller's tenant, newest first (PDG or service).
+    pub async fn audit_log(
+        &self,
+        actor: &Actor,
+        filter: AuditFilter,
+        limit: PageSize,
+    ) -> Result<Vec<AuditEntry>, MessagingError> {
+        self.ensure_admin(actor, "audit.query").await?;
+        Ok(self.ports.audit.query(&actor.tenant, filter, limit).await?)
+    }
+
+    /// Removes audit rows older than the retention period (all tenants); an operator
+    /// task, run by the binary. Returns how many rows went and the cutoff used.
+    pub async fn purge_audit(
+        &self,
+        retention: TimeDelta,
+    ) -> Result<(u64, DateTime<Utc>), MessagingError> {
+        let cutoff = self.ports.clock.now() - retention;
+        let removed = self.ports.audit.purge_before(cutoff).await?;
+        Ok((removed, cutoff))
+    }
+}

@@ -1,0 +1,450 @@
+//! Writing use cases: send, edit, delete, and the ✓✓ receipts (delivered, read).
+
+use afritalk_ports::{
+    Audience, AuditAction, ConflictKind, ConversationId, DeliveredEvent, Message, MessageId,
+    MessagingError, Missing, NewMessage, NewMessageEvent, Notification, NotificationId,
+    NotificationKind, NotificationStatus, NotifyEvent, RateAction, ReadEvent, RealtimeEvent,
+    SendOutcome, StoreError,
+};
+use serde_json::json;
+
+use super::MessagingService;
+use crate::actor::Actor;
+use crate::rules::conversation::{Side, ensure_participant, pair_for, side_of};
+use crate::rules::edit_window::EditWindow;
+use crate::rules::permissions::PermissionMatrix;
+use crate::views::{SendMessage, SentMessage};
+
+/// Characters of a message shown in its notification.
+const NOTIFICATION_PREVIEW_CHARS: usize = 140;
+
+impl MessagingService {
+    /// Sends a 1-to-1 message: checks the matrix (or the reply rule), stores the
+    /// message, its notification and audit rows atomically, then publishes
+    /// `messaging:new` to both users and `notify:new` to the recipient. A retry with
+    /// the same `clientMessageId` returns the original message and publishes nothing.
+    pub async fn send(
+        &self,
+        actor: &Actor,
+        request: SendMessage,
+    ) -> Result<SentMessage, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let sender_role = actor.staff_role()?;
+        let pair = pair_for(&actor.user, &request.to)?;
+        self.check_rate(actor, RateAction::Send).await?;
+
+        let directory = &self.ports.directory;
+        let recipient = directory
+            .user(&actor.tenant, &request.to)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::User))?;
+        if !recipient.active {
+            return Err(MessagingError::conflict(
+                ConflictKind::RecipientInactive,
+                "the recipient is deactivated",
+            ));
+        }
+        let me = directory.user(&actor.tenant, &actor.user).await?;
+        if me.as_ref().is_some_and(|me| !me.active) {
+            let details = json!({ "recipientId": request.to });
+            return Err(self
+                .refuse(actor, "your account is deactivated", None, details)
+                .await);
+        }
+
+        let existing = self
+            .ports
+            .messages
+            .conversation_between(&actor.tenant, &pair)
+            .await?;
+        if !PermissionMatrix::allows(sender_role, recipient.role) {
+            // Only the refused cells need the reply rule's lookup.
+            let recipient_has_written = match &existing {
+                Some(conv) => {
+                    self.ports
+                        .messages
+                        .has_written(&actor.tenant, conv.id, &request.to)
+                        .await?
+                }
+                None => false,
+            };
+            let decision =
+                PermissionMatrix::decide(sender_role, recipient.role, recipient_has_written);
+            if !decision.is_allowed() {
+                let details = json!({
+                    "recipientId": request.to,
+                    "senderRole": sender_role,
+                    "recipientRole": recipient.role,
+                });
+                let entity = Some(("user", request.to.to_string()));
+                return Err(self
+                    .refuse(
+                        actor,
+                        "your role may not start a conversation with this user",
+                        entity,
+                        details,
+                    )
+                    .await);
+            }
+        }
+
+        let now = self.ports.clock.now();
+        let message_id = MessageId::from_uuid(self.ports.ids.new_id());
+        let new_conversation_id = existing
+            .as_ref()
+            .map(|c| c.id)
+            .unwrap_or_else(|| ConversationId::from_uuid(self.ports.ids.new_id()));
+        let sender_name = me
+            .map(|u| u.display_name.as_str().to_owned())
+            .unwrap_or_else(|| actor.user.to_string());
+        let notification = Notification {
+            id: NotificationId::from_uuid(self.ports.ids.new_id()),
+            tenant_id: actor.tenant.clone(),
+            user_id: request.to.clone(),
+            title: format!("New message from {sender_name}"),
+            message: request.content.preview(NOTIFICATION_PREVIEW_CHARS),
+            kind: NotificationKind::Message,
+            status: NotificationStatus::Unread,
+            related: afritalk_ports::RelatedEntity::new("message", message_id.to_string()).ok(),
+            push_sent: false,
+            push_sent_at: None,
+            created_at: now,
+        };
+        let send_audit = self.audit_entry(
+            actor,
+            AuditAction::MessageSend,
+            Some(("message", message_id.to_string())),
+            json!({
+                "recipientId": request.to,
+                "clientMessageId": request.client_message_id,
+                "relatedEntityType": request.related.as_ref().map(|r| r.entity_type()),
+                "relatedEntityId": request.related.as_ref().map(|r| r.entity_id()),
+            }),
+            now,
+        );
+        let conversation_audit = self.audit_entry(
+            actor,
+            AuditAction::ConversationCreate,
+            Some(("conversation", new_conversation_id.to_string())),
+            json!({ "participants": [pair.low(), pair.high()] }),
+            now,
+        );
+
+        let outcome = self
+            .ports
+            .messages
+            .send(NewMessage {
+                tenant_id: actor.tenant.clone(),
+                message_id,
+                new_conversation_id,
+                sender_id: actor.user.clone(),
+                recipient_id: request.to.clone(),
+                content: request.content,
+                related: request.related,
+                client_message_id: request.client_message_id,
+                created_at: now,
+                notification: notification.clone(),
+                send_audit,
+                conversation_audit,
+            })
+            .await?;
+
+        match outcome {
+            SendOutcome::Duplicate { message } => Ok(SentMessage {
+                conversation_id: message.conversation_id,
+                message,
+                duplicate: true,
+            }),
+            SendOutcome::Stored { message, .. } => {
+                let event = RealtimeEvent::MessageNew(NewMessageEvent {
+                    conversation_id: message.conversation_id,
+                    message: message.clone(),
+                });
+                let tenant = &actor.tenant;
+                self.publish(
+                    Audience::User(tenant.clone(), request.to.clone()),
+                    event.clone(),
+                )
+                .await;
+                self.publish(Audience::User(tenant.clone(), actor.user.clone()), event)
+                    .await;
+                let notify = RealtimeEvent::NotifyNew(NotifyEvent {
+                    kind: NotificationKind::Message,
+                    payload: notification,
+                });
+                self.publish(Audience::User(tenant.clone(), request.to), notify)
+                    .await;
+                self.note_activity(actor, now).await;
+                Ok(SentMessage {
+                    conversation_id: message.conversation_id,
+                    message,
+                    duplicate: false,
+                })
+            }
+        }
+    }
+
+    /// Loads a message of the caller's tenant, or `NotFound`.
+    async fn load_message(&self, actor: &Actor, id: MessageId) -> Result<Message, MessagingError> {
+        self.ports
+            .messages
+            .message(&actor.tenant, id)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::Message))
+    }
+
+    /// Checks the caller wrote `message`; the recipient is refused (and audited),
+    /// strangers are told it does not exist.
+    async fn ensure_sender(
+        &self,
+        actor: &Actor,
+        message: &Message,
+        verb: &str,
+    ) -> Result<(), MessagingError> {
+        match side_of(message, &actor.user)? {
+            Side::Sender => Ok(()),
+            Side::Recipient => Err(self
+                .refuse(
+                    actor,
+                    &format!("only the sender may {verb} a message"),
+                    Some(("message", message.id.to_string())),
+                    json!({ "operation": verb }),
+                )
+                .await),
+        }
+    }
+
+    /// Edits a message: sender only, not deleted, within the 2-minute window.
+    /// Publishes `message:edited` to both participants.
+    pub async fn edit(
+        &self,
+        actor: &Actor,
+        id: MessageId,
+        content: afritalk_ports::MessageContent,
+    ) -> Result<Message, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        actor.staff_role()?;
+        let message = self.load_message(actor, id).await?;
+        self.ensure_sender(actor, &message, "edit").await?;
+        self.check_rate(actor, RateAction::Modify).await?;
+        if message.is_deleted() {
+            return Err(deleted_conflict());
+        }
+        let now = self.ports.clock.now();
+        if !EditWindow::STANDARD.is_open(message.created_at, now) {
+            return Err(MessagingError::conflict(
+                ConflictKind::EditWindowClosed,
+                "messages can only be edited within 2 minutes of sending",
+            ));
+        }
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::MessageEdit,
+            Some(("message", id.to_string())),
+            json!({ "conversationId": message.conversation_id }),
+            now,
+        );
+        let edited = self
+            .ports
+            .messages
+            .edit(&actor.tenant, id, content, now, audit)
+            .await
+            .map_err(modify_error)?;
+        self.publish_to_both(&edited, RealtimeEvent::MessageEdited(edited.clone()))
+            .await;
+        Ok(edited)
+    }
+
+    /// Deletes a message (sender only): the content is erased and a tombstone stays.
+    /// Deleting a tombstone again returns it unchanged. Publishes `message:deleted`.
+    pub async fn delete(&self, actor: &Actor, id: MessageId) -> Result<Message, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        actor.staff_role()?;
+        let message = self.load_message(actor, id).await?;
+        self.ensure_sender(actor, &message, "delete").await?;
+        if message.is_deleted() {
+            return Ok(message);
+        }
+        self.check_rate(actor, RateAction::Modify).await?;
+        let now = self.ports.clock.now();
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::MessageDelete,
+            Some(("message", id.to_string())),
+            json!({ "conversationId": message.conversation_id }),
+            now,
+        );
+        let tombstone = match self
+            .ports
+            .messages
+            .delete(&actor.tenant, id, now, audit)
+            .await
+        {
+            Ok(tombstone) => tombstone,
+            // Deleted concurrently by another device of the sender: same end state.
+            Err(StoreError::Conflict(_)) => self.load_message(actor, id).await?,
+            Err(err) => return Err(MessagingError::from_store(err, Missing::Message)),
+        };
+        self.publish_to_both(&tombstone, RealtimeEvent::MessageDeleted(tombstone.clone()))
+            .await;
+        Ok(tombstone)
+    }
+
+    /// Records that a recipient device received a message (✓✓) and tells the
+    /// sender's devices with `messaging:delivered`. Idempotent: the first time stays.
+    pub async fn mark_delivered(
+        &self,
+        actor: &Actor,
+        id: MessageId,
+    ) -> Result<Message, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let message = self.load_message(actor, id).await?;
+        if side_of(&message, &actor.user)? != Side::Recipient {
+            return Err(MessagingError::Forbidden(
+                "only the recipient acknowledges delivery".into(),
+            ));
+        }
+        if message.delivered_at.is_some() {
+            return Ok(message);
+        }
+        let now = self.ports.clock.now();
+        let delivered = self
+            .ports
+            .messages
+            .mark_delivered(&actor.tenant, id, now)
+            .await
+            .map_err(|e| MessagingError::from_store(e, Missing::Message))?;
+        if let Some(delivered_at) = delivered.delivered_at {
+            let event = RealtimeEvent::MessageDelivered(DeliveredEvent {
+                message_id: delivered.id,
+                conversation_id: delivered.conversation_id,
+                delivered_at,
+            });
+            let sender = Audience::User(actor.tenant.clone(), delivered.sender_id.clone());
+            self.publish(sender, event).await;
+        }
+        Ok(delivered)
+    }
+
+    /// Marks one message read (recipient only, idempotent: the first `readAt` stays)
+    /// and tells both participants' devices with `messaging:read`.
+    pub async fn mark_read(&self, actor: &Actor, id: MessageId) -> Result<Message, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let message = self.load_message(actor, id).await?;
+        if side_of(&message, &actor.user)? != Side::Recipient {
+            return Err(self
+                .refuse(
+                    actor,
+                    "only the recipient may mark a message read",
+                    Some(("message", id.to_string())),
+                    json!({ "operation": "read" }),
+                )
+                .await);
+        }
+        if message.read_at.is_some() || message.is_deleted() {
+            return Ok(message);
+        }
+        self.check_rate(actor, RateAction::Receipt).await?;
+        let changed = self
+            .read_range(actor, message.conversation_id, message.seq, message.seq)
+            .await?;
+        match changed.into_iter().next() {
+            Some(read) => Ok(read),
+            // Read concurrently by another device: return the stored state.
+            None => self.load_message(actor, id).await,
+        }
+    }
+
+    /// Marks every message addressed to the caller in a conversation read, up to
+    /// `up_to_seq` (the latest when `None`); returns the messages read now.
+    pub async fn mark_conversation_read(
+        &self,
+        actor: &Actor,
+        conversation: ConversationId,
+        up_to_seq: Option<i64>,
+    ) -> Result<Vec<Message>, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let conv = self
+            .ports
+            .messages
+            .conversation(&actor.tenant, conversation)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::Conversation))?;
+        ensure_participant(&conv, &actor.user)?;
+        self.check_rate(actor, RateAction::Receipt).await?;
+        let up_to = up_to_seq.unwrap_or(conv.last_seq).min(conv.last_seq);
+        self.read_range(actor, conversation, 1, up_to).await
+    }
+
+    /// Marks a range read in the store (with its audit row) and publishes a
+    /// `messaging:read` per message changed, to both participants.
+    async fn read_range(
+        &self,
+        actor: &Actor,
+        conversation: ConversationId,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> Result<Vec<Message>, MessagingError> {
+        let now = self.ports.clock.now();
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::MessageRead,
+            Some(("conversation", conversation.to_string())),
+            json!({ "fromSeq": from_seq, "toSeq": to_seq }),
+            now,
+        );
+        let changed = self
+            .ports
+            .messages
+            .mark_read(
+                &actor.tenant,
+                conversation,
+                &actor.user,
+                from_seq,
+                to_seq,
+                now,
+                audit,
+            )
+            .await?;
+        for message in &changed {
+            if let Some(read_at) = message.read_at {
+                let event = RealtimeEvent::MessageRead(ReadEvent {
+                    message_id: message.id,
+                    conversation_id: message.conversation_id,
+                    read_at,
+                });
+                self.publish_to_both(message, event).await;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Publishes an event about `message` to its sender's and recipient's devices.
+    async fn publish_to_both(&self, message: &Message, event: RealtimeEvent) {
+        let tenant = &message.tenant_id;
+        self.publish(
+            Audience::User(tenant.clone(), message.sender_id.clone()),
+            event.clone(),
+        )
+        .await;
+        self.publish(
+            Audience::User(tenant.clone(), message.recipient_id.clone()),
+            event,
+        )
+        .await;
+    }
+}
+
+/// The conflict answered for any change to a tombstone.
+fn deleted_conflict() -> MessagingError {
+    MessagingError::conflict(ConflictKind::MessageDeleted, "the message was deleted")
+}
+
+/// Maps a store error met while changing a message (a conflict there means it was
+/// deleted in the meantime).
+fn modify_error(err: StoreError) -> MessagingError {
+    match err {
+        StoreError::Conflict(_) => deleted_conflict(),
+        other => MessagingError::from_store(other, Missing::Message),
+    }
+}

@@ -1,0 +1,153 @@
+//! The messaging service: the use cases front ends and embedding services call.
+//! Each use case checks the tenant's feature flag, applies the rules of
+//! [`crate::rules`], acts through the ports, writes its audit row and publishes
+//! the realtime events MISSION §4 names.
+
+mod admin;
+mod messages;
+mod notifications;
+mod presence;
+mod reading;
+
+use std::sync::Arc;
+
+use afritalk_ports::{
+    Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory, EventPublisher,
+    FeatureFlags, IdGenerator, MessageStore, MessagingError, NotificationStore, PresenceTracker,
+    RateAction, RateDecision, RateLimiter, RealtimeEvent, TenantId,
+};
+use chrono::{DateTime, Utc};
+
+use crate::actor::Actor;
+
+pub use admin::{AUDIT_RETENTION, NewAlert};
+
+/// The adapters a [`MessagingService`] runs on. Any mix works: the standalone
+/// server's Postgres/SQLite stores and Redis/in-process presence, or an
+/// embedding service's own directory.
+#[derive(Clone)]
+pub struct Ports {
+    /// Messages and conversations.
+    pub messages: Arc<dyn MessageStore>,
+    /// In-app notifications.
+    pub notifications: Arc<dyn NotificationStore>,
+    /// The compliance trail.
+    pub audit: Arc<dyn AuditLog>,
+    /// Who exists in each tenant.
+    pub directory: Arc<dyn Directory>,
+    /// Live connections and last activity.
+    pub presence: Arc<dyn PresenceTracker>,
+    /// Realtime event delivery.
+    pub events: Arc<dyn EventPublisher>,
+    /// Per-user rate limits.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Per-tenant messaging switch.
+    pub features: Arc<dyn FeatureFlags>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Id source.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+/// The AfriTalk use cases over a set of [`Ports`]. Cheap to clone and share.
+#[derive(Clone)]
+pub struct MessagingService {
+    ports: Ports,
+}
+
+impl MessagingService {
+    /// Builds the service over its adapters.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    /// The adapters this service runs on.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Refuses every use case of a tenant whose messaging is switched off.
+    async fn ensure_enabled(&self, tenant: &TenantId) -> Result<(), MessagingError> {
+        if self.ports.features.messaging_enabled(tenant).await? {
+            Ok(())
+        } else {
+            Err(MessagingError::FeatureDisabled)
+        }
+    }
+
+    /// Counts one attempt of `action`; over the limit is `RateLimited`.
+    async fn check_rate(&self, actor: &Actor, action: RateAction) -> Result<(), MessagingError> {
+        match self
+            .ports
+            .rate_limiter
+            .check(&actor.tenant, &actor.user, action)
+            .await?
+        {
+            RateDecision::Allowed => Ok(()),
+            RateDecision::Limited { retry_after } => {
+                Err(MessagingError::RateLimited { retry_after })
+            }
+        }
+    }
+
+    /// An audit row for `actor`, stamped now.
+    fn audit_entry(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        entity: Option<(&str, String)>,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> AuditEntry {
+        let (entity_type, entity_id) = match entity {
+            Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
+            None => (None, None),
+        };
+        AuditEntry {
+            id: AuditId::from_uuid(self.ports.ids.new_id()),
+            tenant_id: actor.tenant.clone(),
+            user_id: Some(actor.user.clone()),
+            action,
+            entity_type,
+            entity_id,
+            details,
+            ip_address: actor.ip.clone(),
+            created_at: at,
+        }
+    }
+
+    /// Records that an access rule refused `actor`, then returns the refusal.
+    async fn refuse(
+        &self,
+        actor: &Actor,
+        reason: &str,
+        entity: Option<(&str, String)>,
+        mut details: serde_json::Value,
+    ) -> MessagingError {
+        if let Some(map) = details.as_object_mut() {
+            map.insert("reason".into(), reason.into());
+        }
+        let now = self.ports.clock.now();
+        let entry = self.audit_entry(actor, AuditAction::ForbiddenAttempt, entity, details, now);
+        if let Err(err) = self.ports.audit.append(entry).await {
+            // The refusal stands even if the trail could not be written; say so loudly.
+            tracing::error!(tenant = %actor.tenant, user = %actor.user, %err, "forbidden_attempt audit row lost");
+        }
+        MessagingError::Forbidden(reason.to_owned())
+    }
+
+    /// Appends an audit row; a failure fails the use case (the trail is a requirement).
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), MessagingError> {
+        self.ports.audit.append(entry).await?;
+        Ok(())
+    }
+
+    /// Hands an event to the publisher. Delivery is best effort: the data is
+    /// already stored and clients catch up on reconnect, so a failure is logged.
+    async fn publish(&self, audience: Audience, event: RealtimeEvent) {
+        let name = event.name();
+        if let Err(err) = self.ports.events.publish(audience, event).await {
+            tracing::warn!(event = name, %err, "realtime event not published");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Presence use cases: connect, disconnect, ping, snapshot. A `presence:update`
+//! is published only when the visible status changes, and only to the user's
+//! presence watchers, so heartbeats cause no fan-out.
+
+use afritalk_ports::{
+    Audience, AuditAction, ConnectionId, MessagingError, Presence, PresenceChange, PresenceEvent,
+    RateAction, RealtimeEvent, StoreResult,
+};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::MessagingService;
+use crate::actor::Actor;
+use crate::rules::presence::{presence_at, status_at};
+
+impl MessagingService {
+    /// A realtime connection was authenticated: checks the tenant and the caller's
+    /// role, records the connection, audits `ws.connect`, and publishes the new
+    /// status if it changed.
+    pub async fn connect(
+        &self,
+        actor: &Actor,
+        connection: &ConnectionId,
+    ) -> Result<Presence, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        actor.staff_role()?;
+        let now = self.ports.clock.now();
+        let change = self
+            .ports
+            .presence
+            .connect(&actor.tenant, &actor.user, connection, now)
+            .await?;
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::WsConnect,
+            Some(("connection", connection.to_string())),
+            json!({}),
+            now,
+        );
+        self.append_audit(audit).await?;
+        Ok(self.announce(actor, &change, now).await)
+    }
+
+    /// A realtime connection closed: records it, audits `ws.disconnect`, and publishes
+    /// the new status if it changed. Runs even for a tenant switched off meanwhile.
+    pub async fn disconnect(
+        &self,
+        actor: &Actor,
+        connection: &ConnectionId,
+    ) -> Result<Presence, MessagingError> {
+        let now = self.ports.clock.now();
+        let change = self
+            .ports
+            .presence
+            .disconnect(&actor.tenant, &actor.user, connection, now)
+            .await?;
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::WsDisconnect,
+            Some(("connection", connection.to_string())),
+            json!({}),
+            now,
+        );
+        self.append_audit(audit).await?;
+        Ok(self.announce(actor, &change, now).await)
+    }
+
+    /// A heartbeat (`presence:ping`): records activity; publishes only on a change.
+    pub async fn ping(&self, actor: &Actor) -> Result<Presence, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        self.check_rate(actor, RateAction::Presence).await?;
+        let now = self.ports.clock.now();
+        let change = self
+            .ports
+            .presence
+            .touch(&actor.tenant, &actor.user, now)
+            .await?;
+        Ok(self.announce(actor, &change, now).await)
+    }
+
+    /// Every user of the caller's tenant seen so far, with their status now.
+    pub async fn presence(&self, actor: &Actor) -> Result<Vec<Presence>, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let now = self.ports.clock.now();
+        let records = self.ports.presence.snapshot(&actor.tenant).await?;
+        Ok(records.iter().map(|r| presence_at(r, now)).collect())
+    }
+
+    /// Records activity as a side effect of another use case (a send); failures
+    /// only cost presence accuracy, so they are logged, not returned.
+    pub(super) async fn note_activity(&self, actor: &Actor, now: DateTime<Utc>) {
+        let result: StoreResult<PresenceChange> = self
+            .ports
+            .presence
+            .touch(&actor.tenant, &actor.user, now)
+            .await;
+        match result {
+            Ok(change) => {
+                self.announce(actor, &change, now).await;
+            }
+            Err(err) => tracing::warn!(%err, "presence not updated after activity"),
+        }
+    }
+
+    /// Publishes `presence:update` to the user's watchers if the status moved;
+    /// returns the presence after the change.
+    async fn announce(
+        &self,
+        actor: &Actor,
+        change: &PresenceChange,
+        now: DateTime<Utc>,
+    ) -> Presence {
+        let after = presence_at(&change.after, now);
+        let before = change.before.as_ref().map(|r| status_at(r, now));
+        if before != Some(after.status) {
+            let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
+                user_id: after.user_id.clone(),
+                status: after.status,
+                last_seen: after.last_seen,
+            });
+            let audience = Audience::PresenceWatchers(actor.tenant.clone(), actor.user.clone());
+            self.publish(audience, event).await;
+        }
+        after
+    }
+}

@@ -1,0 +1,188 @@
+//! Reading use cases: conversation list, history, and catch-up after a reconnect.
+
+use std::collections::HashMap;
+
+use afritalk_ports::{
+    ChangeCursor, ConversationCursor, ConversationId, ConversationSummary, MessagingError, Missing,
+    PageSize, UserId,
+};
+
+use super::MessagingService;
+use crate::actor::Actor;
+use crate::rules::conversation::{ensure_participant, pair_for};
+use crate::views::{
+    CatchUp, CatchUpCursor, ConversationCatchUp, ConversationListItem, ConversationPage,
+    ConversationPageCursor, HistoryPage, Participant,
+};
+
+impl MessagingService {
+    /// The caller's conversations, latest message first, with unread counts and the
+    /// other participant.
+    pub async fn conversations(
+        &self,
+        actor: &Actor,
+        after: Option<ConversationCursor>,
+        limit: PageSize,
+    ) -> Result<ConversationPage, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let items = self.conversation_items(actor, after, limit).await?;
+        let full = items.len() == limit.get() as usize;
+        let next_cursor = items
+            .last()
+            .filter(|_| full)
+            .map(|item| ConversationPageCursor {
+                last_message_at: item.conversation.last_message_at,
+                id: item.conversation.id,
+            });
+        Ok(ConversationPage {
+            conversations: items,
+            next_cursor,
+        })
+    }
+
+    /// One page of summaries, joined with the directory in one extra call.
+    async fn conversation_items(
+        &self,
+        actor: &Actor,
+        after: Option<ConversationCursor>,
+        limit: PageSize,
+    ) -> Result<Vec<ConversationListItem>, MessagingError> {
+        let summaries = self
+            .ports
+            .messages
+            .conversations(&actor.tenant, &actor.user, after, limit)
+            .await?;
+        let others: Vec<UserId> = summaries
+            .iter()
+            .filter_map(|s| s.conversation.other_participant(&actor.user).cloned())
+            .collect();
+        let entries = self.ports.directory.users(&actor.tenant, &others).await?;
+        let by_id: HashMap<_, _> = entries.iter().map(|e| (&e.user_id, e)).collect();
+        Ok(summaries
+            .into_iter()
+            .filter_map(|summary: ConversationSummary| {
+                let other = summary.conversation.other_participant(&actor.user)?.clone();
+                let entry = by_id.get(&other).copied();
+                Some(ConversationListItem {
+                    participant: Participant::new(other, entry),
+                    conversation: summary.conversation,
+                    last_message: summary.last_message,
+                    unread_count: summary.unread_count,
+                })
+            })
+            .collect())
+    }
+
+    /// History with `other`, newest first, before `before_seq` when given.
+    /// An unknown user is `NotFound`; a known one never written to is an empty page.
+    pub async fn history(
+        &self,
+        actor: &Actor,
+        other: &UserId,
+        before_seq: Option<i64>,
+        limit: PageSize,
+    ) -> Result<HistoryPage, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let pair = pair_for(&actor.user, other)?;
+        let conversation = self
+            .ports
+            .messages
+            .conversation_between(&actor.tenant, &pair)
+            .await?;
+        let Some(conversation) = conversation else {
+            self.ports
+                .directory
+                .user(&actor.tenant, other)
+                .await?
+                .ok_or(MessagingError::NotFound(Missing::User))?;
+            return Ok(HistoryPage {
+                conversation_id: None,
+                messages: Vec::new(),
+                next_before_seq: None,
+            });
+        };
+        let messages = self
+            .ports
+            .messages
+            .history(&actor.tenant, conversation.id, before_seq, limit)
+            .await?;
+        let next_before_seq = messages
+            .last()
+            .map(|m| m.seq)
+            .filter(|seq| *seq > 1 && messages.len() == limit.get() as usize);
+        Ok(HistoryPage {
+            conversation_id: Some(conversation.id),
+            messages,
+            next_before_seq,
+        })
+    }
+
+    /// Messages of one conversation after `after_seq`, oldest first (participants only).
+    pub async fn catch_up_conversation(
+        &self,
+        actor: &Actor,
+        conversation: ConversationId,
+        after_seq: i64,
+        limit: PageSize,
+    ) -> Result<ConversationCatchUp, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let conv = self
+            .ports
+            .messages
+            .conversation(&actor.tenant, conversation)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::Conversation))?;
+        ensure_participant(&conv, &actor.user)?;
+        let messages = self
+            .ports
+            .messages
+            .messages_after(&actor.tenant, conversation, after_seq, limit)
+            .await?;
+        let has_more = messages.last().is_some_and(|m| m.seq < conv.last_seq);
+        Ok(ConversationCatchUp {
+            conversation_id: conversation,
+            messages,
+            has_more,
+        })
+    }
+
+    /// Everything a reconnecting client missed, in one call: message changes after
+    /// the cursor, the first page of conversations with unread counts, and the
+    /// unread notification count.
+    pub async fn catch_up(
+        &self,
+        actor: &Actor,
+        since: CatchUpCursor,
+        limit: PageSize,
+    ) -> Result<CatchUp, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let changes = self
+            .ports
+            .messages
+            .changes_since(&actor.tenant, &actor.user, ChangeCursor::from(since), limit)
+            .await?;
+        let next = changes
+            .last()
+            .filter(|_| changes.len() == limit.get() as usize)
+            .map(|m| CatchUpCursor {
+                since: m.updated_at,
+                after_id: Some(m.id),
+            });
+        let conversations = self
+            .conversation_items(actor, None, PageSize::DEFAULT)
+            .await?;
+        let unread_messages = conversations.iter().map(|c| c.unread_count).sum();
+        let unread_notifications = self
+            .ports
+            .notifications
+            .unread_count(&actor.tenant, &actor.user)
+            .await?;
+        Ok(CatchUp {
+            changes,
+            next,
+            conversations,
+            unread_messages,
+            unread_notifications,
+        })
+    }
+}
