@@ -101,6 +101,16 @@ pub struct NotifyEvent {
     pub payload: Notification,
 }
 
+/// Payload of `typing:start` / `typing:stop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingEvent {
+    /// The conversation being typed in.
+    pub conversation_id: ConversationId,
+    /// Who is typing.
+    pub user_id: UserId,
+}
+
 /// A realtime event, named as on the wire (MISSION §4, seed 004).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RealtimeEvent {
@@ -118,6 +128,10 @@ pub enum RealtimeEvent {
     PresenceUpdate(PresenceEvent),
     /// `notify:new`
     NotifyNew(NotifyEvent),
+    /// `typing:start`
+    TypingStart(TypingEvent),
+    /// `typing:stop`
+    TypingStop(TypingEvent),
 }
 
 impl RealtimeEvent {
@@ -131,6 +145,8 @@ impl RealtimeEvent {
             RealtimeEvent::MessageDeleted(_) => "message:deleted",
             RealtimeEvent::PresenceUpdate(_) => "presence:update",
             RealtimeEvent::NotifyNew(_) => "notify:new",
+            RealtimeEvent::TypingStart(_) => "typing:start",
+            RealtimeEvent::TypingStop(_) => "typing:stop",
         }
     }
 
@@ -145,6 +161,7 @@ impl RealtimeEvent {
             }
             RealtimeEvent::PresenceUpdate(e) => serde_json::to_value(e),
             RealtimeEvent::NotifyNew(e) => serde_json::to_value(e),
+            RealtimeEvent::TypingStart(e) | RealtimeEvent::TypingStop(e) => serde_json::to_value(e),
         };
         // These types only hold strings, numbers, timestamps and ids, which
         // always serialize; a failure would be a programming error.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::MessagingService;
 use crate::actor::Actor;
-use crate::rules::conversation::{Side, ensure_participant, pair_for, side_of};
+use crate::rules::conversation::{Side, pair_for, side_of};
 use crate::rules::edit_window::EditWindow;
 use crate::rules::permissions::PermissionMatrix;
 use crate::views::{SendMessage, SentMessage};
@@ -363,14 +363,7 @@ impl MessagingService {
         conversation: ConversationId,
         up_to_seq: Option<i64>,
     ) -> Result<Vec<Message>, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
-        let conv = self
-            .ports
-            .messages
-            .conversation(&actor.tenant, conversation)
-            .await?
-            .ok_or(MessagingError::NotFound(Missing::Conversation))?;
-        ensure_participant(&conv, &actor.user)?;
+        let conv = self.conversation(actor, conversation).await?;
         self.check_rate(actor, RateAction::Receipt).await?;
         let up_to = up_to_seq.unwrap_or(conv.last_seq).min(conv.last_seq);
         self.read_range(actor, conversation, 1, up_to).await

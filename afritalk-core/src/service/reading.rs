@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use afritalk_ports::{
-    ChangeCursor, ConversationCursor, ConversationId, ConversationSummary, MessagingError, Missing,
-    PageSize, UserId,
+    Audience, ChangeCursor, Conversation, ConversationCursor, ConversationId, ConversationSummary,
+    MessagingError, Missing, PageSize, RateAction, RealtimeEvent, TypingEvent, UserId,
 };
 
 use super::MessagingService;
@@ -117,6 +117,48 @@ impl MessagingService {
         })
     }
 
+    /// A conversation the caller takes part in (for `conv:subscribe`); anyone else
+    /// gets `NotFound`.
+    pub async fn conversation(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+    ) -> Result<Conversation, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let conv = self
+            .ports
+            .messages
+            .conversation(&actor.tenant, id)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::Conversation))?;
+        ensure_participant(&conv, &actor.user)?;
+        Ok(conv)
+    }
+
+    /// Tells the conversation's subscribers that the caller started or stopped typing
+    /// (`typing:start` / `typing:stop`). Nothing is stored.
+    pub async fn typing(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        started: bool,
+    ) -> Result<(), MessagingError> {
+        self.conversation(actor, id).await?;
+        self.check_rate(actor, RateAction::Presence).await?;
+        let event = TypingEvent {
+            conversation_id: id,
+            user_id: actor.user.clone(),
+        };
+        let event = if started {
+            RealtimeEvent::TypingStart(event)
+        } else {
+            RealtimeEvent::TypingStop(event)
+        };
+        self.publish(Audience::Conversation(actor.tenant.clone(), id), event)
+            .await;
+        Ok(())
+    }
+
     /// Messages of one conversation after `after_seq`, oldest first (participants only).
     pub async fn catch_up_conversation(
         &self,
@@ -126,13 +168,7 @@ impl MessagingService {
         limit: PageSize,
     ) -> Result<ConversationCatchUp, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        let conv = self
-            .ports
-            .messages
-            .conversation(&actor.tenant, conversation)
-            .await?
-            .ok_or(MessagingError::NotFound(Missing::Conversation))?;
-        ensure_participant(&conv, &actor.user)?;
+        let conv = self.conversation(actor, conversation).await?;
         let messages = self
             .ports
             .messages
