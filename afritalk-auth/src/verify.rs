@@ -1,0 +1,389 @@
+//! Verifying tokens with the root public key only: size caps before parsing, an
+//! authorizer that states time, operation and the requested tenant, explicit
+//! limits, and identity read from the authority block alone.
+
+use std::time::Duration;
+
+use afritalk_core::ActorKind;
+use afritalk_ports::{DisplayName, Role, TenantId, UserId};
+use biscuit_auth::error::{Format, Logic, Token as TokenError};
+use biscuit_auth::macros::{authorizer, rule};
+use biscuit_auth::{Authorizer, AuthorizerLimits, Biscuit};
+
+use crate::error::AuthError;
+use crate::identity::{Identity, Operation};
+use crate::keys::RootPublicKey;
+
+/// Longest token accepted, in base64 characters; checked before any parsing.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Most blocks (authority + attenuations) a token may have.
+pub const MAX_TOKEN_BLOCKS: usize = 4;
+
+/// Bounds on datalog evaluation: our tokens need a handful of facts and one
+/// iteration; the time bound leaves room for a loaded two-core machine.
+const LIMITS: AuthorizerLimits = AuthorizerLimits {
+    max_facts: 256,
+    max_iterations: 32,
+    max_time: Duration::from_millis(10),
+};
+
+/// Checks tokens against the root public key. Cheap to clone and share.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    root: RootPublicKey,
+}
+
+impl TokenVerifier {
+    /// A verifier trusting tokens signed by `root`'s private half.
+    pub fn new(root: RootPublicKey) -> Self {
+        Self { root }
+    }
+
+    /// Verifies `token` for an `operation` on `tenant` and returns who it speaks for.
+    pub fn verify(
+        &self,
+        token: &str,
+        tenant: &TenantId,
+        operation: Operation,
+    ) -> Result<Identity, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Malformed("empty token".into()));
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Malformed(format!(
+                "token longer than {MAX_TOKEN_LEN} characters"
+            )));
+        }
+        let biscuit = Biscuit::from_base64(token, self.root.key()).map_err(parse_error)?;
+        if biscuit.block_count() > MAX_TOKEN_BLOCKS {
+            return Err(AuthError::Malformed(format!(
+                "token has more than {MAX_TOKEN_BLOCKS} blocks"
+            )));
+        }
+        let mut authorizer = authorizer!(
+            r#"
+            operation({operation});
+            allow if tenant({tenant}), user($u);
+            "#,
+            operation = operation.as_str(),
+            tenant = tenant.as_str(),
+        )
+        .time()
+        .set_limits(LIMITS)
+        .build(&biscuit)
+        .map_err(logic_error)?;
+        let outcome = authorizer.authorize();
+        let claims = Claims::query(&mut authorizer)?;
+        match outcome {
+            Ok(_) => claims.into_identity(tenant),
+            Err(TokenError::FailedLogic(
+                Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
+            )) => Err(classify_refusal(&checks, &claims, tenant)),
+            Err(other) => Err(logic_error(other)),
+        }
+    }
+}
+
+/// Why an authorizer refused: expiry first, then the tenant, then attenuation checks.
+fn classify_refusal(
+    checks: &[biscuit_auth::error::FailedCheck],
+    claims: &Claims,
+    tenant: &TenantId,
+) -> AuthError {
+    let rule = |c: &biscuit_auth::error::FailedCheck| match c {
+        biscuit_auth::error::FailedCheck::Block(b) => b.rule.clone(),
+        biscuit_auth::error::FailedCheck::Authorizer(a) => a.rule.clone(),
+    };
+    if checks.iter().any(|c| rule(c).contains("time(")) {
+        AuthError::Expired
+    } else if claims.tenants.iter().any(|t| t != tenant.as_str()) {
+        AuthError::WrongTenant
+    } else if !checks.is_empty() {
+        AuthError::OperationRefused
+    } else {
+        AuthError::Malformed("the token states no tenant or user".into())
+    }
+}
+
+/// Errors met while decoding: a signature problem or anything else malformed.
+fn parse_error(err: TokenError) -> AuthError {
+    match err {
+        TokenError::Format(
+            Format::Signature(_)
+            | Format::InvalidSignatureSize(_)
+            | Format::SealedSignature
+            | Format::UnknownPublicKey
+            | Format::UnknownExternalKey,
+        ) => AuthError::BadSignature,
+        other => AuthError::Malformed(other.to_string()),
+    }
+}
+
+/// Errors of the datalog evaluation that are not a refusal (limits, bad rules).
+fn logic_error(err: TokenError) -> AuthError {
+    AuthError::Malformed(err.to_string())
+}
+
+/// The identity facts of the authority block. The authorizer's default query
+/// scope is the authority block plus the authorizer itself (which states none of
+/// these), so facts of appended blocks never appear here.
+struct Claims {
+    tenants: Vec<String>,
+    users: Vec<String>,
+    roles: Vec<String>,
+    services: Vec<bool>,
+    names: Vec<String>,
+}
+
+impl Claims {
+    fn query(authorizer: &mut Authorizer) -> Result<Self, AuthError> {
+        let one = |rows: Vec<(String,)>| rows.into_iter().map(|(v,)| v).collect::<Vec<_>>();
+        let tenants = authorizer
+            .query(rule!("q($t) <- tenant($t)"))
+            .map_err(logic_error)?;
+        let users = authorizer
+            .query(rule!("q($u) <- user($u)"))
+            .map_err(logic_error)?;
+        let roles = authorizer
+            .query(rule!("q($r) <- role($r)"))
+            .map_err(logic_error)?;
+        let names = authorizer
+            .query(rule!("q($n) <- name($n)"))
+            .map_err(logic_error)?;
+        let services: Vec<(bool,)> = authorizer
+            .query(rule!("q($s) <- service($s)"))
+            .map_err(logic_error)?;
+        Ok(Self {
+            tenants: one(tenants),
+            users: one(users),
+            roles: one(roles),
+            names: one(names),
+            services: services.into_iter().map(|(v,)| v).collect(),
+        })
+    }
+
+    fn into_identity(self, requested: &TenantId) -> Result<Identity, AuthError> {
+        let malformed = |what: &str| AuthError::Malformed(what.to_owned());
+        let [tenant] = self.tenants.as_slice() else {
+            return Err(malformed("the token must state exactly one tenant"));
+        };
+        if tenant != requested.as_str() {
+            return Err(AuthError::WrongTenant);
+        }
+        let [user] = self.users.as_slice() else {
+            return Err(malformed("the token must state exactly one user"));
+        };
+        let kind = match (self.roles.as_slice(), self.services.as_slice()) {
+            ([role], []) => {
+                ActorKind::Staff(Role::parse(role).map_err(|_| malformed("unknown role"))?)
+            }
+            ([], [true]) => ActorKind::Service,
+            _ => return Err(malformed("the token must state one role or service(true)")),
+        };
+        let name = match self.names.as_slice() {
+            [] => None,
+            [name] => Some(DisplayName::parse(name).map_err(|_| malformed("invalid name"))?),
+            _ => return Err(malformed("the token states several names")),
+        };
+        Ok(Identity {
+            tenant: requested.clone(),
+            user: UserId::parse(user.as_str()).map_err(|_| malformed("invalid user id"))?,
+            kind,
+            name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use biscuit_auth::macros::block;
+
+    use super::*;
+    use crate::keys::RootKeyPair;
+    use crate::mint::TokenMinter;
+
+    fn tenant(t: &str) -> TenantId {
+        TenantId::parse(t).unwrap()
+    }
+
+    fn staff(role: Role) -> Identity {
+        Identity {
+            tenant: tenant("acme"),
+            user: UserId::parse("u1").unwrap(),
+            kind: ActorKind::Staff(role),
+            name: Some(DisplayName::parse("Awa Diop").unwrap()),
+        }
+    }
+
+    fn setup() -> (TokenMinter, TokenVerifier) {
+        let minter = TokenMinter::new(RootKeyPair::generate());
+        let verifier = TokenVerifier::new(minter.root().public());
+        (minter, verifier)
+    }
+
+    fn hour() -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn attenuate(
+        token: &str,
+        verifier: &TokenVerifier,
+        code: biscuit_auth::builder::BlockBuilder,
+    ) -> String {
+        Biscuit::from_base64(token, verifier.root.key())
+            .unwrap()
+            .append(code)
+            .unwrap()
+            .to_base64()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_staff_token_round_trips_its_identity() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        let identity = verifier
+            .verify(&token, &tenant("acme"), Operation::Write)
+            .unwrap();
+        assert_eq!(identity, staff(Role::Dg));
+        let actor = identity.to_actor();
+        assert_eq!(actor.kind, ActorKind::Staff(Role::Dg));
+        assert_eq!(actor.user.as_str(), "u1");
+    }
+
+    #[test]
+    fn a_service_token_has_no_role() {
+        let (minter, verifier) = setup();
+        let service = Identity {
+            kind: ActorKind::Service,
+            name: None,
+            ..staff(Role::Pdg)
+        };
+        let token = minter.mint(&service, hour()).unwrap();
+        let identity = verifier
+            .verify(&token, &tenant("acme"), Operation::Read)
+            .unwrap();
+        assert_eq!(identity.kind, ActorKind::Service);
+        assert_eq!(identity.name, None);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let (minter, verifier) = setup();
+        let past = SystemTime::now() - Duration::from_secs(10);
+        let token = minter.mint_until(&staff(Role::Pdg), past).unwrap();
+        let err = verifier
+            .verify(&token, &tenant("acme"), Operation::Read)
+            .unwrap_err();
+        assert_eq!(err, AuthError::Expired);
+        assert_eq!(err.code(), "token_expired");
+        assert!(!err.is_forbidden());
+    }
+
+    #[test]
+    fn a_foreign_tenant_is_refused_as_mismatch() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Pdg), hour()).unwrap();
+        let err = verifier
+            .verify(&token, &tenant("other"), Operation::Read)
+            .unwrap_err();
+        assert_eq!(err, AuthError::WrongTenant);
+        assert_eq!(err.code(), "tenant_mismatch");
+        assert!(err.is_forbidden());
+    }
+
+    #[test]
+    fn a_read_only_attenuation_allows_reads_and_refuses_writes() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Employe), hour()).unwrap();
+        let read_only = attenuate(&token, &verifier, block!(r#"check if operation("read");"#));
+        assert!(
+            verifier
+                .verify(&read_only, &tenant("acme"), Operation::Read)
+                .is_ok()
+        );
+        let err = verifier
+            .verify(&read_only, &tenant("acme"), Operation::Write)
+            .unwrap_err();
+        assert_eq!(err, AuthError::OperationRefused);
+        assert_eq!(err.code(), "operation_not_allowed");
+    }
+
+    #[test]
+    fn an_attenuated_expiry_counts_as_expired() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        let past = SystemTime::now() - Duration::from_secs(10);
+        let short = attenuate(
+            &token,
+            &verifier,
+            block!("check if time($t), $t <= {past};", past = past),
+        );
+        let err = verifier
+            .verify(&short, &tenant("acme"), Operation::Read)
+            .unwrap_err();
+        assert_eq!(err, AuthError::Expired);
+    }
+
+    #[test]
+    fn identity_facts_in_an_appended_block_are_ignored() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Employe), hour()).unwrap();
+        let forged = attenuate(
+            &token,
+            &verifier,
+            block!(r#"user("admin"); role("PDG"); tenant("other"); service(true);"#),
+        );
+        let identity = verifier
+            .verify(&forged, &tenant("acme"), Operation::Write)
+            .unwrap();
+        assert_eq!(identity, staff(Role::Employe));
+        // Nor can an appended block move the token to another tenant.
+        assert_eq!(
+            verifier
+                .verify(&forged, &tenant("other"), Operation::Read)
+                .unwrap_err(),
+            AuthError::WrongTenant
+        );
+    }
+
+    #[test]
+    fn a_token_of_another_root_key_has_a_bad_signature() {
+        let (minter, _) = setup();
+        let (_, other_verifier) = setup();
+        let token = minter.mint(&staff(Role::Pdg), hour()).unwrap();
+        let err = other_verifier
+            .verify(&token, &tenant("acme"), Operation::Read)
+            .unwrap_err();
+        assert_eq!(err, AuthError::BadSignature);
+        assert_eq!(err.code(), "invalid_token");
+    }
+
+    #[test]
+    fn garbage_oversize_and_empty_tokens_are_malformed() {
+        let (minter, verifier) = setup();
+        let acme = tenant("acme");
+        for bad in ["", "   ", "not a token", "AAAA"] {
+            let err = verifier.verify(bad, &acme, Operation::Read).unwrap_err();
+            assert!(matches!(err, AuthError::Malformed(_)), "{bad}: {err:?}");
+        }
+        let huge = "A".repeat(MAX_TOKEN_LEN + 1);
+        assert!(matches!(
+            verifier.verify(&huge, &acme, Operation::Read),
+            Err(AuthError::Malformed(_))
+        ));
+        // Too many attenuation blocks.
+        let mut token = minter.mint(&staff(Role::Pdg), hour()).unwrap();
+        for _ in 0..MAX_TOKEN_BLOCKS {
+            token = attenuate(&token, &verifier, block!(r#"check if operation("read");"#));
+        }
+        assert!(matches!(
+            verifier.verify(&token, &acme, Operation::Read),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+}
