@@ -9,6 +9,9 @@ mod notifications;
 mod presence;
 mod reading;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use afritalk_ports::{

@@ -1,0 +1,202 @@
+//! Alerts, directory, feature flag, audit query, purge, notification ownership.
+
+use afritalk_ports::*;
+use chrono::TimeDelta;
+use uuid::Uuid;
+
+use super::*;
+use crate::service::{AUDIT_RETENTION, NewAlert};
+
+fn users() -> Vec<DirectoryUser> {
+    vec![
+        dir_user("pdg", Role::Pdg, true),
+        dir_user("emp", Role::Employe, true),
+        dir_user("off", Role::Dg, false),
+    ]
+}
+
+fn svc() -> Actor {
+    Actor::service(tenant(), uid("stock-service"))
+}
+
+#[test]
+fn a_service_raises_an_alert_that_is_stored_audited_and_pushed() {
+    let mut h = Harness::new(users());
+    h.notifications
+        .expect_create()
+        .withf(|n| n.kind == NotificationKind::Alert && n.user_id.as_str() == "emp")
+        .times(1)
+        .returning(|_| Ok(()));
+    let f = h.build();
+    let related = RelatedEntity::new("alert", "stock-17").unwrap();
+    let alert = NewAlert::new(
+        uid("emp"),
+        NotificationKind::Alert,
+        "Stock bas",
+        "Le produit P-9 est sous le seuil",
+        Some(related),
+    )
+    .unwrap();
+    let n = run(f.service.create_notification(&svc(), alert)).unwrap();
+    assert_eq!(n.status, NotificationStatus::Unread);
+    assert_eq!(f.actions(), vec![AuditAction::NotificationCreate]);
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/user:emp".to_string(), "notify:new")]
+    );
+}
+
+#[test]
+fn alerts_are_validated_and_employees_cannot_raise_them() {
+    assert!(NewAlert::new(uid("emp"), NotificationKind::Message, "t", "m", None).is_err());
+    assert!(NewAlert::new(uid("emp"), NotificationKind::System, " ", "m", None).is_err());
+    assert!(NewAlert::new(uid("emp"), NotificationKind::System, "t", " ", None).is_err());
+    let f = Harness::new(users()).build();
+    let alert = NewAlert::new(uid("pdg"), NotificationKind::System, "t", "m", None).unwrap();
+    let err = run(f
+        .service
+        .create_notification(&staff("emp", Role::Employe), alert))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
+}
+
+#[test]
+fn someone_elses_notification_does_not_exist() {
+    let mut h = Harness::new(users());
+    let id = NotificationId::from_uuid(Uuid::from_u128(9));
+    h.notifications
+        .expect_notification()
+        .returning(move |t, id| {
+            Ok(Some(Notification {
+                id,
+                tenant_id: t.clone(),
+                user_id: uid("pdg"),
+                title: "t".into(),
+                message: "m".into(),
+                kind: NotificationKind::System,
+                status: NotificationStatus::Unread,
+                related: None,
+                push_sent: false,
+                push_sent_at: None,
+                created_at: now(),
+            }))
+        });
+    h.notifications
+        .expect_set_status()
+        .withf(|_, u, _, s| u.as_str() == "pdg" && *s == NotificationStatus::Read)
+        .times(1)
+        .returning(|t, u, id, status| {
+            Ok(Notification {
+                id,
+                tenant_id: t.clone(),
+                user_id: u.clone(),
+                title: "t".into(),
+                message: "m".into(),
+                kind: NotificationKind::System,
+                status,
+                related: None,
+                push_sent: false,
+                push_sent_at: None,
+                created_at: now(),
+            })
+        });
+    let f = h.build();
+    let err = run(f
+        .service
+        .mark_notification_read(&staff("emp", Role::Employe), id))
+    .unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::Notification));
+    let n = run(f
+        .service
+        .mark_notification_read(&staff("pdg", Role::Pdg), id))
+    .unwrap();
+    assert_eq!(n.status, NotificationStatus::Read);
+}
+
+#[test]
+fn only_the_pdg_or_a_service_reads_the_audit_log() {
+    let mut h = Harness::new(users());
+    h.audit
+        .expect_query()
+        .times(2)
+        .returning(|_, _, _| Ok(vec![]));
+    let f = h.build();
+    let err = run(f.service.audit_log(
+        &staff("emp", Role::Employe),
+        AuditFilter::default(),
+        PageSize::DEFAULT,
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    run(f.service.audit_log(
+        &staff("pdg", Role::Pdg),
+        AuditFilter::default(),
+        PageSize::DEFAULT,
+    ))
+    .unwrap();
+    run(f
+        .service
+        .audit_log(&svc(), AuditFilter::default(), PageSize::DEFAULT))
+    .unwrap();
+}
+
+#[test]
+fn the_token_refreshes_the_directory_but_never_reactivates_a_user() {
+    let mut h = Harness::new(users());
+    h.directory
+        .expect_upsert()
+        .withf(|u| u.user_id.as_str() == "off" && !u.active && u.role == Role::Pdg)
+        .times(1)
+        .returning(|u| Ok(u));
+    let f = h.build();
+    // Role changed (DG -> PDG) so an upsert happens, but `active` stays false.
+    run(f.service.remember_identity(&staff("off", Role::Pdg), None)).unwrap();
+}
+
+#[test]
+fn an_unchanged_identity_writes_nothing() {
+    let f = Harness::new(users()).build();
+    // No upsert expectation: writing would panic the mock.
+    let name = DisplayName::parse("User emp").unwrap();
+    run(f
+        .service
+        .remember_identity(&staff("emp", Role::Employe), Some(name)))
+    .unwrap();
+}
+
+#[test]
+fn only_services_switch_messaging_and_the_switch_is_audited() {
+    let mut h = Harness::new(users());
+    h.features
+        .expect_set_messaging_enabled()
+        .withf(|_, enabled| !*enabled)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let f = h.build();
+    let err = run(f
+        .service
+        .set_messaging_enabled(&staff("pdg", Role::Pdg), false))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    run(f.service.set_messaging_enabled(&svc(), false)).unwrap();
+    assert_eq!(
+        f.actions(),
+        vec![
+            AuditAction::ForbiddenAttempt,
+            AuditAction::FeatureFlagChange
+        ]
+    );
+}
+
+#[test]
+fn purge_removes_rows_older_than_twelve_months() {
+    let mut h = Harness::new(users());
+    h.audit
+        .expect_purge_before()
+        .withf(|cutoff| *cutoff == now() - TimeDelta::days(365))
+        .returning(|_| Ok(12));
+    let f = h.build();
+    let (removed, _) = run(f.service.purge_audit(AUDIT_RETENTION)).unwrap();
+    assert_eq!(removed, 12);
+}

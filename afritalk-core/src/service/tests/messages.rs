@@ -1,0 +1,618 @@
+//! Send (matrix, reply rule, idempotency, publishing), edit window, delete, receipts.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use afritalk_ports::*;
+use chrono::TimeDelta;
+use mockall::predicate::eq;
+
+use super::*;
+use crate::views::SendMessage;
+
+fn request(to: &str, text: &str) -> SendMessage {
+    SendMessage {
+        to: uid(to),
+        content: MessageContent::parse(text).unwrap(),
+        related: None,
+        client_message_id: None,
+    }
+}
+
+/// Expects one `send` to the store; answers `Stored` and keeps the request.
+fn expect_stored_send(h: &mut Harness) -> Arc<Mutex<Option<NewMessage>>> {
+    let seen = Arc::new(Mutex::new(None));
+    let keep = seen.clone();
+    h.messages.expect_send().times(1).returning(move |new| {
+        let message = Message {
+            id: new.message_id,
+            tenant_id: new.tenant_id.clone(),
+            conversation_id: new.new_conversation_id,
+            seq: 1,
+            sender_id: new.sender_id.clone(),
+            recipient_id: new.recipient_id.clone(),
+            content: new.content.as_str().to_owned(),
+            related: new.related.clone(),
+            client_message_id: new.client_message_id.clone(),
+            read: false,
+            read_at: None,
+            delivered_at: None,
+            edited_at: None,
+            deleted_at: None,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        };
+        let pair = ParticipantPair::new(new.sender_id.clone(), new.recipient_id.clone()).unwrap();
+        let conversation = Conversation {
+            id: new.new_conversation_id,
+            tenant_id: new.tenant_id.clone(),
+            user_one_id: pair.low().clone(),
+            user_two_id: pair.high().clone(),
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            last_message_at: new.created_at,
+            last_seq: 1,
+        };
+        *keep.lock().unwrap() = Some(new);
+        Ok(SendOutcome::Stored {
+            message,
+            conversation,
+            conversation_created: true,
+        })
+    });
+    seen
+}
+
+fn no_conversation_yet(h: &mut Harness) {
+    h.messages
+        .expect_conversation_between()
+        .returning(|_, _| Ok(None));
+}
+
+const ROLES: [(Role, &str); 3] = [(Role::Pdg, "pdg"), (Role::Dg, "dg"), (Role::Employe, "emp")];
+
+fn everyone() -> Vec<DirectoryUser> {
+    ROLES
+        .iter()
+        .map(|(role, id)| dir_user(id, *role, true))
+        .chain([
+            dir_user("emp2", Role::Employe, true),
+            dir_user("pdg2", Role::Pdg, true),
+        ])
+        .collect()
+}
+
+/// A second user with the same role as `id`, so every cell has a distinct pair.
+fn peer(id: &str) -> &'static str {
+    match id {
+        "pdg" => "pdg2",
+        "emp" => "emp2",
+        _ => "dg2",
+    }
+}
+
+#[test]
+fn every_allowed_cell_of_the_matrix_stores_and_audits_the_send() {
+    let allowed = [
+        (Role::Pdg, Role::Pdg),
+        (Role::Pdg, Role::Dg),
+        (Role::Pdg, Role::Employe),
+        (Role::Dg, Role::Pdg),
+        (Role::Dg, Role::Dg),
+        (Role::Dg, Role::Employe),
+        (Role::Employe, Role::Dg),
+        (Role::Employe, Role::Employe),
+    ];
+    for (from_role, to_role) in allowed {
+        let from = ROLES.iter().find(|r| r.0 == from_role).unwrap().1;
+        let mut to = ROLES.iter().find(|r| r.0 == to_role).unwrap().1;
+        if from == to {
+            to = peer(from);
+        }
+        let mut users = everyone();
+        users.push(dir_user("dg2", Role::Dg, true));
+        let mut h = Harness::new(users).quiet_presence();
+        no_conversation_yet(&mut h);
+        let seen = expect_stored_send(&mut h);
+        let f = h.build();
+        let sent = run(f
+            .service
+            .send(&staff(from, from_role), request(to, "salut")))
+        .unwrap_or_else(|e| panic!("{from_role} -> {to_role}: {e}"));
+        assert!(!sent.duplicate);
+        let new = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(new.send_audit.action, AuditAction::MessageSend);
+        assert_eq!(
+            new.conversation_audit.action,
+            AuditAction::ConversationCreate
+        );
+        assert_eq!(new.send_audit.ip_address.as_deref(), Some("10.0.0.7"));
+        assert!(
+            f.actions().is_empty(),
+            "no forbidden_attempt for an allowed cell"
+        );
+    }
+}
+
+#[test]
+fn employe_to_pdg_is_refused_with_a_forbidden_attempt_row() {
+    let mut h = Harness::new(everyone());
+    no_conversation_yet(&mut h);
+    // No `send` expectation: storing would panic the mock.
+    let f = h.build();
+    let err = run(f
+        .service
+        .send(&staff("emp", Role::Employe), request("pdg", "hi")))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    let rows = f.audit_rows.lock().unwrap().clone();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].action, AuditAction::ForbiddenAttempt);
+    assert_eq!(rows[0].user_id, Some(uid("emp")));
+    assert_eq!(rows[0].entity_id.as_deref(), Some("pdg"));
+    assert_eq!(rows[0].details["senderRole"], "EMPLOYE");
+    assert_eq!(rows[0].details["recipientRole"], "PDG");
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn employe_may_reply_once_the_pdg_has_written() {
+    let mut h = Harness::new(everyone()).quiet_presence();
+    h.messages
+        .expect_conversation_between()
+        .returning(|_, _| Ok(Some(conversation("emp", "pdg", 1))));
+    h.messages
+        .expect_has_written()
+        .with(eq(tenant()), eq(conversation_id()), eq(uid("pdg")))
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let seen = expect_stored_send(&mut h);
+    let f = h.build();
+    run(f
+        .service
+        .send(&staff("emp", Role::Employe), request("pdg", "merci")))
+    .unwrap();
+    let new = seen.lock().unwrap().clone().unwrap();
+    // The existing conversation's id is reused.
+    assert_eq!(new.new_conversation_id, conversation_id());
+}
+
+#[test]
+fn employe_may_not_write_in_a_conversation_where_the_pdg_never_wrote() {
+    let mut h = Harness::new(everyone());
+    h.messages
+        .expect_conversation_between()
+        .returning(|_, _| Ok(Some(conversation("emp", "pdg", 3))));
+    h.messages
+        .expect_has_written()
+        .returning(|_, _, _| Ok(false));
+    let f = h.build();
+    let err = run(f
+        .service
+        .send(&staff("emp", Role::Employe), request("pdg", "re")))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
+}
+
+#[test]
+fn a_send_publishes_new_message_to_both_users_and_a_notification_to_the_recipient() {
+    let mut h = Harness::new(everyone()).quiet_presence();
+    no_conversation_yet(&mut h);
+    let seen = expect_stored_send(&mut h);
+    let f = h.build();
+    let sent = run(f
+        .service
+        .send(&staff("dg", Role::Dg), request("emp", "  la commande 17  ")))
+    .unwrap();
+    assert_eq!(sent.message.content, "la commande 17");
+    assert_eq!(
+        f.deliveries(),
+        vec![
+            ("acme/user:emp".to_string(), "messaging:new"),
+            ("acme/user:dg".to_string(), "messaging:new"),
+            ("acme/user:emp".to_string(), "notify:new"),
+        ]
+    );
+    let new = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(new.notification.user_id, uid("emp"));
+    assert_eq!(new.notification.kind, NotificationKind::Message);
+    assert_eq!(new.notification.title, "New message from User dg");
+    assert_eq!(new.created_at, now());
+}
+
+#[test]
+fn a_retry_with_the_same_client_message_id_returns_the_original_and_publishes_nothing() {
+    let mut h = Harness::new(everyone());
+    no_conversation_yet(&mut h);
+    let original = message("dg", "emp", 1, TimeDelta::seconds(5));
+    let stored = original.clone();
+    h.messages.expect_send().times(1).returning(move |_| {
+        Ok(SendOutcome::Duplicate {
+            message: stored.clone(),
+        })
+    });
+    let f = h.build();
+    let mut req = request("emp", "salut");
+    req.client_message_id = Some(ClientMessageId::parse("c-1").unwrap());
+    let sent = run(f.service.send(&staff("dg", Role::Dg), req)).unwrap();
+    assert!(sent.duplicate);
+    assert_eq!(sent.message, original);
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn messaging_oneself_an_unknown_or_an_inactive_user_is_refused_before_storing() {
+    let mut users = everyone();
+    users.push(dir_user("gone", Role::Employe, false));
+    let f = Harness::new(users).build();
+    let dg = staff("dg", Role::Dg);
+    let err = run(f.service.send(&dg, request("dg", "moi"))).unwrap_err();
+    assert_eq!(err.code(), "self_message");
+    let err = run(f.service.send(&dg, request("nobody", "hi"))).unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::User));
+    let err = run(f.service.send(&dg, request("gone", "hi"))).unwrap_err();
+    assert_eq!(err.code(), "recipient_inactive");
+}
+
+#[test]
+fn a_user_of_another_tenant_is_unknown() {
+    // Same user id, other tenant: the directory lookup is scoped, so it is absent.
+    let mut other = dir_user("emp", Role::Employe, true);
+    other.tenant_id = TenantId::parse("globex").unwrap();
+    let f = Harness::new(vec![dir_user("dg", Role::Dg, true), other]).build();
+    let err = run(f.service.send(&staff("dg", Role::Dg), request("emp", "hi"))).unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::User));
+}
+
+#[test]
+fn a_disabled_tenant_is_refused_before_anything_else() {
+    let mut h = Harness::new(everyone());
+    h.features = MockFeatureFlags::new();
+    h.features
+        .expect_messaging_enabled()
+        .returning(|_| Ok(false));
+    let f = h.build();
+    let err = run(f.service.send(&staff("dg", Role::Dg), request("emp", "hi"))).unwrap_err();
+    assert_eq!(err, MessagingError::FeatureDisabled);
+}
+
+#[test]
+fn a_rate_limited_send_says_when_to_retry() {
+    let mut h = Harness::new(everyone());
+    h.rate_limiter = MockRateLimiter::new();
+    h.rate_limiter
+        .expect_check()
+        .with(eq(tenant()), eq(uid("dg")), eq(RateAction::Send))
+        .returning(|_, _, _| {
+            Ok(RateDecision::Limited {
+                retry_after: Duration::from_millis(1500),
+            })
+        });
+    let f = h.build();
+    let err = run(f.service.send(&staff("dg", Role::Dg), request("emp", "hi"))).unwrap_err();
+    assert_eq!(
+        err,
+        MessagingError::RateLimited {
+            retry_after: Duration::from_millis(1500)
+        }
+    );
+}
+
+#[test]
+fn a_backend_failure_is_unavailable() {
+    let mut h = Harness::new(everyone());
+    h.messages
+        .expect_conversation_between()
+        .returning(|_, _| Err(StoreError::Unavailable("db down".into())));
+    let f = h.build();
+    let err = run(f.service.send(&staff("dg", Role::Dg), request("emp", "hi"))).unwrap_err();
+    assert_eq!(err.code(), "unavailable");
+}
+
+/// A harness whose store holds `stored` and accepts an edit of it.
+fn edit_fixture(stored: Message) -> Fixture {
+    let mut h = Harness::new(everyone());
+    let found = stored.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    h.messages
+        .expect_edit()
+        .returning(move |_, _, content, at, audit| {
+            assert_eq!(audit.action, AuditAction::MessageEdit);
+            let mut edited = stored.clone();
+            edited.content = content.as_str().to_owned();
+            edited.edited_at = Some(at);
+            edited.updated_at = at;
+            Ok(edited)
+        });
+    h.build()
+}
+
+fn new_text() -> MessageContent {
+    MessageContent::parse("corrigé").unwrap()
+}
+
+#[test]
+fn an_edit_at_one_minute_59_999_is_accepted_and_keeps_the_creation_time() {
+    let original = message("dg", "emp", 1, TimeDelta::milliseconds(119_999));
+    let f = edit_fixture(original.clone());
+    let edited = run(f
+        .service
+        .edit(&staff("dg", Role::Dg), original.id, new_text()))
+    .unwrap();
+    assert_eq!(edited.content, "corrigé");
+    assert_eq!(edited.created_at, original.created_at);
+    assert_eq!(edited.edited_at, Some(now()));
+    assert_eq!(
+        f.deliveries(),
+        vec![
+            ("acme/user:dg".to_string(), "message:edited"),
+            ("acme/user:emp".to_string(), "message:edited"),
+        ]
+    );
+}
+
+#[test]
+fn an_edit_at_two_minutes_exactly_is_refused() {
+    let original = message("dg", "emp", 1, TimeDelta::milliseconds(120_000));
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let f = h.build();
+    let err = run(f
+        .service
+        .edit(&staff("dg", Role::Dg), original.id, new_text()))
+    .unwrap_err();
+    assert_eq!(err.code(), "edit_window_closed");
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn only_the_sender_edits_and_a_stranger_sees_nothing() {
+    let original = message("dg", "emp", 1, TimeDelta::seconds(1));
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let f = h.build();
+    let err = run(f
+        .service
+        .edit(&staff("emp", Role::Employe), original.id, new_text()))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
+    let err = run(f
+        .service
+        .edit(&staff("pdg", Role::Pdg), original.id, new_text()))
+    .unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::Message));
+}
+
+#[test]
+fn a_deleted_message_cannot_be_edited() {
+    let mut original = message("dg", "emp", 1, TimeDelta::seconds(1));
+    original.deleted_at = Some(now());
+    original.content.clear();
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let f = h.build();
+    let err = run(f
+        .service
+        .edit(&staff("dg", Role::Dg), original.id, new_text()))
+    .unwrap_err();
+    assert_eq!(err.code(), "message_deleted");
+}
+
+#[test]
+fn a_message_id_of_another_tenant_is_not_found() {
+    let mut h = Harness::new(everyone());
+    h.messages
+        .expect_message()
+        .withf(|t, _| t.as_str() == "acme")
+        .returning(|_, _| Ok(None));
+    let f = h.build();
+    let id = MessageId::from_uuid(Uuid::from_u128(42));
+    let dg = staff("dg", Role::Dg);
+    assert_eq!(
+        run(f.service.edit(&dg, id, new_text())).unwrap_err(),
+        MessagingError::NotFound(Missing::Message)
+    );
+    assert_eq!(
+        run(f.service.mark_read(&dg, id)).unwrap_err(),
+        MessagingError::NotFound(Missing::Message)
+    );
+    assert_eq!(
+        run(f.service.delete(&dg, id)).unwrap_err(),
+        MessagingError::NotFound(Missing::Message)
+    );
+}
+
+#[test]
+fn delete_leaves_a_tombstone_and_tells_both_sides() {
+    let original = message("dg", "emp", 2, TimeDelta::hours(3));
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let tomb = original.clone();
+    h.messages
+        .expect_delete()
+        .times(1)
+        .returning(move |_, _, at, audit| {
+            assert_eq!(audit.action, AuditAction::MessageDelete);
+            let mut t = tomb.clone();
+            t.content.clear();
+            t.deleted_at = Some(at);
+            Ok(t)
+        });
+    let f = h.build();
+    let tombstone = run(f.service.delete(&staff("dg", Role::Dg), original.id)).unwrap();
+    assert!(tombstone.content.is_empty());
+    assert_eq!(tombstone.deleted_at, Some(now()));
+    assert_eq!(f.deliveries().len(), 2);
+    assert!(
+        f.deliveries()
+            .iter()
+            .all(|(_, name)| *name == "message:deleted")
+    );
+}
+
+#[test]
+fn the_recipient_cannot_delete() {
+    let original = message("dg", "emp", 2, TimeDelta::seconds(3));
+    let mut h = Harness::new(everyone());
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(original.clone())));
+    let f = h.build();
+    let id = MessageId::from_uuid(Uuid::from_u128(0xABC2));
+    let err = run(f.service.delete(&staff("emp", Role::Employe), id)).unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
+}
+
+#[test]
+fn the_recipient_marks_read_and_both_sides_are_told() {
+    let original = message("dg", "emp", 4, TimeDelta::seconds(30));
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let read = original.clone();
+    h.messages
+        .expect_mark_read()
+        .withf(|_, _, reader, from, to, _, audit| {
+            reader.as_str() == "emp"
+                && *from == 4
+                && *to == 4
+                && audit.action == AuditAction::MessageRead
+        })
+        .times(1)
+        .returning(move |_, _, _, _, _, at, _| {
+            let mut m = read.clone();
+            m.read = true;
+            m.read_at = Some(at);
+            m.delivered_at = Some(at);
+            Ok(vec![m])
+        });
+    let f = h.build();
+    let read = run(f
+        .service
+        .mark_read(&staff("emp", Role::Employe), original.id))
+    .unwrap();
+    assert_eq!(read.read_at, Some(now()));
+    assert_eq!(
+        f.deliveries(),
+        vec![
+            ("acme/user:dg".to_string(), "messaging:read"),
+            ("acme/user:emp".to_string(), "messaging:read"),
+        ]
+    );
+}
+
+#[test]
+fn marking_an_already_read_message_keeps_the_first_read_at() {
+    let mut original = message("dg", "emp", 4, TimeDelta::seconds(30));
+    let first = now() - TimeDelta::seconds(10);
+    original.read = true;
+    original.read_at = Some(first);
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    // No mark_read expectation: the store is not touched again.
+    let f = h.build();
+    let read = run(f
+        .service
+        .mark_read(&staff("emp", Role::Employe), original.id))
+    .unwrap();
+    assert_eq!(read.read_at, Some(first));
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_sender_cannot_mark_their_own_message_read() {
+    let original = message("dg", "emp", 4, TimeDelta::seconds(30));
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let f = h.build();
+    let err = run(f.service.mark_read(&staff("dg", Role::Dg), original.id)).unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
+}
+
+#[test]
+fn delivery_is_told_to_the_sender_only_and_only_the_first_time() {
+    let original = message("dg", "emp", 4, TimeDelta::seconds(1));
+    let mut h = Harness::new(everyone());
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    let delivered = original.clone();
+    h.messages
+        .expect_mark_delivered()
+        .times(1)
+        .returning(move |_, _, at| {
+            let mut m = delivered.clone();
+            m.delivered_at = Some(at);
+            Ok(m)
+        });
+    let f = h.build();
+    let m = run(f
+        .service
+        .mark_delivered(&staff("emp", Role::Employe), original.id))
+    .unwrap();
+    assert_eq!(m.delivered_at, Some(now()));
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/user:dg".to_string(), "messaging:delivered")]
+    );
+    let err = run(f
+        .service
+        .mark_delivered(&staff("dg", Role::Dg), original.id))
+    .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+}
+
+#[test]
+fn reading_a_conversation_marks_up_to_the_given_seq() {
+    let mut h = Harness::new(everyone());
+    h.messages
+        .expect_conversation()
+        .returning(|_, _| Ok(Some(conversation("dg", "emp", 9))));
+    h.messages
+        .expect_mark_read()
+        .withf(|_, _, reader, from, to, _, _| reader.as_str() == "emp" && *from == 1 && *to == 9)
+        .times(1)
+        .returning(|_, _, _, _, _, _, _| Ok(vec![]));
+    let f = h.build();
+    // Asking beyond the last seq is capped at it.
+    let changed = run(f.service.mark_conversation_read(
+        &staff("emp", Role::Employe),
+        conversation_id(),
+        Some(50),
+    ))
+    .unwrap();
+    assert!(changed.is_empty());
+    let err =
+        run(f
+            .service
+            .mark_conversation_read(&staff("pdg", Role::Pdg), conversation_id(), None))
+        .unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::Conversation));
+}

@@ -1,0 +1,227 @@
+//! Service tests against mockall mocks of every port. A mock with no expectation
+//! panics when called, so each test also proves what the service did NOT touch.
+
+mod admin;
+mod messages;
+mod presence;
+mod reading;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use afritalk_ports::*;
+use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
+
+use super::{MessagingService, Ports};
+use crate::actor::Actor;
+
+/// The fixed "now" of every test.
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_763_700_000_000).unwrap()
+}
+
+pub fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+pub fn uid(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+pub fn staff(id: &str, role: Role) -> Actor {
+    Actor::staff(tenant(), uid(id), role).with_ip("10.0.0.7")
+}
+
+pub fn dir_user(id: &str, role: Role, active: bool) -> DirectoryUser {
+    DirectoryUser {
+        tenant_id: tenant(),
+        user_id: uid(id),
+        display_name: DisplayName::parse(format!("User {id}")).unwrap(),
+        role,
+        active,
+    }
+}
+
+/// A stored message from `from` to `to`, created `age` before now.
+pub fn message(from: &str, to: &str, seq: i64, age: TimeDelta) -> Message {
+    let created = now() - age;
+    Message {
+        id: MessageId::from_uuid(Uuid::from_u128(0xABC0 + seq as u128)),
+        tenant_id: tenant(),
+        conversation_id: conversation_id(),
+        seq,
+        sender_id: uid(from),
+        recipient_id: uid(to),
+        content: "bonjour".into(),
+        related: None,
+        client_message_id: None,
+        read: false,
+        read_at: None,
+        delivered_at: None,
+        edited_at: None,
+        deleted_at: None,
+        created_at: created,
+        updated_at: created,
+    }
+}
+
+pub fn conversation_id() -> ConversationId {
+    ConversationId::from_uuid(Uuid::from_u128(0xC0))
+}
+
+pub fn conversation(a: &str, b: &str, last_seq: i64) -> Conversation {
+    let pair = ParticipantPair::new(uid(a), uid(b)).unwrap();
+    Conversation {
+        id: conversation_id(),
+        tenant_id: tenant(),
+        user_one_id: pair.low().clone(),
+        user_two_id: pair.high().clone(),
+        created_at: now() - TimeDelta::hours(1),
+        updated_at: now(),
+        last_message_at: now(),
+        last_seq,
+    }
+}
+
+/// Mocks with the common defaults (messaging enabled, rates allowed, fixed clock,
+/// counting ids, a directory from `users`, recording audit log and publisher);
+/// each test adds the expectations of its own use case.
+pub struct Harness {
+    pub messages: MockMessageStore,
+    pub notifications: MockNotificationStore,
+    pub audit: MockAuditLog,
+    pub directory: MockDirectory,
+    pub presence: MockPresenceTracker,
+    pub events: MockEventPublisher,
+    pub rate_limiter: MockRateLimiter,
+    pub features: MockFeatureFlags,
+    pub audit_rows: Arc<Mutex<Vec<AuditEntry>>>,
+    pub published: Arc<Mutex<Vec<(Audience, RealtimeEvent)>>>,
+}
+
+impl Harness {
+    pub fn new(users: Vec<DirectoryUser>) -> Self {
+        let mut h = Harness {
+            messages: MockMessageStore::new(),
+            notifications: MockNotificationStore::new(),
+            audit: MockAuditLog::new(),
+            directory: MockDirectory::new(),
+            presence: MockPresenceTracker::new(),
+            events: MockEventPublisher::new(),
+            rate_limiter: MockRateLimiter::new(),
+            features: MockFeatureFlags::new(),
+            audit_rows: Arc::default(),
+            published: Arc::default(),
+        };
+        h.features
+            .expect_messaging_enabled()
+            .returning(|_| Ok(true));
+        h.rate_limiter
+            .expect_check()
+            .returning(|_, _, _| Ok(RateDecision::Allowed));
+        let rows = h.audit_rows.clone();
+        h.audit.expect_append().returning(move |entry| {
+            rows.lock().unwrap().push(entry);
+            Ok(())
+        });
+        let published = h.published.clone();
+        h.events.expect_publish().returning(move |audience, event| {
+            published.lock().unwrap().push((audience, event));
+            Ok(())
+        });
+        let by_id: HashMap<(TenantId, UserId), DirectoryUser> = users
+            .into_iter()
+            .map(|u| ((u.tenant_id.clone(), u.user_id.clone()), u))
+            .collect();
+        let lookup = by_id.clone();
+        h.directory
+            .expect_user()
+            .returning(move |t, u| Ok(lookup.get(&(t.clone(), u.clone())).cloned()));
+        h.directory.expect_users().returning(move |t, ids| {
+            Ok(ids
+                .iter()
+                .filter_map(|u| by_id.get(&(t.clone(), u.clone())).cloned())
+                .collect())
+        });
+        h
+    }
+
+    /// Presence accepts activity (sends touch presence); no status change.
+    pub fn quiet_presence(mut self) -> Self {
+        self.presence.expect_touch().returning(|_, u, at| {
+            let record = PresenceRecord {
+                user_id: u.clone(),
+                connections: 1,
+                last_seen: at,
+            };
+            Ok(PresenceChange {
+                before: Some(record.clone()),
+                after: record,
+            })
+        });
+        self
+    }
+
+    pub fn build(self) -> Fixture {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let counter = Arc::new(Mutex::new(0u128));
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().returning(move || {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            Uuid::from_u128(*n)
+        });
+        let service = MessagingService::new(Ports {
+            messages: Arc::new(self.messages),
+            notifications: Arc::new(self.notifications),
+            audit: Arc::new(self.audit),
+            directory: Arc::new(self.directory),
+            presence: Arc::new(self.presence),
+            events: Arc::new(self.events),
+            rate_limiter: Arc::new(self.rate_limiter),
+            features: Arc::new(self.features),
+            clock: Arc::new(clock),
+            ids: Arc::new(ids),
+        });
+        Fixture {
+            service,
+            audit_rows: self.audit_rows,
+            published: self.published,
+        }
+    }
+}
+
+/// A built service plus what it recorded.
+pub struct Fixture {
+    pub service: MessagingService,
+    pub audit_rows: Arc<Mutex<Vec<AuditEntry>>>,
+    pub published: Arc<Mutex<Vec<(Audience, RealtimeEvent)>>>,
+}
+
+impl Fixture {
+    pub fn actions(&self) -> Vec<AuditAction> {
+        self.audit_rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.action)
+            .collect()
+    }
+
+    /// `(room, event name)` of everything published, in order.
+    pub fn deliveries(&self) -> Vec<(String, &'static str)> {
+        self.published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(a, e)| (a.room(), e.name()))
+            .collect()
+    }
+}
+
+/// Runs a future to completion (the core has no runtime of its own).
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}

@@ -1,0 +1,105 @@
+//! Presence: changes published to watchers only when the status moves.
+
+use afritalk_ports::*;
+use chrono::TimeDelta;
+
+use super::*;
+
+fn connection() -> ConnectionId {
+    ConnectionId::new("sock-1")
+}
+
+#[test]
+fn connecting_from_offline_publishes_online_and_audits_ws_connect() {
+    let mut h = Harness::new(vec![]);
+    h.presence.expect_connect().returning(|_, u, _, at| {
+        Ok(PresenceChange {
+            before: None,
+            after: PresenceRecord {
+                user_id: u.clone(),
+                connections: 1,
+                last_seen: at,
+            },
+        })
+    });
+    let f = h.build();
+    let p = run(f
+        .service
+        .connect(&staff("emp", Role::Employe), &connection()))
+    .unwrap();
+    assert_eq!(p.status, PresenceStatus::Online);
+    assert_eq!(f.actions(), vec![AuditAction::WsConnect]);
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/presence:emp".to_string(), "presence:update")]
+    );
+}
+
+#[test]
+fn a_ping_while_online_publishes_nothing() {
+    let f = Harness::new(vec![]).quiet_presence().build();
+    let p = run(f.service.ping(&staff("emp", Role::Employe))).unwrap();
+    assert_eq!(p.status, PresenceStatus::Online);
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_last_disconnect_turns_online_into_idle() {
+    let mut h = Harness::new(vec![]);
+    h.presence.expect_disconnect().returning(|_, u, _, at| {
+        Ok(PresenceChange {
+            before: Some(PresenceRecord {
+                user_id: u.clone(),
+                connections: 1,
+                last_seen: at - TimeDelta::seconds(5),
+            }),
+            after: PresenceRecord {
+                user_id: u.clone(),
+                connections: 0,
+                last_seen: at,
+            },
+        })
+    });
+    let f = h.build();
+    let p = run(f
+        .service
+        .disconnect(&staff("emp", Role::Employe), &connection()))
+    .unwrap();
+    assert_eq!(p.status, PresenceStatus::Idle);
+    assert_eq!(f.actions(), vec![AuditAction::WsDisconnect]);
+    assert_eq!(f.deliveries().len(), 1);
+}
+
+#[test]
+fn the_snapshot_computes_statuses_from_the_facts() {
+    let mut h = Harness::new(vec![]);
+    h.presence.expect_snapshot().returning(|_| {
+        Ok(vec![
+            PresenceRecord {
+                user_id: uid("a"),
+                connections: 1,
+                last_seen: now(),
+            },
+            PresenceRecord {
+                user_id: uid("b"),
+                connections: 0,
+                last_seen: now() - TimeDelta::hours(1),
+            },
+        ])
+    });
+    let f = h.build();
+    let all = run(f.service.presence(&staff("emp", Role::Employe))).unwrap();
+    let statuses: Vec<_> = all.iter().map(|p| p.status).collect();
+    assert_eq!(
+        statuses,
+        vec![PresenceStatus::Online, PresenceStatus::Offline]
+    );
+}
+
+#[test]
+fn services_cannot_open_realtime_connections() {
+    let f = Harness::new(vec![]).build();
+    let svc = Actor::service(tenant(), uid("stock-service"));
+    let err = run(f.service.connect(&svc, &connection())).unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+}
