@@ -148,7 +148,7 @@ fn the_token_refreshes_the_directory_but_never_reactivates_a_user() {
         .expect_upsert()
         .withf(|u| u.user_id.as_str() == "off" && !u.active && u.role == Role::Pdg)
         .times(1)
-        .returning(|u| Ok(u));
+        .returning(Ok);
     let f = h.build();
     // Role changed (DG -> PDG) so an upsert happens, but `active` stays false.
     run(f.service.remember_identity(&staff("off", Role::Pdg), None)).unwrap();
