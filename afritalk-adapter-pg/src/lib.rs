@@ -1,1 +1,118 @@
-//! placeholder
+//! # afritalk-adapter-pg
+//!
+//! AfriTalk's production storage: PostgreSQL through diesel-async
+//! (tokio-postgres underneath, no libpq) with a deadpool connection pool.
+//! [`PgStore`] implements `MessageStore`, `NotificationStore`, `AuditLog`,
+//! `Directory` and `FeatureFlags`; it is cheap to clone, so one store can back
+//! every storage port (`Arc<dyn MessageStore>`, `Arc<dyn AuditLog>`, …).
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), afritalk_adapter_sql::SetupError> {
+//! let store = afritalk_adapter_pg::PgStore::connect("postgres://afritalk@db/afritalk", 16).await?;
+//! store.migrate().await?; // on start, or from `afritalk migrate`
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//! - this file: [`PgStore`] (defined by `afritalk_adapter_sql::sql_store!`, which
+//!   holds every query), its constructor and [`PgStore::migrate`].
+//! - `migrations/`: the Postgres flavour of the portable schema, embedded in
+//!   the binary ([`MIGRATIONS`]).
+
+use afritalk_adapter_sql::SetupError;
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The Postgres migrations, embedded at build time.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+afritalk_adapter_sql::sql_store! {
+    /// AfriTalk storage on PostgreSQL: every storage port over one connection pool.
+    pub struct PgStore {
+        connection: AsyncPgConnection,
+        backend: diesel::pg::Pg,
+        write_transaction: transaction,
+    }
+}
+
+impl PgStore {
+    /// Opens a pool of at most `pool_size` connections to `url`
+    /// (`postgres://user:pass@host:port/db`) and checks that one connection works.
+    /// Does not migrate: call [`PgStore::migrate`].
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, SetupError> {
+        let target = redact(url);
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|e| SetupError::Pool {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
+        // Fail now, with a clear message, rather than on the first request.
+        drop(pool.get().await.map_err(|e| SetupError::Pool {
+            target,
+            reason: e.to_string(),
+        })?);
+        Ok(Self::from_pool(pool, false))
+    }
+
+    /// Applies the pending embedded migrations (idempotent; safe to run on every start).
+    pub async fn migrate(&self) -> Result<(), SetupError> {
+        let conn = self
+            .pool()
+            .get()
+            .await
+            .map_err(|e| SetupError::Migration(format!("no connection: {e}")))?;
+        let conn = deadpool_object_into_inner(conn);
+        // The migration harness is synchronous: run it on a blocking thread that
+        // drives the async connection through the runtime handle.
+        tokio::task::spawn_blocking(move || {
+            let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+                AsyncConnectionWrapper::from(conn);
+            wrapper
+                .run_pending_migrations(MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| SetupError::Migration(e.to_string()))
+        })
+        .await
+        .map_err(|e| SetupError::Migration(format!("migration task failed: {e}")))?
+    }
+}
+
+/// Takes a connection out of the pool for good (the migration keeps it).
+fn deadpool_object_into_inner(
+    conn: diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>,
+) -> AsyncPgConnection {
+    diesel_async::pooled_connection::deadpool::Object::take(conn)
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,938 @@
+//! The query code of the storage ports, written once.
+//!
+//! [`sql_store!`] defines a backend's store type (a pool, the feature-flag
+//! default, and an optional writer lock) and implements the five storage ports
+//! on it. Its body is plain diesel DSL over the portable [`schema`](crate::schema);
+//! the macro only substitutes the connection type, the backend and the method
+//! that opens a write transaction, so both backends run the very same queries.
+//!
+//! Why a macro and not generic functions: diesel-async query bounds for a
+//! generic backend must be spelled out per query and are unreadable; the macro
+//! keeps one readable copy of each query (see STACK.md).
+
+/// Defines a store type for one backend and implements `MessageStore`,
+/// `NotificationStore`, `AuditLog`, `Directory` and `FeatureFlags` on it.
+///
+/// ```ignore
+/// afritalk_adapter_sql::sql_store! {
+///     /// Doc of the type.
+///     pub struct PgStore {
+///         connection: diesel_async::AsyncPgConnection,
+///         backend: diesel::pg::Pg,
+///         write_transaction: transaction,
+///     }
+/// }
+/// ```
+///
+/// The generated type has a private constructor
+/// `from_pool(pool, serialize_writes: bool)`, the public builder
+/// `with_messaging_default(bool)` and the public accessor `pool()`.
+/// `serialize_writes` makes every write wait for an in-process lock (SQLite
+/// has a single writer; queueing in-process is far cheaper than its busy
+/// handler's sleep-and-retry).
+#[macro_export]
+macro_rules! sql_store {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            connection: $conn:ty,
+            backend: $db:ty,
+            write_transaction: $tx:ident $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        $vis struct $name {
+            pool: $crate::__private::diesel_async::pooled_connection::deadpool::Pool<$conn>,
+            messaging_default: bool,
+            writer: ::std::option::Option<
+                ::std::sync::Arc<$crate::__private::tokio::sync::Mutex<()>>,
+            >,
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("pool", &self.pool.status())
+                    .field("messaging_default", &self.messaging_default)
+                    .finish()
+            }
+        }
+
+        impl $name {
+            fn from_pool(
+                pool: $crate::__private::diesel_async::pooled_connection::deadpool::Pool<$conn>,
+                serialize_writes: bool,
+            ) -> Self {
+                Self {
+                    pool,
+                    messaging_default: true,
+                    writer: serialize_writes.then(|| {
+                        ::std::sync::Arc::new($crate::__private::tokio::sync::Mutex::new(()))
+                    }),
+                }
+            }
+
+            /// Sets whether messaging is on for tenants whose flag was never set (default: on).
+            pub fn with_messaging_default(mut self, enabled: bool) -> Self {
+                self.messaging_default = enabled;
+                self
+            }
+
+            /// The connection pool (for tools such as the benchmark's bulk seeding).
+            pub fn pool(
+                &self,
+            ) -> &$crate::__private::diesel_async::pooled_connection::deadpool::Pool<$conn> {
+                &self.pool
+            }
+
+            async fn conn(
+                &self,
+            ) -> ::std::result::Result<
+                $crate::__private::diesel_async::pooled_connection::deadpool::Object<$conn>,
+                $crate::__private::afritalk_ports::StoreError,
+            > {
+                self.pool.get().await.map_err(|e| {
+                    $crate::__private::afritalk_ports::StoreError::Unavailable(format!(
+                        "no database connection available: {e}"
+                    ))
+                })
+            }
+
+            async fn write_lock(
+                &self,
+            ) -> ::std::option::Option<$crate::__private::tokio::sync::MutexGuard<'_, ()>> {
+                match &self.writer {
+                    Some(lock) => Some(lock.lock().await),
+                    None => None,
+                }
+            }
+        }
+
+        const _: () = {
+            use $crate::__private::afritalk_ports::{
+                AuditEntry, AuditFilter, AuditLog, ChangeCursor, Conversation, ConversationCursor,
+                ConversationId, ConversationSummary, Directory, DirectoryUser, FeatureFlags,
+                Message, MessageContent, MessageId, MessageStore, NewMessage, Notification,
+                NotificationCursor, NotificationId, NotificationStatus, NotificationStore,
+                PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
+            };
+            use $crate::__private::chrono::{DateTime, Utc};
+            use $crate::__private::diesel::prelude::*;
+            use $crate::__private::diesel::sql_types::{BigInt, Text};
+            use $crate::__private::diesel_async::{AsyncConnection as _, RunQueryDsl};
+            use $crate::error::{db_error, is_unique_violation, TxError};
+            use $crate::functions::coalesce;
+            use $crate::rows::{
+                convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
+                MessageRow, NotificationRow, TenantSettingRow,
+            };
+            use $crate::schema::{
+                conversations, directory_users, messages, messaging_audit_log, notifications,
+                tenant_settings,
+            };
+
+            type Db = $db;
+
+            fn limit_of(limit: PageSize) -> i64 {
+                i64::from(limit.get())
+            }
+
+            async fn message_by_client_id(
+                conn: &mut $conn,
+                new: &NewMessage,
+            ) -> StoreResult<Option<Message>> {
+                let Some(client_id) = &new.client_message_id else {
+                    return Ok(None);
+                };
+                let row = messages::table
+                    .filter(messages::tenant_id.eq(new.tenant_id.as_str()))
+                    .filter(messages::sender_id.eq(new.sender_id.as_str()))
+                    .filter(messages::client_message_id.eq(client_id.as_str()))
+                    .select(MessageRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()
+                    .map_err(|e| db_error("looking up a client message id", e))?;
+                row.map(Message::try_from).transpose()
+            }
+
+            async fn message_row(
+                conn: &mut $conn,
+                tenant: &TenantId,
+                id: MessageId,
+            ) -> QueryResult<Option<MessageRow>> {
+                messages::table
+                    .filter(messages::tenant_id.eq(tenant.as_str()))
+                    .filter(messages::id.eq(id.to_string()))
+                    .select(MessageRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()
+            }
+
+            /// Why a guarded update of one message changed nothing.
+            async fn explain_unchanged(
+                conn: &mut $conn,
+                tenant: &TenantId,
+                id: MessageId,
+                deleted: &str,
+            ) -> Result<(), TxError> {
+                match message_row(conn, tenant, id).await? {
+                    Some(_) => Err(StoreError::Conflict(deleted.to_owned()).into()),
+                    None => Err(StoreError::NotFound.into()),
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl MessageStore for $name {
+                async fn send(&self, new: NewMessage) -> StoreResult<SendOutcome> {
+                    let Some(first) = ConversationRow::first_for(&new) else {
+                        return Err(StoreError::Conflict(
+                            "sender and recipient are the same user".into(),
+                        ));
+                    };
+                    let _writer = self.write_lock().await;
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    // Fast path for retries; the unique index settles races below.
+                    if let Some(message) = message_by_client_id(conn, &new).await? {
+                        return Ok(SendOutcome::Duplicate { message });
+                    }
+                    let notification = NotificationRow::from(&new.notification);
+                    let send_audit = AuditRow::from(&new.send_audit);
+                    let conversation_audit = AuditRow::from(&new.conversation_audit);
+                    let outcome = conn
+                        .$tx(async |tx| {
+                            // The upsert takes the conversation's row lock, which
+                            // serialises `seq` per conversation until commit.
+                            let conversation: ConversationRow =
+                                $crate::__private::diesel::insert_into(conversations::table)
+                                    .values(&first)
+                                    .on_conflict((
+                                        conversations::tenant_id,
+                                        conversations::user_one_id,
+                                        conversations::user_two_id,
+                                    ))
+                                    .do_update()
+                                    .set((
+                                        conversations::last_seq.eq(conversations::last_seq + 1),
+                                        conversations::last_message_at.eq(first.last_message_at),
+                                        conversations::updated_at.eq(first.updated_at),
+                                    ))
+                                    .returning(ConversationRow::as_returning())
+                                    .get_result(tx)
+                                    .await?;
+                            let created = conversation.id == first.id;
+                            let row = MessageRow::new_at(
+                                &new,
+                                &conversation.id,
+                                conversation.last_seq,
+                            );
+                            let message: MessageRow =
+                                $crate::__private::diesel::insert_into(messages::table)
+                                    .values(&row)
+                                    .returning(MessageRow::as_returning())
+                                    .get_result(tx)
+                                    .await?;
+                            $crate::__private::diesel::insert_into(notifications::table)
+                                .values(&notification)
+                                .execute(tx)
+                                .await?;
+                            if created {
+                                $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                    .values(&conversation_audit)
+                                    .execute(tx)
+                                    .await?;
+                            }
+                            $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                .values(&send_audit)
+                                .execute(tx)
+                                .await?;
+                            Ok::<_, TxError>((conversation, message, created))
+                        })
+                        .await;
+                    match outcome {
+                        Ok((conversation, message, conversation_created)) => {
+                            Ok(SendOutcome::Stored {
+                                message: message.try_into()?,
+                                conversation: conversation.try_into()?,
+                                conversation_created,
+                            })
+                        }
+                        Err(err) if is_unique_violation(&err) => {
+                            // Rolled back. A concurrent retry may have won the race
+                            // on the client message id; otherwise an id was reused.
+                            if let Some(message) = message_by_client_id(conn, &new).await? {
+                                return Ok(SendOutcome::Duplicate { message });
+                            }
+                            Err(StoreError::Conflict(format!(
+                                "an id of this send already exists: {}",
+                                err.into_store("storing a message")
+                            )))
+                        }
+                        Err(err) => Err(err.into_store("storing a message")),
+                    }
+                }
+
+                async fn conversation_between(
+                    &self,
+                    tenant: &TenantId,
+                    pair: &ParticipantPair,
+                ) -> StoreResult<Option<Conversation>> {
+                    let mut conn = self.conn().await?;
+                    let row = conversations::table
+                        .filter(conversations::tenant_id.eq(tenant.as_str()))
+                        .filter(conversations::user_one_id.eq(pair.low().as_str()))
+                        .filter(conversations::user_two_id.eq(pair.high().as_str()))
+                        .select(ConversationRow::as_select())
+                        .first(&mut conn)
+                        .await
+                        .optional()
+                        .map_err(|e| db_error("reading a conversation", e))?;
+                    row.map(Conversation::try_from).transpose()
+                }
+
+                async fn conversation(
+                    &self,
+                    tenant: &TenantId,
+                    id: ConversationId,
+                ) -> StoreResult<Option<Conversation>> {
+                    let mut conn = self.conn().await?;
+                    let row = conversations::table
+                        .filter(conversations::tenant_id.eq(tenant.as_str()))
+                        .filter(conversations::id.eq(id.to_string()))
+                        .select(ConversationRow::as_select())
+                        .first(&mut conn)
+                        .await
+                        .optional()
+                        .map_err(|e| db_error("reading a conversation", e))?;
+                    row.map(Conversation::try_from).transpose()
+                }
+
+                async fn has_written(
+                    &self,
+                    tenant: &TenantId,
+                    conversation: ConversationId,
+                    user: &UserId,
+                ) -> StoreResult<bool> {
+                    let mut conn = self.conn().await?;
+                    $crate::__private::diesel::select($crate::__private::diesel::dsl::exists(
+                        messages::table
+                            .filter(messages::tenant_id.eq(tenant.as_str()))
+                            .filter(messages::conversation_id.eq(conversation.to_string()))
+                            .filter(messages::sender_id.eq(user.as_str())),
+                    ))
+                    .get_result::<bool>(&mut conn)
+                    .await
+                    .map_err(|e| db_error("checking whether a user wrote", e))
+                }
+
+                async fn message(
+                    &self,
+                    tenant: &TenantId,
+                    id: MessageId,
+                ) -> StoreResult<Option<Message>> {
+                    let mut pooled = self.conn().await?;
+                    let row = message_row(&mut pooled, tenant, id)
+                        .await
+                        .map_err(|e| db_error("reading a message", e))?;
+                    row.map(Message::try_from).transpose()
+                }
+
+                async fn edit(
+                    &self,
+                    tenant: &TenantId,
+                    id: MessageId,
+                    content: MessageContent,
+                    edited_at: DateTime<Utc>,
+                    audit: AuditEntry,
+                ) -> StoreResult<Message> {
+                    let at = to_db(edited_at);
+                    let audit = AuditRow::from(&audit);
+                    let _writer = self.write_lock().await;
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    let row = conn
+                        .$tx(async |tx| {
+                            let row: Option<MessageRow> = $crate::__private::diesel::update(
+                                messages::table
+                                    .filter(messages::tenant_id.eq(tenant.as_str()))
+                                    .filter(messages::id.eq(id.to_string()))
+                                    .filter(messages::deleted_at.is_null()),
+                            )
+                            .set((
+                                messages::content.eq(content.as_str()),
+                                messages::edited_at.eq(Some(at)),
+                                messages::updated_at.eq(at),
+                            ))
+                            .returning(MessageRow::as_returning())
+                            .get_result(tx)
+                            .await
+                            .optional()?;
+                            let Some(row) = row else {
+                                explain_unchanged(tx, tenant, id, "the message is deleted").await?;
+                                return Err(StoreError::NotFound.into());
+                            };
+                            $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                .values(&audit)
+                                .execute(tx)
+                                .await?;
+                            Ok::<_, TxError>(row)
+                        })
+                        .await
+                        .map_err(|e| e.into_store("editing a message"))?;
+                    row.try_into()
+                }
+
+                async fn delete(
+                    &self,
+                    tenant: &TenantId,
+                    id: MessageId,
+                    deleted_at: DateTime<Utc>,
+                    audit: AuditEntry,
+                ) -> StoreResult<Message> {
+                    let at = to_db(deleted_at);
+                    let audit = AuditRow::from(&audit);
+                    let _writer = self.write_lock().await;
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    let row = conn
+                        .$tx(async |tx| {
+                            let row: Option<MessageRow> = $crate::__private::diesel::update(
+                                messages::table
+                                    .filter(messages::tenant_id.eq(tenant.as_str()))
+                                    .filter(messages::id.eq(id.to_string()))
+                                    .filter(messages::deleted_at.is_null()),
+                            )
+                            .set((
+                                messages::content.eq(""),
+                                messages::deleted_at.eq(Some(at)),
+                                messages::updated_at.eq(at),
+                            ))
+                            .returning(MessageRow::as_returning())
+                            .get_result(tx)
+                            .await
+                            .optional()?;
+                            let Some(row) = row else {
+                                explain_unchanged(tx, tenant, id, "the message is already deleted")
+                                    .await?;
+                                return Err(StoreError::NotFound.into());
+                            };
+                            $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                .values(&audit)
+                                .execute(tx)
+                                .await?;
+                            Ok::<_, TxError>(row)
+                        })
+                        .await
+                        .map_err(|e| e.into_store("deleting a message"))?;
+                    row.try_into()
+                }
+
+                async fn mark_delivered(
+                    &self,
+                    tenant: &TenantId,
+                    id: MessageId,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<Message> {
+                    let at = to_db(at);
+                    let _writer = self.write_lock().await;
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    let updated: Option<MessageRow> = $crate::__private::diesel::update(
+                        messages::table
+                            .filter(messages::tenant_id.eq(tenant.as_str()))
+                            .filter(messages::id.eq(id.to_string()))
+                            .filter(messages::delivered_at.is_null()),
+                    )
+                    .set((messages::delivered_at.eq(Some(at)), messages::updated_at.eq(at)))
+                    .returning(MessageRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()
+                    .map_err(|e| db_error("marking a message delivered", e))?;
+                    let row = match updated {
+                        Some(row) => row,
+                        None => message_row(conn, tenant, id)
+                            .await
+                            .map_err(|e| db_error("reading a message", e))?
+                            .ok_or(StoreError::NotFound)?,
+                    };
+                    row.try_into()
+                }
+
+                async fn mark_read(
+                    &self,
+                    tenant: &TenantId,
+                    conversation: ConversationId,
+                    reader: &UserId,
+                    from_seq: i64,
+                    to_seq: i64,
+                    at: DateTime<Utc>,
+                    audit: AuditEntry,
+                ) -> StoreResult<Vec<Message>> {
+                    let at = to_db(at);
+                    let audit = AuditRow::from(&audit);
+                    let _writer = self.write_lock().await;
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    let mut rows = conn
+                        .$tx(async |tx| {
+                            let rows: Vec<MessageRow> = $crate::__private::diesel::update(
+                                messages::table
+                                    .filter(messages::tenant_id.eq(tenant.as_str()))
+                                    .filter(messages::conversation_id.eq(conversation.to_string()))
+                                    .filter(messages::recipient_id.eq(reader.as_str()))
+                                    .filter(messages::seq.between(from_seq, to_seq))
+                                    .filter(messages::read_at.is_null())
+                                    .filter(messages::deleted_at.is_null()),
+                            )
+                            .set((
+                                messages::read_at.eq(Some(at)),
+                                messages::delivered_at.eq(coalesce(messages::delivered_at, Some(at))),
+                                messages::updated_at.eq(at),
+                            ))
+                            .returning(MessageRow::as_returning())
+                            .get_results(tx)
+                            .await?;
+                            if !rows.is_empty() {
+                                $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                    .values(&audit)
+                                    .execute(tx)
+                                    .await?;
+                            }
+                            Ok::<_, TxError>(rows)
+                        })
+                        .await
+                        .map_err(|e| e.into_store("marking messages read"))?;
+                    rows.sort_by_key(|r| r.seq);
+                    convert_all(rows)
+                }
+
+                async fn conversations(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                    after: Option<ConversationCursor>,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<ConversationSummary>> {
+                    // Unread count as a correlated subquery: evaluated for the rows of
+                    // the page only, through the partial unread index.
+                    let unread = $crate::__private::diesel::dsl::sql::<BigInt>(
+                        "(SELECT COUNT(*) FROM messages unread \
+                         WHERE unread.tenant_id = conversations.tenant_id \
+                         AND unread.recipient_id = ",
+                    )
+                    .bind::<Text, _>(user.as_str().to_owned())
+                    .sql(
+                        " AND unread.conversation_id = conversations.id \
+                         AND unread.read_at IS NULL AND unread.deleted_at IS NULL)",
+                    );
+                    let mut query = conversations::table
+                        .left_join(
+                            messages::table.on(messages::conversation_id
+                                .eq(conversations::id)
+                                .and(messages::seq.eq(conversations::last_seq))),
+                        )
+                        .filter(conversations::tenant_id.eq(tenant.as_str().to_owned()))
+                        .filter(
+                            conversations::user_one_id
+                                .eq(user.as_str().to_owned())
+                                .or(conversations::user_two_id.eq(user.as_str().to_owned())),
+                        )
+                        .select((
+                            ConversationRow::as_select(),
+                            Option::<MessageRow>::as_select(),
+                            unread,
+                        ))
+                        .order((conversations::last_message_at.desc(), conversations::id.desc()))
+                        .limit(limit_of(limit))
+                        .into_boxed::<Db>();
+                    if let Some(cursor) = after {
+                        let at = to_db(cursor.last_message_at);
+                        query = query.filter(
+                            conversations::last_message_at.lt(at).or(conversations::last_message_at
+                                .eq(at)
+                                .and(conversations::id.lt(cursor.id.to_string()))),
+                        );
+                    }
+                    let mut conn = self.conn().await?;
+                    let rows: Vec<(ConversationRow, Option<MessageRow>, i64)> = query
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("listing conversations", e))?;
+                    rows.into_iter()
+                        .map(|(conversation, last, unread)| {
+                            Ok(ConversationSummary {
+                                conversation: conversation.try_into()?,
+                                last_message: last.map(Message::try_from).transpose()?,
+                                unread_count: u64::try_from(unread).unwrap_or(0),
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn history(
+                    &self,
+                    tenant: &TenantId,
+                    conversation: ConversationId,
+                    before_seq: Option<i64>,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<Message>> {
+                    let mut conn = self.conn().await?;
+                    let rows = messages::table
+                        .filter(messages::tenant_id.eq(tenant.as_str()))
+                        .filter(messages::conversation_id.eq(conversation.to_string()))
+                        .filter(messages::seq.lt(before_seq.unwrap_or(i64::MAX)))
+                        .order(messages::seq.desc())
+                        .limit(limit_of(limit))
+                        .select(MessageRow::as_select())
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("reading history", e))?;
+                    convert_all(rows)
+                }
+
+                async fn messages_after(
+                    &self,
+                    tenant: &TenantId,
+                    conversation: ConversationId,
+                    after_seq: i64,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<Message>> {
+                    let mut conn = self.conn().await?;
+                    let rows = messages::table
+                        .filter(messages::tenant_id.eq(tenant.as_str()))
+                        .filter(messages::conversation_id.eq(conversation.to_string()))
+                        .filter(messages::seq.gt(after_seq))
+                        .order(messages::seq.asc())
+                        .limit(limit_of(limit))
+                        .select(MessageRow::as_select())
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("reading messages after a seq", e))?;
+                    convert_all(rows)
+                }
+
+                async fn changes_since(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                    since: ChangeCursor,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<Message>> {
+                    let at = to_db(since.updated_at);
+                    let mut query = messages::table
+                        .filter(messages::tenant_id.eq(tenant.as_str().to_owned()))
+                        .filter(
+                            messages::sender_id
+                                .eq(user.as_str().to_owned())
+                                .or(messages::recipient_id.eq(user.as_str().to_owned())),
+                        )
+                        .order((messages::updated_at.asc(), messages::id.asc()))
+                        .limit(limit_of(limit))
+                        .select(MessageRow::as_select())
+                        .into_boxed::<Db>();
+                    query = match since.id {
+                        Some(id) => query.filter(messages::updated_at.gt(at).or(messages::updated_at
+                            .eq(at)
+                            .and(messages::id.gt(id.to_string())))),
+                        None => query.filter(messages::updated_at.ge(at)),
+                    };
+                    let mut conn = self.conn().await?;
+                    let rows = query
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("reading changes", e))?;
+                    convert_all(rows)
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl NotificationStore for $name {
+                async fn create(&self, notification: Notification) -> StoreResult<()> {
+                    let row = NotificationRow::from(&notification);
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let result = $crate::__private::diesel::insert_into(notifications::table)
+                        .values(&row)
+                        .execute(&mut conn)
+                        .await
+                        .map_err(TxError::from);
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(
+                            "a notification with this id already exists".into(),
+                        )),
+                        Err(err) => Err(err.into_store("storing a notification")),
+                    }
+                }
+
+                async fn notification(
+                    &self,
+                    tenant: &TenantId,
+                    id: NotificationId,
+                ) -> StoreResult<Option<Notification>> {
+                    let mut conn = self.conn().await?;
+                    let row = notifications::table
+                        .filter(notifications::tenant_id.eq(tenant.as_str()))
+                        .filter(notifications::id.eq(id.to_string()))
+                        .select(NotificationRow::as_select())
+                        .first(&mut conn)
+                        .await
+                        .optional()
+                        .map_err(|e| db_error("reading a notification", e))?;
+                    row.map(Notification::try_from).transpose()
+                }
+
+                async fn list(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                    after: Option<NotificationCursor>,
+                    include_archived: bool,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<Notification>> {
+                    let mut query = notifications::table
+                        .filter(notifications::tenant_id.eq(tenant.as_str().to_owned()))
+                        .filter(notifications::user_id.eq(user.as_str().to_owned()))
+                        .order((
+                            notifications::status_rank.asc(),
+                            notifications::created_at.desc(),
+                            notifications::id.desc(),
+                        ))
+                        .limit(limit_of(limit))
+                        .select(NotificationRow::as_select())
+                        .into_boxed::<Db>();
+                    if !include_archived {
+                        query = query.filter(
+                            notifications::status_rank.lt(status_rank(NotificationStatus::Archived)),
+                        );
+                    }
+                    if let Some(cursor) = after {
+                        let rank = status_rank(cursor.status);
+                        let at = to_db(cursor.created_at);
+                        query = query.filter(
+                            notifications::status_rank.gt(rank).or(notifications::status_rank
+                                .eq(rank)
+                                .and(notifications::created_at.lt(at).or(notifications::created_at
+                                    .eq(at)
+                                    .and(notifications::id.lt(cursor.id.to_string()))))),
+                        );
+                    }
+                    let mut conn = self.conn().await?;
+                    let rows = query
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("listing notifications", e))?;
+                    convert_all(rows)
+                }
+
+                async fn set_status(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                    id: NotificationId,
+                    status: NotificationStatus,
+                ) -> StoreResult<Notification> {
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let row: Option<NotificationRow> = $crate::__private::diesel::update(
+                        notifications::table
+                            .filter(notifications::tenant_id.eq(tenant.as_str()))
+                            .filter(notifications::user_id.eq(user.as_str()))
+                            .filter(notifications::id.eq(id.to_string())),
+                    )
+                    .set(notifications::status_rank.eq(status_rank(status)))
+                    .returning(NotificationRow::as_returning())
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(|e| db_error("setting a notification status", e))?;
+                    row.ok_or(StoreError::NotFound)?.try_into()
+                }
+
+                async fn unread_count(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64> {
+                    let mut conn = self.conn().await?;
+                    let count: i64 = notifications::table
+                        .filter(notifications::tenant_id.eq(tenant.as_str()))
+                        .filter(notifications::user_id.eq(user.as_str()))
+                        .filter(notifications::status_rank.eq(status_rank(NotificationStatus::Unread)))
+                        .count()
+                        .get_result(&mut conn)
+                        .await
+                        .map_err(|e| db_error("counting unread notifications", e))?;
+                    Ok(u64::try_from(count).unwrap_or(0))
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl AuditLog for $name {
+                async fn append(&self, entry: AuditEntry) -> StoreResult<()> {
+                    let row = AuditRow::from(&entry);
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let result = $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                        .values(&row)
+                        .execute(&mut conn)
+                        .await
+                        .map_err(TxError::from);
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(
+                            "an audit row with this id already exists".into(),
+                        )),
+                        Err(err) => Err(err.into_store("appending an audit row")),
+                    }
+                }
+
+                async fn query(
+                    &self,
+                    tenant: &TenantId,
+                    filter: AuditFilter,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<AuditEntry>> {
+                    let mut query = messaging_audit_log::table
+                        .filter(messaging_audit_log::tenant_id.eq(tenant.as_str().to_owned()))
+                        .order((
+                            messaging_audit_log::created_at.desc(),
+                            messaging_audit_log::id.desc(),
+                        ))
+                        .limit(limit_of(limit))
+                        .select(AuditRow::as_select())
+                        .into_boxed::<Db>();
+                    if let Some(action) = filter.action {
+                        query = query.filter(messaging_audit_log::action.eq(action.as_str()));
+                    }
+                    if let Some(user) = filter.user_id {
+                        query = query.filter(messaging_audit_log::user_id.eq(user.as_str().to_owned()));
+                    }
+                    if let Some(since) = filter.since {
+                        query = query.filter(messaging_audit_log::created_at.ge(to_db(since)));
+                    }
+                    if let Some(before) = filter.before {
+                        query = query.filter(messaging_audit_log::created_at.lt(to_db(before)));
+                    }
+                    let mut conn = self.conn().await?;
+                    let rows = query
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("querying the audit log", e))?;
+                    convert_all(rows)
+                }
+
+                async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let removed = $crate::__private::diesel::delete(
+                        messaging_audit_log::table
+                            .filter(messaging_audit_log::created_at.lt(to_db(cutoff))),
+                    )
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| db_error("purging the audit log", e))?;
+                    Ok(u64::try_from(removed).unwrap_or(0))
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl Directory for $name {
+                async fn user(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                ) -> StoreResult<Option<DirectoryUser>> {
+                    let mut conn = self.conn().await?;
+                    let row = directory_users::table
+                        .filter(directory_users::tenant_id.eq(tenant.as_str()))
+                        .filter(directory_users::user_id.eq(user.as_str()))
+                        .select(DirectoryUserRow::as_select())
+                        .first(&mut conn)
+                        .await
+                        .optional()
+                        .map_err(|e| db_error("reading a directory user", e))?;
+                    row.map(DirectoryUser::try_from).transpose()
+                }
+
+                async fn users(
+                    &self,
+                    tenant: &TenantId,
+                    users: &[UserId],
+                ) -> StoreResult<Vec<DirectoryUser>> {
+                    if users.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+                    let mut conn = self.conn().await?;
+                    let rows = directory_users::table
+                        .filter(directory_users::tenant_id.eq(tenant.as_str()))
+                        .filter(directory_users::user_id.eq_any(ids))
+                        .select(DirectoryUserRow::as_select())
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("reading directory users", e))?;
+                    convert_all(rows)
+                }
+
+                async fn upsert(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
+                    let row = DirectoryUserRow::new(&user, Utc::now());
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let row: DirectoryUserRow =
+                        $crate::__private::diesel::insert_into(directory_users::table)
+                            .values(&row)
+                            .on_conflict((directory_users::tenant_id, directory_users::user_id))
+                            .do_update()
+                            .set(&row)
+                            .returning(DirectoryUserRow::as_returning())
+                            .get_result(&mut conn)
+                            .await
+                            .map_err(|e| db_error("storing a directory user", e))?;
+                    row.try_into()
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl FeatureFlags for $name {
+                async fn messaging_enabled(&self, tenant: &TenantId) -> StoreResult<bool> {
+                    let mut conn = self.conn().await?;
+                    let enabled: Option<bool> = tenant_settings::table
+                        .filter(tenant_settings::tenant_id.eq(tenant.as_str()))
+                        .select(tenant_settings::messaging_enabled)
+                        .first(&mut conn)
+                        .await
+                        .optional()
+                        .map_err(|e| db_error("reading a feature flag", e))?;
+                    Ok(enabled.unwrap_or(self.messaging_default))
+                }
+
+                async fn set_messaging_enabled(
+                    &self,
+                    tenant: &TenantId,
+                    enabled: bool,
+                ) -> StoreResult<()> {
+                    let row = TenantSettingRow {
+                        tenant_id: tenant.as_str().to_owned(),
+                        messaging_enabled: enabled,
+                        updated_at: to_db(Utc::now()),
+                    };
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    $crate::__private::diesel::insert_into(tenant_settings::table)
+                        .values(&row)
+                        .on_conflict(tenant_settings::tenant_id)
+                        .do_update()
+                        .set((
+                            tenant_settings::messaging_enabled.eq(enabled),
+                            tenant_settings::updated_at.eq(row.updated_at),
+                        ))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(|e| db_error("setting a feature flag", e))?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}
