@@ -1,0 +1,153 @@
+//! The audit side of [`MemoryStore`]: an append-only list per tenant.
+
+use std::cmp::Reverse;
+
+use afritalk_ports::{AuditEntry, AuditFilter, AuditLog, PageSize, StoreResult, TenantId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::MemoryStore;
+use super::messages::page;
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn append(&self, entry: AuditEntry) -> StoreResult<()> {
+        let mut state = self.lock();
+        state
+            .tenants
+            .entry(entry.tenant_id.clone())
+            .or_default()
+            .audit
+            .push(entry);
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: AuditFilter,
+        limit: PageSize,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let state = self.lock();
+        let Some(data) = state.tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let matching: Vec<&AuditEntry> = data
+            .audit
+            .iter()
+            .filter(|e| filter.action.is_none_or(|action| e.action == action))
+            .filter(|e| {
+                filter
+                    .user_id
+                    .as_ref()
+                    .is_none_or(|user| e.user_id.as_ref() == Some(user))
+            })
+            .filter(|e| filter.since.is_none_or(|since| e.created_at >= since))
+            .filter(|e| filter.before.is_none_or(|before| e.created_at < before))
+            .collect();
+        // Newest first; ties by id desc, as a database index on (created_at, id) would give.
+        let key = |e: &&AuditEntry| (Reverse(e.created_at), Reverse(e.id));
+        Ok(page(matching, key, None, limit)
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let mut removed = 0;
+        for data in state.tenants.values_mut() {
+            let before = data.audit.len();
+            data.audit.retain(|e| e.created_at >= cutoff);
+            removed += (before - data.audit.len()) as u64;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use afritalk_ports::AuditAction;
+    use futures::executor::block_on;
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    fn all() -> PageSize {
+        PageSize::new(100).unwrap()
+    }
+
+    fn entry(t: &TenantId, action: AuditAction, secs: i64, by: Option<&str>) -> AuditEntry {
+        let mut e = audit(t, action, at(secs));
+        e.user_id = by.map(user);
+        e
+    }
+
+    #[test]
+    fn query_filters_and_returns_newest_first() {
+        let store = MemoryStore::new();
+        let t = tenant("t");
+        let rows = [
+            entry(&t, AuditAction::WsConnect, 0, Some("a")),
+            entry(&t, AuditAction::MessageSend, 10, Some("a")),
+            entry(&t, AuditAction::MessageSend, 20, Some("b")),
+            entry(&t, AuditAction::ForbiddenAttempt, 30, Some("a")),
+            entry(&t, AuditAction::MessageSend, 40, None),
+        ];
+        for row in &rows {
+            block_on(store.append(row.clone())).unwrap();
+        }
+        block_on(store.append(entry(&tenant("o"), AuditAction::MessageSend, 50, Some("a"))))
+            .unwrap();
+
+        let query = |filter| block_on(store.query(&t, filter, all())).unwrap();
+        let everything = query(AuditFilter::default());
+        assert_eq!(everything, rows.iter().rev().cloned().collect::<Vec<_>>());
+
+        let sends = query(AuditFilter {
+            action: Some(AuditAction::MessageSend),
+            ..AuditFilter::default()
+        });
+        assert_eq!(
+            sends,
+            vec![rows[4].clone(), rows[2].clone(), rows[1].clone()]
+        );
+
+        let by_a_in_window = query(AuditFilter {
+            user_id: Some(user("a")),
+            since: Some(at(10)),
+            before: Some(at(30)),
+            ..AuditFilter::default()
+        });
+        assert_eq!(by_a_in_window, vec![rows[1].clone()]);
+
+        let two =
+            block_on(store.query(&t, AuditFilter::default(), PageSize::new(2).unwrap())).unwrap();
+        assert_eq!(two, vec![rows[4].clone(), rows[3].clone()]);
+        assert!(
+            block_on(store.query(&tenant("nobody"), AuditFilter::default(), all()))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn purge_removes_older_rows_of_every_tenant_only() {
+        let store = MemoryStore::new();
+        let (t, o) = (tenant("t"), tenant("o"));
+        for (tenant_id, secs) in [(&t, 0), (&t, 10), (&t, 20), (&o, 5), (&o, 25)] {
+            block_on(store.append(entry(tenant_id, AuditAction::WsConnect, secs, None))).unwrap();
+        }
+        assert_eq!(block_on(store.purge_before(at(20))).unwrap(), 3);
+        let left = |tenant_id| {
+            block_on(store.query(tenant_id, AuditFilter::default(), all()))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.created_at)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(left(&t), vec![at(20)]);
+        assert_eq!(left(&o), vec![at(25)]);
+        assert_eq!(block_on(store.purge_before(at(20))).unwrap(), 0);
+    }
+}
