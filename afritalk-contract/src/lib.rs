@@ -1,1 +1,153 @@
-//! placeholder
+//! # afritalk-contract
+//!
+//! The storage-port contract of AfriTalk, written once: every behaviour the
+//! core relies on from `MessageStore`, `NotificationStore`, `AuditLog`,
+//! `Directory` and `FeatureFlags` (the MUST sentences of `afritalk_ports::ports`),
+//! as async test cases any adapter runs against itself.
+//!
+//! An adapter crate runs the whole suite from `tests/contract.rs`:
+//!
+//! ```ignore
+//! async fn fresh() -> afritalk_contract::Fixture {
+//!     let store = MyStore::open_somewhere_new().await;
+//!     afritalk_contract::Fixture::new(afritalk_contract::Ports::from_store(store))
+//!         .with_teardown(async move { /* drop the database */ })
+//! }
+//! afritalk_contract::storage_contract!(fresh);
+//! ```
+//!
+//! Each case gets its own fresh store (so cases run in parallel), and the
+//! teardown runs whether the case passed or panicked.
+//!
+//! ## Layout
+//! - this file: [`Ports`], [`Fixture`], [`run`] and the [`storage_contract!`] macro.
+//! - [`fixtures`]: builders of ids, users, messages, notifications and audit rows.
+//! - [`cases`]: the test cases, one `pub async fn` each, named as sentences.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use afritalk_ports::{AuditLog, Directory, FeatureFlags, MessageStore, NotificationStore};
+use futures::FutureExt;
+
+pub mod cases;
+pub mod fixtures;
+
+/// The storage ports under test; one store usually backs all of them.
+#[derive(Clone)]
+pub struct Ports {
+    /// Messages and conversations.
+    pub messages: Arc<dyn MessageStore>,
+    /// In-app notifications.
+    pub notifications: Arc<dyn NotificationStore>,
+    /// The audit trail.
+    pub audit: Arc<dyn AuditLog>,
+    /// The user directory.
+    pub directory: Arc<dyn Directory>,
+    /// Per-tenant feature flags (the store's default MUST be "enabled").
+    pub flags: Arc<dyn FeatureFlags>,
+}
+
+impl Ports {
+    /// Uses one store for every port.
+    pub fn from_store<S>(store: S) -> Self
+    where
+        S: MessageStore + NotificationStore + AuditLog + Directory + FeatureFlags + Clone + 'static,
+    {
+        Self {
+            messages: Arc::new(store.clone()),
+            notifications: Arc::new(store.clone()),
+            audit: Arc::new(store.clone()),
+            directory: Arc::new(store.clone()),
+            flags: Arc::new(store),
+        }
+    }
+}
+
+/// Future run after a case to release what the fixture created.
+pub type Teardown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A fresh, empty store for one case, and how to clean it up.
+pub struct Fixture {
+    /// The ports of the fresh store.
+    pub ports: Ports,
+    teardown: Option<Teardown>,
+}
+
+impl Fixture {
+    /// A fixture with nothing to clean up.
+    pub fn new(ports: Ports) -> Self {
+        Self {
+            ports,
+            teardown: None,
+        }
+    }
+
+    /// Adds the clean-up to run after the case (passed or failed).
+    pub fn with_teardown(mut self, teardown: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.teardown = Some(Box::pin(teardown));
+        self
+    }
+}
+
+/// Runs one case on a fresh fixture, then tears it down, then re-raises the
+/// case's panic if it failed.
+pub async fn run<F, FF, C, CF>(factory: F, case: C)
+where
+    F: FnOnce() -> FF,
+    FF: Future<Output = Fixture>,
+    C: FnOnce(Ports) -> CF,
+    CF: Future<Output = ()>,
+{
+    let fixture = factory().await;
+    let outcome = AssertUnwindSafe(case(fixture.ports.clone()))
+        .catch_unwind()
+        .await;
+    drop(fixture.ports);
+    if let Some(teardown) = fixture.teardown {
+        teardown.await;
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Expands to one `#[tokio::test]` per contract case, each on a fresh fixture
+/// from `$factory` (an `async fn() -> Fixture`). The calling crate needs
+/// `tokio` (with `macros` and `rt-multi-thread`) among its dependencies.
+#[macro_export]
+macro_rules! storage_contract {
+    ($factory:path) => {
+        $crate::storage_contract!(@cases $factory;
+            send_stores_message_conversation_notification_and_audit,
+            send_between_the_same_user_is_refused,
+            retry_with_same_client_message_id_returns_the_stored_message_and_writes_nothing,
+            concurrent_retries_store_exactly_one_message,
+            concurrent_sends_get_gapless_unique_seqs,
+            failed_send_leaves_nothing_half_written,
+            history_and_catch_up_are_stable_while_messages_arrive,
+            conversation_list_orders_latest_first_with_last_message_and_unread_count,
+            unicode_and_emoji_round_trip,
+            timestamps_are_utc_to_the_microsecond,
+            mark_delivered_keeps_the_first_time,
+            mark_read_keeps_first_read_at_and_returns_only_newly_read,
+            edit_and_delete_follow_their_not_found_and_conflict_rules,
+            changes_since_follows_updated_at_then_id,
+            notifications_list_unread_first_then_newest,
+            audit_query_filters_newest_first_and_purge_removes_only_older_rows,
+            directory_upserts_and_reads_users,
+            feature_flags_default_on_and_switch_per_tenant,
+            tenant_isolation_holds_through_every_port_method,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::run($factory, $crate::cases::$case).await;
+            }
+        )*
+    };
+}
