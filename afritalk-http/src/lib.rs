@@ -1,1 +1,45 @@
-//! placeholder
+//! # afritalk-http
+//!
+//! The network edge of AfriTalk: REST (warp) and Socket.IO v4 (socketioxide) on
+//! one port, turning requests and socket events into calls of
+//! [`afritalk_core::MessagingService`] and its results into responses, acks and
+//! emits. It holds no rules (they are the core's) and names no adapter.
+//!
+//! ```ignore
+//! let app = App::new(service, TokenVerifier::new(public_key), HttpConfig::default(),
+//!                    Arc::new(MyStoresPing));
+//! bus.attach(app.event_sink());          // core events reach this node's sockets
+//! serve(TcpListener::bind(addr).await?, app, shutdown_signal()).await?;
+//! ```
+//!
+//! ## Layout
+//! - [`config`]: [`HttpConfig`], limits and policies (body and socket caps, Origins, proxy header).
+//! - [`app`]: [`App`], the shared state, and [`ReadinessCheck`] for `/readyz`.
+//! - [`server`]: [`serve`], the accept loop with graceful shutdown.
+//! - `front`: rewrites the tenant socket path for Socket.IO, checks `Origin`, records the peer.
+//! - `router`: the REST route table, its warp filter, 404/405/413 handling.
+//! - `routes`: the REST handlers, one module per resource.
+//! - `auth`: bearer token → [`afritalk_core::Actor`] with the client IP.
+//! - `dto`: request bodies, queries and cursors, converted to the core's values.
+//! - [`error`]: [`ApiError`], the one mapping to status + `{ error: { code, message } }`.
+//! - `socket`: connect middleware, rooms, event handlers, and the event sink.
+//! - `metrics`: Prometheus metrics; `openapi`: the OpenAPI 3.1 document.
+
+pub mod app;
+mod auth;
+pub mod config;
+mod dto;
+pub mod error;
+mod front;
+mod metrics;
+mod openapi;
+mod router;
+mod routes;
+pub mod server;
+mod socket;
+
+pub use app::{AlwaysReady, App, ReadinessCheck};
+pub use auth::PeerAddr;
+pub use config::HttpConfig;
+pub use error::{ApiError, ErrorReply};
+pub use server::serve;

@@ -1,0 +1,51 @@
+//! The gateway's settings (the listen address belongs to the binary).
+
+use std::time::Duration;
+
+/// Limits and policies of the HTTP and Socket.IO edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Largest REST request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Largest Socket.IO message (websocket message or frame, long-polling body).
+    pub max_ws_message_bytes: usize,
+    /// Origins allowed to open a socket (`None`: any). Requests without `Origin`
+    /// (non-browser clients) are always allowed.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Header set by a trusted proxy with the client IP (e.g. `X-Forwarded-For`);
+    /// `None`: the TCP peer address.
+    pub client_ip_header: Option<String>,
+    /// How long the server waits for a client's ack of an emit (`messaging:new` ✓✓).
+    pub ack_timeout: Duration,
+    /// Engine.IO heartbeat interval.
+    pub ping_interval: Duration,
+    /// Engine.IO heartbeat timeout.
+    pub ping_timeout: Duration,
+    /// How long shutdown waits for in-flight requests to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_ws_message_bytes: 64 * 1024,
+            allowed_origins: None,
+            client_ip_header: None,
+            ack_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Whether a socket handshake from `origin` may proceed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match (&self.allowed_origins, origin) {
+            (None, _) | (_, None) => true,
+            (Some(list), Some(origin)) => list.iter().any(|o| o == origin),
+        }
+    }
+}

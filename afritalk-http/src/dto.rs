@@ -1,0 +1,360 @@
+//! The wire shapes of requests (REST bodies, query strings, socket payloads) and
+//! their conversion to the core's validated values at the edge. Unknown fields in
+//! bodies are refused, so a typo is an error rather than silently ignored.
+
+use afritalk_core::views::{CatchUpCursor, ConversationPageCursor, SendMessage};
+use afritalk_ports::{
+    AuditAction, AuditFilter, ClientMessageId, ConversationCursor, ConversationId, DisplayName,
+    MessageContent, MessageId, NotificationCursor, NotificationId, NotificationKind,
+    NotificationStatus, PageSize, RelatedEntity, Role, UserId, ValidationError,
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Parses a JSON body (or socket payload) into `T`; any failure is a 400.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Parses a socket payload into `T`; a missing payload reads as `{}`.
+pub(crate) fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    let value = if value.is_null() {
+        serde_json::json!({})
+    } else {
+        value
+    };
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid payload: {e}")))
+}
+
+/// Parses a query string into `T`; any failure is a 400.
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))
+}
+
+/// A page size from an optional `limit`.
+pub(crate) fn page(limit: Option<u32>) -> Result<PageSize, ApiError> {
+    Ok(limit
+        .map(PageSize::new)
+        .transpose()
+        .map_err(invalid)?
+        .unwrap_or_default())
+}
+
+/// A validation error as an API error.
+pub(crate) fn invalid(err: ValidationError) -> ApiError {
+    ApiError::Messaging(err.into())
+}
+
+/// `related: { type, id }`, the socket form of the entity reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RelatedRef {
+    #[serde(rename = "type")]
+    entity_type: String,
+    id: String,
+}
+
+/// `POST messaging/message` and `messaging:send`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct SendBody {
+    to_user_id: String,
+    content: String,
+    related: Option<RelatedRef>,
+    related_entity_type: Option<String>,
+    related_entity_id: Option<String>,
+    client_message_id: Option<String>,
+}
+
+impl SendBody {
+    /// The validated send request.
+    pub(crate) fn into_domain(self) -> Result<SendMessage, ApiError> {
+        let related = match (
+            self.related,
+            self.related_entity_type,
+            self.related_entity_id,
+        ) {
+            (Some(r), None, None) => {
+                Some(RelatedEntity::new(r.entity_type, r.id).map_err(invalid)?)
+            }
+            (Some(_), _, _) => {
+                return Err(ApiError::BadRequest(
+                    "give either related or relatedEntityType/relatedEntityId, not both".into(),
+                ));
+            }
+            (None, t, i) => RelatedEntity::from_parts(t, i).map_err(invalid)?,
+        };
+        Ok(SendMessage {
+            to: UserId::parse(self.to_user_id)
+                .map_err(|_| field("toUserId", "must be a user id"))?,
+            content: MessageContent::parse(self.content).map_err(invalid)?,
+            related,
+            client_message_id: self
+                .client_message_id
+                .map(ClientMessageId::parse)
+                .transpose()
+                .map_err(invalid)?,
+        })
+    }
+}
+
+fn field(name: &'static str, reason: &'static str) -> ApiError {
+    invalid(ValidationError::new(name, reason))
+}
+
+/// `PATCH messaging/:messageId` and `messaging:edit`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EditBody {
+    pub(crate) content: String,
+}
+
+/// `PUT messaging/conversations/:id/read` (body optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ReadUpToBody {
+    pub(crate) up_to_seq: Option<i64>,
+}
+
+/// `POST notifications`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct AlertBody {
+    pub(crate) user_id: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) title: String,
+    pub(crate) message: String,
+    pub(crate) related_entity_type: Option<String>,
+    pub(crate) related_entity_id: Option<String>,
+}
+
+impl AlertBody {
+    /// The validated alert.
+    pub(crate) fn into_domain(self) -> Result<afritalk_core::NewAlert, ApiError> {
+        let recipient = parse_user("userId", self.user_id)?;
+        let kind = NotificationKind::parse(&self.kind).map_err(invalid)?;
+        let related = RelatedEntity::from_parts(self.related_entity_type, self.related_entity_id)
+            .map_err(invalid)?;
+        afritalk_core::NewAlert::new(recipient, kind, &self.title, &self.message, related)
+            .map_err(invalid)
+    }
+}
+
+/// `PUT directory/users/:userId`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct DirectoryBody {
+    pub(crate) display_name: String,
+    pub(crate) role: String,
+    pub(crate) active: Option<bool>,
+}
+
+impl DirectoryBody {
+    /// Name, role and active flag (active by default).
+    pub(crate) fn into_domain(self) -> Result<(DisplayName, Role, bool), ApiError> {
+        Ok((
+            DisplayName::parse(self.display_name).map_err(invalid)?,
+            Role::parse(&self.role).map_err(invalid)?,
+            self.active.unwrap_or(true),
+        ))
+    }
+}
+
+/// `PUT settings/messaging`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct SettingsBody {
+    pub(crate) enabled: bool,
+}
+
+/// `?after=&limit=` of the conversation list.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    pub(crate) after: Option<String>,
+    pub(crate) limit: Option<u32>,
+}
+
+/// `?before=&limit=` of a history.
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryQuery {
+    pub(crate) before: Option<i64>,
+    pub(crate) limit: Option<u32>,
+}
+
+/// `?after=&limit=` of a conversation catch-up.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AfterSeqQuery {
+    pub(crate) after: Option<i64>,
+    pub(crate) limit: Option<u32>,
+}
+
+/// `?since=&afterId=&limit=` of the one-call sync (also the `messaging:join` payload).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SyncQuery {
+    pub(crate) since: Option<DateTime<Utc>>,
+    pub(crate) after_id: Option<String>,
+    pub(crate) limit: Option<u32>,
+}
+
+impl SyncQuery {
+    /// The cursor; without `since`, everything from the beginning.
+    pub(crate) fn cursor(&self) -> Result<CatchUpCursor, ApiError> {
+        Ok(CatchUpCursor {
+            since: self.since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            after_id: self
+                .after_id
+                .as_deref()
+                .map(MessageId::parse)
+                .transpose()
+                .map_err(invalid)?,
+        })
+    }
+}
+
+/// `?after=&includeArchived=&limit=` of the notification list.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NotificationQuery {
+    pub(crate) after: Option<String>,
+    pub(crate) include_archived: Option<bool>,
+    pub(crate) limit: Option<u32>,
+}
+
+/// `?action=&userId=&since=&before=&limit=` of the audit query.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuditQuery {
+    action: Option<String>,
+    user_id: Option<String>,
+    since: Option<DateTime<Utc>>,
+    before: Option<DateTime<Utc>>,
+    pub(crate) limit: Option<u32>,
+}
+
+impl AuditQuery {
+    /// The core's filter.
+    pub(crate) fn filter(&self) -> Result<AuditFilter, ApiError> {
+        Ok(AuditFilter {
+            action: self
+                .action
+                .as_deref()
+                .map(AuditAction::parse)
+                .transpose()
+                .map_err(invalid)?,
+            user_id: self
+                .user_id
+                .clone()
+                .map(|u| parse_user("userId", u))
+                .transpose()?,
+            since: self.since,
+            before: self.before,
+        })
+    }
+}
+
+/// A user id from a path or body field, with the field named in the error.
+pub(crate) fn parse_user(name: &'static str, raw: String) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|e| invalid(ValidationError::new(name, e.reason)))
+}
+
+/// A message id from a path or payload.
+pub(crate) fn parse_message_id(raw: &str) -> Result<MessageId, ApiError> {
+    MessageId::parse(raw).map_err(invalid)
+}
+
+/// A conversation id from a path or payload.
+pub(crate) fn parse_conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+    ConversationId::parse(raw).map_err(invalid)
+}
+
+/// A notification id from a path.
+pub(crate) fn parse_notification_id(raw: &str) -> Result<NotificationId, ApiError> {
+    NotificationId::parse(raw).map_err(invalid)
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(raw: &str) -> Option<DateTime<Utc>> {
+    raw.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+}
+
+fn bad_cursor() -> ApiError {
+    field("after", "is not a cursor this server gave")
+}
+
+/// The opaque `after` cursor of conversation pages: `{micros}_{uuid}`.
+pub(crate) fn encode_conversation_cursor(c: &ConversationPageCursor) -> String {
+    format!("{}_{}", micros(c.last_message_at), c.id)
+}
+
+/// Reads a conversation page cursor.
+pub(crate) fn decode_conversation_cursor(raw: &str) -> Result<ConversationCursor, ApiError> {
+    let (at, id) = raw.split_once('_').ok_or_else(bad_cursor)?;
+    Ok(ConversationCursor {
+        last_message_at: from_micros(at).ok_or_else(bad_cursor)?,
+        id: ConversationId::parse(id).map_err(|_| bad_cursor())?,
+    })
+}
+
+/// The opaque `after` cursor of notification pages: `{status}_{micros}_{uuid}`.
+pub(crate) fn encode_notification_cursor(n: &afritalk_ports::Notification) -> String {
+    format!("{}_{}_{}", n.status.as_str(), micros(n.created_at), n.id)
+}
+
+/// Reads a notification page cursor.
+pub(crate) fn decode_notification_cursor(raw: &str) -> Result<NotificationCursor, ApiError> {
+    let mut parts = raw.splitn(3, '_');
+    let (Some(status), Some(at), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad_cursor());
+    };
+    Ok(NotificationCursor {
+        status: NotificationStatus::parse(status).map_err(|_| bad_cursor())?,
+        created_at: from_micros(at).ok_or_else(bad_cursor)?,
+        id: NotificationId::parse(id).map_err(|_| bad_cursor())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_bodies_accept_both_related_forms_and_refuse_unknown_fields() {
+        let flat: SendBody = parse_json(
+            br#"{"toUserId":"u2","content":" hi ","relatedEntityType":"order","relatedEntityId":"O1"}"#,
+        )
+        .unwrap();
+        let flat = flat.into_domain().unwrap();
+        assert_eq!(flat.content.as_str(), "hi");
+        let nested: SendBody =
+            parse_json(br#"{"toUserId":"u2","content":"hi","related":{"type":"order","id":"O1"}}"#)
+                .unwrap();
+        assert_eq!(nested.into_domain().unwrap().related, flat.related);
+        assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":"hi","extra":1}"#).is_err());
+        assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":5}"#).is_err());
+        assert!(parse_json::<SendBody>(b"{not json").is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = ConversationPageCursor {
+            last_message_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: ConversationId::from_uuid(uuid::Uuid::nil()),
+        };
+        let back = decode_conversation_cursor(&encode_conversation_cursor(&c)).unwrap();
+        assert_eq!((back.last_message_at, back.id), (c.last_message_at, c.id));
+        assert!(decode_conversation_cursor("nope").is_err());
+        assert!(decode_notification_cursor("read_x_y").is_err());
+    }
+}

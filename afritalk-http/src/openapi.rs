@@ -1,0 +1,294 @@
+//! The OpenAPI 3.1 document of the REST API, generated from the route table so
+//! that it lists exactly the routes the server answers.
+
+use serde_json::{Map, Value, json};
+
+use crate::router::{QueryParam, Route, routes};
+
+/// The whole document.
+pub(crate) fn document() -> Value {
+    let mut paths = Map::new();
+    for route in routes() {
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        if let Some(map) = entry.as_object_mut() {
+            map.insert(route.method.as_str().to_ascii_lowercase(), operation(route));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "AfriTalk",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Contextual messaging of AfriGest. Realtime events use Socket.IO v4 at \
+                /api/tenants/{tenantId}/messaging/socket (auth: { token })."
+        },
+        "paths": paths,
+        "components": { "schemas": schemas(), "securitySchemes": {
+            "biscuit": { "type": "http", "scheme": "bearer", "bearerFormat": "biscuit" }
+        }}
+    })
+}
+
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect()
+}
+
+fn query_param(q: &QueryParam) -> Value {
+    let schema = match q.schema {
+        "date-time" => json!({ "type": "string", "format": "date-time" }),
+        "uuid" => json!({ "type": "string", "format": "uuid" }),
+        other => json!({ "type": other }),
+    };
+    json!({ "name": q.name, "in": "query", "required": false, "schema": schema, "description": q.description })
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn operation(route: &Route) -> Value {
+    let mut parameters = path_params(route.path);
+    parameters.extend(route.query.iter().map(query_param));
+    let success = match (route.response, route.path) {
+        (Some(schema), _) => json!({ "description": "Success",
+            "content": { "application/json": { "schema": reference(schema) } } }),
+        (None, "/metrics") => json!({ "description": "Prometheus text format",
+            "content": { "text/plain": { "schema": { "type": "string" } } } }),
+        (None, _) => json!({ "description": "The OpenAPI document",
+            "content": { "application/json": { "schema": { "type": "object" } } } }),
+    };
+    let error = json!({ "description": "Error",
+        "content": { "application/json": { "schema": reference("Error") } } });
+    let mut responses = Map::new();
+    responses.insert(route.success.to_string(), success);
+    if route.success == 201 {
+        responses.insert("200".into(), json!({ "description": "A retry answered with the original",
+            "content": { "application/json": { "schema": reference(route.response.unwrap_or("Error")) } } }));
+    }
+    let mut codes: Vec<&str> = vec!["400", "404", "413", "429", "503"];
+    if route.authenticated {
+        codes.extend(["401", "403", "409"]);
+    }
+    for code in codes {
+        responses.insert(code.into(), error.clone());
+    }
+    let mut op = json!({
+        "summary": route.summary,
+        "tags": [route.tag],
+        "operationId": format!("{:?}", route.id),
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if let Some(map) = op.as_object_mut() {
+        if route.authenticated {
+            map.insert("security".into(), json!([{ "biscuit": [] }]));
+        }
+        if let Some(body) = route.body {
+            let required = body != "ReadUpTo";
+            map.insert(
+                "requestBody".into(),
+                json!({ "required": required,
+                "content": { "application/json": { "schema": reference(body) } } }),
+            );
+        }
+    }
+    op
+}
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+fn nullable(kind: &str) -> Value {
+    json!({ "type": [kind, "null"] })
+}
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+fn nullable_time() -> Value {
+    json!({ "type": ["string", "null"], "format": "date-time" })
+}
+fn array_of(name: &str) -> Value {
+    json!({ "type": "array", "items": reference(name) })
+}
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+fn closed(required: &[&str], properties: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+}
+
+fn schemas() -> Value {
+    json!({
+        "Error": object(&["error"], json!({ "error": object(&["code", "message"], json!({
+            "code": string(), "message": string(),
+            "retryAfterMs": { "type": "integer", "description": "For rate_limited: when to retry." }
+        }))})),
+        "Status": object(&["status"], json!({ "status": string() })),
+        "Message": object(&["id", "conversationId", "seq", "senderId", "recipientId", "content", "read", "createdAt"], json!({
+            "id": { "type": "string", "format": "uuid" }, "tenantId": string(),
+            "conversationId": { "type": "string", "format": "uuid" }, "seq": { "type": "integer" },
+            "senderId": string(), "recipientId": string(), "content": string(),
+            "relatedEntityType": string(), "relatedEntityId": string(),
+            "clientMessageId": nullable("string"), "read": { "type": "boolean" },
+            "readAt": nullable_time(), "deliveredAt": nullable_time(), "editedAt": nullable_time(),
+            "deletedAt": nullable_time(), "createdAt": time(), "updatedAt": time()
+        })),
+        "Conversation": object(&["id", "userOneId", "userTwoId", "lastMessageAt", "lastSeq"], json!({
+            "id": { "type": "string", "format": "uuid" }, "tenantId": string(),
+            "userOneId": string(), "userTwoId": string(), "createdAt": time(), "updatedAt": time(),
+            "lastMessageAt": time(), "lastSeq": { "type": "integer" }
+        })),
+        "Participant": object(&["userId", "active"], json!({
+            "userId": string(), "displayName": nullable("string"), "role": nullable("string"),
+            "active": { "type": "boolean" }
+        })),
+        "ConversationListItem": object(&["conversation", "participant", "unreadCount"], json!({
+            "conversation": reference("Conversation"), "participant": reference("Participant"),
+            "lastMessage": { "oneOf": [reference("Message"), { "type": "null" }] },
+            "unreadCount": { "type": "integer" }
+        })),
+        "ConversationPage": object(&["conversations", "nextCursor"], json!({
+            "conversations": array_of("ConversationListItem"), "nextCursor": nullable("string")
+        })),
+        "HistoryPage": object(&["messages"], json!({
+            "conversationId": nullable("string"), "messages": array_of("Message"),
+            "nextBeforeSeq": nullable("integer")
+        })),
+        "SendMessage": closed(&["toUserId", "content"], json!({
+            "toUserId": string(), "content": { "type": "string", "minLength": 1, "maxLength": 4000 },
+            "relatedEntityType": string(), "relatedEntityId": string(),
+            "related": closed(&["type", "id"], json!({ "type": string(), "id": string() })),
+            "clientMessageId": string()
+        })),
+        "SentMessage": object(&["conversationId", "message", "duplicate"], json!({
+            "conversationId": { "type": "string", "format": "uuid" }, "message": reference("Message"),
+            "duplicate": { "type": "boolean" }
+        })),
+        "EditMessage": closed(&["content"], json!({ "content": string() })),
+        "ReadUpTo": closed(&[], json!({ "upToSeq": { "type": "integer" } })),
+        "ReadMessages": object(&["conversationId", "messages"], json!({
+            "conversationId": string(), "messages": array_of("Message")
+        })),
+        "ConversationCatchUp": object(&["conversationId", "messages", "hasMore"], json!({
+            "conversationId": string(), "messages": array_of("Message"), "hasMore": { "type": "boolean" }
+        })),
+        "CatchUp": object(&["changes", "conversations", "unreadMessages", "unreadNotifications"], json!({
+            "changes": array_of("Message"),
+            "next": { "oneOf": [object(&["since"], json!({ "since": time(), "afterId": nullable("string") })), { "type": "null" }] },
+            "conversations": array_of("ConversationListItem"),
+            "unreadMessages": { "type": "integer" }, "unreadNotifications": { "type": "integer" }
+        })),
+        "Notification": object(&["id", "userId", "title", "message", "type", "status", "createdAt"], json!({
+            "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": string(),
+            "title": string(), "message": string(),
+            "type": { "enum": ["message", "alert", "system"] },
+            "status": { "enum": ["unread", "read", "archived"] },
+            "relatedEntityType": string(), "relatedEntityId": string(),
+            "pushSent": { "type": "boolean" }, "pushSentAt": nullable_time(), "createdAt": time()
+        })),
+        "NotificationPage": object(&["notifications", "nextCursor"], json!({
+            "notifications": array_of("Notification"), "nextCursor": nullable("string")
+        })),
+        "NewAlert": closed(&["userId", "type", "title", "message"], json!({
+            "userId": string(), "type": { "enum": ["alert", "system"] }, "title": string(),
+            "message": string(), "relatedEntityType": string(), "relatedEntityId": string()
+        })),
+        "Presence": object(&["userId", "status", "lastSeen"], json!({
+            "userId": string(), "status": { "enum": ["online", "idle", "offline"] }, "lastSeen": time()
+        })),
+        "PresenceList": array_of("Presence"),
+        "DirectoryEntry": closed(&["displayName", "role"], json!({
+            "displayName": string(), "role": { "enum": ["PDG", "DG", "EMPLOYE", "Employé"] },
+            "active": { "type": "boolean" }
+        })),
+        "DirectoryUser": object(&["tenantId", "userId", "displayName", "role", "active"], json!({
+            "tenantId": string(), "userId": string(), "displayName": string(),
+            "role": { "enum": ["PDG", "DG", "EMPLOYE"] }, "active": { "type": "boolean" }
+        })),
+        "AuditEntry": object(&["id", "action", "createdAt"], json!({
+            "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": nullable("string"),
+            "action": string(), "entityType": nullable("string"), "entityId": nullable("string"),
+            "details": { "type": "object" }, "ipAddress": nullable("string"), "createdAt": time()
+        })),
+        "AuditPage": object(&["entries", "nextBefore"], json!({
+            "entries": array_of("AuditEntry"), "nextBefore": nullable_time()
+        })),
+        "MessagingSettings": closed(&["enabled"], json!({ "enabled": { "type": "boolean" } }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_document_lists_exactly_the_served_routes() {
+        let doc = document();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+        let served: BTreeSet<_> = routes()
+            .iter()
+            .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
+            .collect();
+        assert_eq!(documented, served);
+        // The seed's routes verbatim.
+        for (method, path) in [
+            ("GET", "/api/tenants/{tenantId}/messaging/conversations"),
+            (
+                "GET",
+                "/api/tenants/{tenantId}/messaging/conversation/{userId}",
+            ),
+            ("POST", "/api/tenants/{tenantId}/messaging/message"),
+            ("PUT", "/api/tenants/{tenantId}/messaging/{messageId}/read"),
+            ("GET", "/api/tenants/{tenantId}/notifications"),
+            (
+                "PUT",
+                "/api/tenants/{tenantId}/notifications/{notificationId}/read",
+            ),
+            ("GET", "/api/tenants/{tenantId}/presence"),
+        ] {
+            assert!(
+                served.contains(&(method.to_owned(), path.to_owned())),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            assert!(schemas.contains_key(&name), "missing schema {name}");
+        }
+    }
+
+    #[test]
+    fn path_parameters_are_declared() {
+        let doc = document();
+        let op = &doc["paths"]["/api/tenants/{tenantId}/messaging/{messageId}"]["patch"];
+        let names: Vec<_> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].clone())
+            .collect();
+        assert_eq!(names, vec![json!("tenantId"), json!("messageId")]);
+    }
+}

@@ -1,0 +1,482 @@
+//! The REST route table and the warp filter that serves it. One table drives
+//! dispatch, 404/405 answers, the `route` label of the latency metric, and the
+//! OpenAPI document, so none of them can drift from the others.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::Value;
+use warp::Filter;
+use warp::reply::{Reply as _, Response};
+
+use crate::app::App;
+use crate::auth::PeerAddr;
+use crate::error::ApiError;
+use crate::routes;
+
+/// Which handler serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteId {
+    Conversations,
+    History,
+    SendMessage,
+    ReadMessage,
+    EditMessage,
+    DeleteMessage,
+    ReadConversation,
+    ConversationMessages,
+    Sync,
+    Audit,
+    Notifications,
+    ReadNotification,
+    ArchiveNotification,
+    CreateNotification,
+    Presence,
+    UpsertUser,
+    MessagingSettings,
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+}
+
+/// A query parameter, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryParam {
+    pub(crate) name: &'static str,
+    pub(crate) schema: &'static str,
+    pub(crate) description: &'static str,
+}
+
+const fn q(name: &'static str, schema: &'static str, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        schema,
+        description,
+    }
+}
+
+/// One REST route: method, path template (OpenAPI syntax), and its documentation.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) id: RouteId,
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) tag: &'static str,
+    pub(crate) authenticated: bool,
+    pub(crate) query: &'static [QueryParam],
+    /// Name of the request body schema in `components/schemas`.
+    pub(crate) body: Option<&'static str>,
+    pub(crate) success: u16,
+    /// Name of the response schema in `components/schemas` (`None`: not JSON).
+    pub(crate) response: Option<&'static str>,
+}
+
+macro_rules! route {
+    ($id:ident, $method:ident, $path:expr, $tag:literal, $summary:literal, auth = $auth:expr,
+     query = $query:expr, body = $body:expr, success = $success:literal, response = $response:expr) => {
+        Route {
+            id: RouteId::$id,
+            method: Method::$method,
+            path: $path,
+            summary: $summary,
+            tag: $tag,
+            authenticated: $auth,
+            query: {
+                const QUERY: &[QueryParam] = $query;
+                QUERY
+            },
+            body: $body,
+            success: $success,
+            response: $response,
+        }
+    };
+}
+
+const LIMIT: QueryParam = q("limit", "integer", "Page size, 1 to 100 (default 50).");
+
+/// Every REST route the server answers.
+pub(crate) fn routes() -> &'static [Route] {
+    use std::sync::OnceLock;
+    static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        vec![
+            route!(Conversations, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversations"), "messaging",
+                "The caller's conversations, latest message first, with unread counts and the other participant.",
+                auth = true, query = &[q("after", "string", "Cursor from a previous page's nextCursor."), LIMIT],
+                body = None, success = 200, response = Some("ConversationPage")),
+            route!(History, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversation/{userId}"), "messaging",
+                "History with a user, newest first; pass nextBeforeSeq as before for older messages.",
+                auth = true, query = &[q("before", "integer", "Only messages with a smaller seq."), LIMIT],
+                body = None, success = 200, response = Some("HistoryPage")),
+            route!(SendMessage, POST, concat!("/api/tenants/{tenantId}/", "messaging/message"), "messaging",
+                "Sends a message; answered once stored (201; 200 for a retry with the same clientMessageId).",
+                auth = true, query = &[], body = Some("SendMessage"), success = 201, response = Some("SentMessage")),
+            route!(ReadMessage, PUT, concat!("/api/tenants/{tenantId}/", "messaging/{messageId}/read"), "messaging",
+                "Marks a message read (recipient only, idempotent).",
+                auth = true, query = &[], body = None, success = 200, response = Some("Message")),
+            route!(EditMessage, PATCH, concat!("/api/tenants/{tenantId}/", "messaging/{messageId}"), "messaging",
+                "Edits a message (sender only, within 2 minutes).",
+                auth = true, query = &[], body = Some("EditMessage"), success = 200, response = Some("Message")),
+            route!(DeleteMessage, DELETE, concat!("/api/tenants/{tenantId}/", "messaging/{messageId}"), "messaging",
+                "Deletes a message (sender only); a tombstone stays.",
+                auth = true, query = &[], body = None, success = 200, response = Some("Message")),
+            route!(ReadConversation, PUT, concat!("/api/tenants/{tenantId}/", "messaging/conversations/{conversationId}/read"), "messaging",
+                "Marks the caller's messages of a conversation read, up to upToSeq (default: all).",
+                auth = true, query = &[], body = Some("ReadUpTo"), success = 200, response = Some("ReadMessages")),
+            route!(ConversationMessages, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversations/{conversationId}/messages"), "messaging",
+                "Catch-up in one conversation: messages after a seq, oldest first.",
+                auth = true, query = &[q("after", "integer", "Only messages with a larger seq (default 0)."), LIMIT],
+                body = None, success = 200, response = Some("ConversationCatchUp")),
+            route!(Sync, GET, concat!("/api/tenants/{tenantId}/", "messaging/sync"), "messaging",
+                "Everything a reconnecting client missed, in one call.",
+                auth = true, query = &[
+                    q("since", "date-time", "updatedAt of the last change seen (default: the beginning)."),
+                    q("afterId", "uuid", "Id of the last message seen at that instant."), LIMIT],
+                body = None, success = 200, response = Some("CatchUp")),
+            route!(Audit, GET, concat!("/api/tenants/{tenantId}/", "messaging/audit"), "administration",
+                "Audit rows of the tenant, newest first (PDG or service).",
+                auth = true, query = &[
+                    q("action", "string", "Only this action (e.g. message.send, forbidden_attempt)."),
+                    q("userId", "string", "Only rows of this user."),
+                    q("since", "date-time", "Only rows at or after this time."),
+                    q("before", "date-time", "Only rows strictly before this time (next page)."), LIMIT],
+                body = None, success = 200, response = Some("AuditPage")),
+            route!(Notifications, GET, concat!("/api/tenants/{tenantId}/", "notifications"), "notifications",
+                "The caller's notifications, unread first, each group newest first.",
+                auth = true, query = &[
+                    q("after", "string", "Cursor from a previous page's nextCursor."),
+                    q("includeArchived", "boolean", "Also list archived ones."), LIMIT],
+                body = None, success = 200, response = Some("NotificationPage")),
+            route!(ReadNotification, PUT, concat!("/api/tenants/{tenantId}/", "notifications/{notificationId}/read"), "notifications",
+                "Marks a notification read.", auth = true, query = &[], body = None, success = 200,
+                response = Some("Notification")),
+            route!(ArchiveNotification, PUT, concat!("/api/tenants/{tenantId}/", "notifications/{notificationId}/archive"), "notifications",
+                "Archives a notification.", auth = true, query = &[], body = None, success = 200,
+                response = Some("Notification")),
+            route!(CreateNotification, POST, concat!("/api/tenants/{tenantId}/", "notifications"), "notifications",
+                "Creates an alert or system notification for a user (PDG or service).",
+                auth = true, query = &[], body = Some("NewAlert"), success = 201, response = Some("Notification")),
+            route!(Presence, GET, concat!("/api/tenants/{tenantId}/", "presence"), "presence",
+                "Presence of every user of the tenant seen so far.",
+                auth = true, query = &[], body = None, success = 200, response = Some("PresenceList")),
+            route!(UpsertUser, PUT, concat!("/api/tenants/{tenantId}/", "directory/users/{userId}"), "administration",
+                "Creates or replaces a directory entry (PDG or service).",
+                auth = true, query = &[], body = Some("DirectoryEntry"), success = 200, response = Some("DirectoryUser")),
+            route!(MessagingSettings, PUT, concat!("/api/tenants/{tenantId}/", "settings/messaging"), "administration",
+                "Switches messaging on or off for the tenant (service tokens).",
+                auth = true, query = &[], body = Some("MessagingSettings"), success = 200,
+                response = Some("MessagingSettings")),
+            route!(Healthz, GET, "/healthz", "operations", "Liveness: the process answers.",
+                auth = false, query = &[], body = None, success = 200, response = Some("Status")),
+            route!(Readyz, GET, "/readyz", "operations", "Readiness: the stores answer.",
+                auth = false, query = &[], body = None, success = 200, response = Some("Status")),
+            route!(Metrics, GET, "/metrics", "operations", "Prometheus metrics (text format).",
+                auth = false, query = &[], body = None, success = 200, response = None),
+            route!(OpenApi, GET, "/openapi.json", "operations", "This document.",
+                auth = false, query = &[], body = None, success = 200, response = None),
+        ]
+    })
+}
+
+/// A matched route with its path parameters.
+pub(crate) struct Matched {
+    pub(crate) route: &'static Route,
+    params: Vec<(&'static str, String)>,
+}
+
+impl Matched {
+    /// A path parameter by name (empty if absent, which the table rules out).
+    pub(crate) fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` if that is not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parameters if `path` fits `template`, and how many literal segments matched.
+fn fit(template: &'static str, path: &[&str]) -> Option<(usize, Vec<(&'static str, String)>)> {
+    let parts: Vec<&'static str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.len() != path.len() {
+        return None;
+    }
+    let mut literals = 0;
+    let mut params = Vec::new();
+    for (part, seg) in parts.iter().zip(path) {
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            params.push((name, percent_decode(seg)?));
+        } else if part == seg {
+            literals += 1;
+        } else {
+            return None;
+        }
+    }
+    Some((literals, params))
+}
+
+/// The route for a method and path: the best fit (most literal segments), or
+/// 404 when no template fits, or 405 when only other methods do.
+pub(crate) fn find(method: &Method, path: &str) -> Result<Matched, ApiError> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut best: Option<(usize, Matched)> = None;
+    let mut allowed = Vec::new();
+    for route in routes() {
+        let Some((literals, params)) = fit(route.path, &segments) else {
+            continue;
+        };
+        if &route.method != method {
+            allowed.push(route.method.clone());
+            continue;
+        }
+        if best.as_ref().is_none_or(|(l, _)| literals > *l) {
+            best = Some((literals, Matched { route, params }));
+        }
+    }
+    match best {
+        Some((_, matched)) => Ok(matched),
+        None if allowed.is_empty() => Err(ApiError::RouteNotFound),
+        None => Err(ApiError::MethodNotAllowed(allowed)),
+    }
+}
+
+/// A REST request as the handlers see it.
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) query: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) peer: Option<PeerAddr>,
+}
+
+/// What a handler answers.
+pub(crate) enum Reply {
+    /// A JSON document with a status.
+    Json(StatusCode, Value),
+    /// Text with a content type.
+    Text(&'static str, String),
+}
+
+impl Reply {
+    /// 200 with `value` serialized.
+    pub(crate) fn ok(value: impl serde::Serialize) -> Self {
+        Self::with_status(StatusCode::OK, value)
+    }
+
+    /// `status` with `value` serialized.
+    pub(crate) fn with_status(status: StatusCode, value: impl serde::Serialize) -> Self {
+        match serde_json::to_value(value) {
+            Ok(v) => Reply::Json(status, v),
+            Err(err) => {
+                tracing::error!(%err, "response not serializable");
+                Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, Value::Null)
+            }
+        }
+    }
+}
+
+/// The JSON response of an error, with `Retry-After`, `Allow` or
+/// `WWW-Authenticate` where the status calls for it.
+pub(crate) fn error_response(err: &ApiError) -> Response {
+    let reply = err.reply();
+    let mut response =
+        warp::reply::with_status(warp::reply::json(&reply.body()), reply.status).into_response();
+    let headers = response.headers_mut();
+    if let Some(retry) = reply.retry_after {
+        let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    if !reply.allow.is_empty() {
+        let allow = reply
+            .allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            headers.insert(header::ALLOW, value);
+        }
+    }
+    if reply.status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn into_response(reply: Reply) -> Response {
+    match reply {
+        Reply::Json(status, value) => {
+            warp::reply::with_status(warp::reply::json(&value), status).into_response()
+        }
+        Reply::Text(content_type, text) => {
+            warp::reply::with_header(text, header::CONTENT_TYPE, content_type).into_response()
+        }
+    }
+}
+
+/// Internal path the front service sends refused socket handshakes to.
+pub(crate) const ORIGIN_REFUSED_PATH: &str = "/__afritalk/origin-refused";
+
+/// Reads the body up to the configured cap (413 beyond it).
+async fn read_body<S, B>(headers: &HeaderMap, mut stream: S, cap: usize) -> Result<Bytes, ApiError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: bytes::Buf,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(ApiError::PayloadTooLarge(cap));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read body: {e}")))?;
+        if body.len() + chunk.remaining() > cap {
+            return Err(ApiError::PayloadTooLarge(cap));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// Serves one request: route, read the body, dispatch, record the latency.
+async fn handle<S, B>(
+    app: App,
+    method: Method,
+    path: warp::path::FullPath,
+    query: String,
+    headers: HeaderMap,
+    peer: Option<PeerAddr>,
+    stream: S,
+) -> Response
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: bytes::Buf,
+{
+    let started = Instant::now();
+    let (label, response) = match find(&method, path.as_str()) {
+        Err(_) if path.as_str() == ORIGIN_REFUSED_PATH => {
+            ("unmatched", error_response(&ApiError::OriginNotAllowed))
+        }
+        Err(err) => ("unmatched", error_response(&err)),
+        Ok(matched) => {
+            let cap = app.inner.config.max_body_bytes;
+            let response = match read_body(&headers, stream, cap).await {
+                Err(err) => error_response(&err),
+                Ok(body) => {
+                    let request = Request {
+                        method: method.clone(),
+                        query,
+                        headers,
+                        body,
+                        peer,
+                    };
+                    match routes::dispatch(&app, &matched, &request).await {
+                        Ok(reply) => into_response(reply),
+                        Err(err) => error_response(&err),
+                    }
+                }
+            };
+            (matched.route.path, response)
+        }
+    };
+    app.inner.metrics.http_request(
+        label,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The warp filter serving every REST route of the table.
+pub(crate) fn filter(
+    app: App,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<PeerAddr>())
+        .and(warp::body::stream())
+        .then(move |method, path, query, headers, peer, stream| {
+            handle(
+                app.clone(),
+                method,
+                path,
+                query,
+                headers,
+                peer,
+                Box::pin(stream),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        let m = find(&Method::GET, "/api/tenants/t1/messaging/conversations").unwrap();
+        assert_eq!(m.route.id, RouteId::Conversations);
+        let m = find(
+            &Method::PUT,
+            "/api/tenants/t1/messaging/conversations/abc/read",
+        )
+        .unwrap();
+        assert_eq!(m.route.id, RouteId::ReadConversation);
+        assert_eq!(m.param("conversationId"), "abc");
+        let m = find(&Method::PUT, "/api/tenants/t1/messaging/abc/read").unwrap();
+        assert_eq!(m.route.id, RouteId::ReadMessage);
+        let m = find(
+            &Method::GET,
+            "/api/tenants/a%40b/messaging/conversation/u%40x",
+        )
+        .unwrap();
+        assert_eq!((m.param("tenantId"), m.param("userId")), ("a@b", "u@x"));
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        assert!(matches!(
+            find(&Method::GET, "/nope"),
+            Err(ApiError::RouteNotFound)
+        ));
+        assert!(matches!(
+            find(&Method::POST, "/api/tenants/t1/presence"),
+            Err(ApiError::MethodNotAllowed(m)) if m == vec![Method::GET]
+        ));
+    }
+}

@@ -1,0 +1,59 @@
+//! Presence snapshot and administration: directory, audit query, messaging switch.
+
+use serde_json::json;
+
+use super::caller;
+use crate::app::App;
+use crate::dto::{self, AuditQuery, DirectoryBody, SettingsBody};
+use crate::error::ApiError;
+use crate::router::{Matched, Reply, Request};
+
+pub(super) async fn presence(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    Ok(Reply::ok(app.inner.service.presence(&actor).await?))
+}
+
+pub(super) async fn upsert_user(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let user = dto::parse_user("userId", m.param("userId").to_owned())?;
+    let body: DirectoryBody = dto::parse_json(&req.body)?;
+    let (name, role, active) = body.into_domain()?;
+    let stored = app
+        .inner
+        .service
+        .upsert_user(&actor, user, name, role, active)
+        .await?;
+    Ok(Reply::ok(stored))
+}
+
+pub(super) async fn audit(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let q: AuditQuery = dto::parse_query(&req.query)?;
+    let limit = dto::page(q.limit)?;
+    let entries = app
+        .inner
+        .service
+        .audit_log(&actor, q.filter()?, limit)
+        .await?;
+    let next_before = entries
+        .last()
+        .filter(|_| entries.len() == limit.get() as usize)
+        .map(|e| e.created_at);
+    Ok(Reply::ok(
+        json!({ "entries": entries, "nextBefore": next_before }),
+    ))
+}
+
+pub(super) async fn messaging_settings(
+    app: &App,
+    m: &Matched,
+    req: &Request,
+) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let body: SettingsBody = dto::parse_json(&req.body)?;
+    app.inner
+        .service
+        .set_messaging_enabled(&actor, body.enabled)
+        .await?;
+    Ok(Reply::ok(json!({ "enabled": body.enabled })))
+}

@@ -1,0 +1,65 @@
+//! REST handlers, one module per resource. Each handler authenticates, calls one
+//! use case of the core, and shapes the result; rules live in the core.
+
+mod admin;
+mod messaging;
+mod notifications;
+mod ops;
+
+use afritalk_auth::Operation;
+use afritalk_core::Actor;
+use http::Method;
+
+use crate::app::App;
+use crate::auth;
+use crate::error::ApiError;
+use crate::router::{Matched, Reply, Request, RouteId};
+
+/// The operation a method asks the token for: GET reads, everything else writes.
+fn operation(method: &Method) -> Operation {
+    if method == Method::GET || method == Method::HEAD {
+        Operation::Read
+    } else {
+        Operation::Write
+    }
+}
+
+/// The caller of an authenticated route.
+pub(crate) fn caller(app: &App, m: &Matched, req: &Request) -> Result<Actor, ApiError> {
+    let (actor, _) = auth::authenticate(
+        &app.inner,
+        &req.headers,
+        req.peer,
+        m.param("tenantId"),
+        operation(&req.method),
+    )?;
+    Ok(actor)
+}
+
+/// Runs the handler of a matched route.
+pub(crate) async fn dispatch(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    use RouteId::*;
+    match m.route.id {
+        Conversations => messaging::conversations(app, m, req).await,
+        History => messaging::history(app, m, req).await,
+        SendMessage => messaging::send(app, m, req).await,
+        ReadMessage => messaging::read(app, m, req).await,
+        EditMessage => messaging::edit(app, m, req).await,
+        DeleteMessage => messaging::delete(app, m, req).await,
+        ReadConversation => messaging::read_conversation(app, m, req).await,
+        ConversationMessages => messaging::conversation_messages(app, m, req).await,
+        Sync => messaging::sync(app, m, req).await,
+        Audit => admin::audit(app, m, req).await,
+        Notifications => notifications::list(app, m, req).await,
+        ReadNotification => notifications::read(app, m, req).await,
+        ArchiveNotification => notifications::archive(app, m, req).await,
+        CreateNotification => notifications::create(app, m, req).await,
+        Presence => admin::presence(app, m, req).await,
+        UpsertUser => admin::upsert_user(app, m, req).await,
+        MessagingSettings => admin::messaging_settings(app, m, req).await,
+        Healthz => Ok(ops::healthz()),
+        Readyz => ops::readyz(app).await,
+        RouteId::Metrics => Ok(ops::metrics(app)),
+        OpenApi => Ok(ops::openapi()),
+    }
+}

@@ -1,0 +1,109 @@
+//! The accept loop: warp and Socket.IO on one listener, with graceful shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use afritalk_ports::ConnectionId;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use socketioxide::SocketIo;
+use socketioxide::handler::ConnectHandler;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::auth::PeerAddr;
+use crate::front::{SIO_PATH, front};
+use crate::socket::{self, Session};
+
+/// Serves REST and Socket.IO on `listener` until `shutdown` completes, then stops
+/// accepting, closes the sockets (recording their disconnection), and waits up
+/// to the configured grace period for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let config = app.inner.config.clone();
+    let ws_cap = config.max_ws_message_bytes;
+    let (sio, io) = SocketIo::builder()
+        .req_path(SIO_PATH)
+        .with_state(app.clone())
+        .ack_timeout(config.ack_timeout)
+        .ping_interval(config.ping_interval)
+        .ping_timeout(config.ping_timeout)
+        .max_payload(u64::try_from(ws_cap).unwrap_or(u64::MAX))
+        .max_buffer_size(128)
+        .ws_read_buffer_size(4 * 1024)
+        .ws_max_message_size(ws_cap)
+        .ws_max_frame_size(ws_cap)
+        .build_with_inner_svc(warp::service(crate::router::filter(app.clone())));
+    io.ns("/", socket::on_connect.with(socket::authenticate));
+    if app.inner.io.set(io.clone()).is_err() {
+        tracing::warn!("this App was served before; events go to the first server's sockets");
+    }
+
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let config = config.clone();
+                let svc = tower::ServiceBuilder::new()
+                    .map_request(move |req: http::Request<Incoming>| front(req, &config, PeerAddr(peer)))
+                    .service(sio.clone());
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    close_sockets(&app, &io).await;
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after the grace period");
+    }
+    Ok(())
+}
+
+/// `io.close()` does not run disconnect handlers (socketioxide 0.18.9), so record
+/// each socket's disconnection first.
+async fn close_sockets(app: &App, io: &SocketIo) {
+    for s in io.sockets() {
+        if let Some(session) = s.extensions.get::<Session>() {
+            let connection = ConnectionId::new(s.id.to_string());
+            if let Err(err) = app
+                .inner
+                .service
+                .disconnect(&session.actor, &connection)
+                .await
+            {
+                tracing::warn!(%err, "disconnect not recorded at shutdown");
+            }
+            app.inner.metrics.socket_closed();
+        }
+    }
+    io.close().await;
+}

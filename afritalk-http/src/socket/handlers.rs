@@ -1,0 +1,371 @@
+//! Client → server events. Each handler validates its payload, re-authorises
+//! through the core (which checks tenant, participants and rules), and acks
+//! `{ ok: true, … }` or `{ ok: false, error: { code, message } }`.
+
+use std::future::Future;
+
+use afritalk_auth::AuthError;
+use afritalk_ports::{Audience, MessageContent, UserId};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+
+use super::Session;
+use crate::app::App;
+use crate::dto::{self, SendBody, SyncQuery};
+use crate::error::ApiError;
+
+/// Most users one `presence:subscribe` may name.
+const MAX_PRESENCE_SUBSCRIPTIONS: usize = 200;
+
+/// Registers every client event on a freshly connected socket.
+pub(crate) fn register(s: &SocketRef) {
+    s.on("messaging:join", join);
+    s.on("messaging:send", send);
+    s.on("messaging:read", read);
+    s.on("messaging:edit", edit);
+    s.on("messaging:delete", delete);
+    s.on("presence:ping", ping);
+    s.on("presence:subscribe", presence_subscribe);
+    s.on("presence:unsubscribe", presence_unsubscribe);
+    s.on("conv:subscribe", conv_subscribe);
+    s.on("conv:unsubscribe", conv_unsubscribe);
+    s.on("typing:start", typing_start);
+    s.on("typing:stop", typing_stop);
+    s.on_fallback(async |Event(name): Event, ack: AckSender| {
+        answer(ack, Err(ApiError::UnknownEvent(name)));
+    });
+}
+
+/// The ack envelope of a result.
+pub(crate) fn envelope(result: Result<Value, ApiError>) -> Value {
+    match result {
+        Ok(Value::Object(mut map)) => {
+            map.insert("ok".into(), Value::Bool(true));
+            Value::Object(map)
+        }
+        Ok(other) => json!({ "ok": true, "data": other }),
+        Err(err) => {
+            let reply = err.reply();
+            json!({ "ok": false, "error": reply.body()["error"] })
+        }
+    }
+}
+
+fn answer(ack: AckSender, result: Result<Value, ApiError>) {
+    // A client that asked for no ack gets none; a gone socket needs none.
+    if let Err(err) = ack.send(&envelope(result)) {
+        tracing::debug!(%err, "ack not sent");
+    }
+}
+
+fn to_value(value: impl serde::Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Runs `f` with the socket's session and the parsed payload, then acks.
+async fn handle<T, F, Fut>(s: SocketRef, data: Result<Value, impl Sized>, ack: AckSender, f: F)
+where
+    T: DeserializeOwned,
+    F: FnOnce(Session, T) -> Fut,
+    Fut: Future<Output = Result<Value, ApiError>>,
+{
+    let result = async {
+        let session = s
+            .extensions
+            .get::<Session>()
+            .ok_or(ApiError::MissingToken)?;
+        let payload = dto::parse_value::<T>(data.unwrap_or(Value::Null))?;
+        f(session, payload).await
+    }
+    .await;
+    answer(ack, result);
+}
+
+/// Refuses writes on a read-only (attenuated) token.
+fn writable(session: &Session) -> Result<(), ApiError> {
+    if session.can_write {
+        Ok(())
+    } else {
+        Err(AuthError::OperationRefused.into())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JoinPayload {
+    conversation_id: Option<String>,
+    after_seq: Option<i64>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    after_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `messaging:join`: with `conversationId`, subscribe to it and get what came after
+/// `afterSeq`; without, the one-call catch-up (changes since `since`, conversations,
+/// unread counts).
+async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
+    let socket = s.clone();
+    handle(s, data, ack, async |session, p: JoinPayload| {
+        let service = &app.inner.service;
+        let limit = dto::page(p.limit)?;
+        if let Some(id) = p.conversation_id {
+            let id = dto::parse_conversation_id(&id)?;
+            let caught_up = service
+                .catch_up_conversation(&session.actor, id, p.after_seq.unwrap_or(0), limit)
+                .await?;
+            socket.join(Audience::Conversation(session.actor.tenant.clone(), id).room());
+            return to_value(caught_up);
+        }
+        let query = SyncQuery {
+            since: Some(p.since.unwrap_or_else(chrono::Utc::now)),
+            after_id: p.after_id,
+            limit: None,
+        };
+        to_value(
+            service
+                .catch_up(&session.actor, query.cursor()?, limit)
+                .await?,
+        )
+    })
+    .await;
+}
+
+/// `messaging:send`: acked only after the store committed (the core returns then).
+async fn send(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
+    handle(s, data, ack, async |session, body: SendBody| {
+        writable(&session)?;
+        let sent = app
+            .inner
+            .service
+            .send(&session.actor, body.into_domain()?)
+            .await?;
+        if !sent.duplicate {
+            app.inner.metrics.message_sent();
+        }
+        to_value(sent)
+    })
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReadPayload {
+    message_id: Option<String>,
+    conversation_id: Option<String>,
+    up_to_seq: Option<i64>,
+}
+
+/// `messaging:read`: one message, or a conversation up to a `seq`.
+async fn read(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
+    handle(s, data, ack, async |session, p: ReadPayload| {
+        writable(&session)?;
+        let service = &app.inner.service;
+        match (p.message_id, p.conversation_id) {
+            (Some(id), None) => {
+                let message = service
+                    .mark_read(&session.actor, dto::parse_message_id(&id)?)
+                    .await?;
+                Ok(json!({ "message": message }))
+            }
+            (None, Some(id)) => {
+                let id = dto::parse_conversation_id(&id)?;
+                let read = service
+                    .mark_conversation_read(&session.actor, id, p.up_to_seq)
+                    .await?;
+                Ok(json!({ "conversationId": id, "messages": read }))
+            }
+            _ => Err(ApiError::BadRequest(
+                "give either messageId or conversationId".into(),
+            )),
+        }
+    })
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EditPayload {
+    message_id: String,
+    content: String,
+}
+
+/// `messaging:edit`.
+async fn edit(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
+    handle(s, data, ack, async |session, p: EditPayload| {
+        writable(&session)?;
+        let id = dto::parse_message_id(&p.message_id)?;
+        let content = MessageContent::parse(p.content).map_err(dto::invalid)?;
+        let message = app.inner.service.edit(&session.actor, id, content).await?;
+        Ok(json!({ "message": message }))
+    })
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MessageRef {
+    message_id: String,
+}
+
+/// `messaging:delete`.
+async fn delete(
+    s: SocketRef,
+    State(app): State<App>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    handle(s, data, ack, async |session, p: MessageRef| {
+        writable(&session)?;
+        let id = dto::parse_message_id(&p.message_id)?;
+        let message = app.inner.service.delete(&session.actor, id).await?;
+        Ok(json!({ "message": message }))
+    })
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// `presence:ping {}`.
+async fn ping(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
+    handle(s, data, ack, async |session, _: Empty| {
+        let presence = app.inner.service.ping(&session.actor).await?;
+        Ok(json!({ "presence": presence }))
+    })
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UsersPayload {
+    user_ids: Vec<String>,
+}
+
+impl UsersPayload {
+    fn users(self) -> Result<Vec<UserId>, ApiError> {
+        if self.user_ids.len() > MAX_PRESENCE_SUBSCRIPTIONS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_PRESENCE_SUBSCRIPTIONS} userIds per call"
+            )));
+        }
+        self.user_ids
+            .into_iter()
+            .map(|u| dto::parse_user("userIds", u))
+            .collect()
+    }
+}
+
+/// `presence:subscribe { userIds }`: watch these users' presence (rooms of the
+/// caller's own tenant only) and get their current status.
+async fn presence_subscribe(
+    s: SocketRef,
+    State(app): State<App>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    let socket = s.clone();
+    handle(s, data, ack, async |session, p: UsersPayload| {
+        let users = p.users()?;
+        let all = app.inner.service.presence(&session.actor).await?;
+        for user in &users {
+            socket.join(
+                Audience::PresenceWatchers(session.actor.tenant.clone(), user.clone()).room(),
+            );
+        }
+        let presence: Vec<_> = all
+            .into_iter()
+            .filter(|p| users.contains(&p.user_id))
+            .collect();
+        Ok(json!({ "presence": presence }))
+    })
+    .await;
+}
+
+/// `presence:unsubscribe { userIds }`.
+async fn presence_unsubscribe(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender) {
+    let socket = s.clone();
+    handle(s, data, ack, async |session, p: UsersPayload| {
+        for user in p.users()? {
+            socket.leave(Audience::PresenceWatchers(session.actor.tenant.clone(), user).room());
+        }
+        Ok(json!({}))
+    })
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConversationRef {
+    conversation_id: String,
+}
+
+/// `conv:subscribe { conversationId }`: participants only (the core checks).
+async fn conv_subscribe(
+    s: SocketRef,
+    State(app): State<App>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    let socket = s.clone();
+    handle(s, data, ack, async |session, p: ConversationRef| {
+        let id = dto::parse_conversation_id(&p.conversation_id)?;
+        let conversation = app.inner.service.conversation(&session.actor, id).await?;
+        socket.join(Audience::Conversation(session.actor.tenant.clone(), id).room());
+        Ok(json!({ "conversation": conversation }))
+    })
+    .await;
+}
+
+/// `conv:unsubscribe { conversationId }`.
+async fn conv_unsubscribe(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender) {
+    let socket = s.clone();
+    handle(s, data, ack, async |session, p: ConversationRef| {
+        let id = dto::parse_conversation_id(&p.conversation_id)?;
+        socket.leave(Audience::Conversation(session.actor.tenant.clone(), id).room());
+        Ok(json!({}))
+    })
+    .await;
+}
+
+async fn typing(
+    app: &App,
+    session: &Session,
+    p: ConversationRef,
+    started: bool,
+) -> Result<Value, ApiError> {
+    let id = dto::parse_conversation_id(&p.conversation_id)?;
+    app.inner
+        .service
+        .typing(&session.actor, id, started)
+        .await?;
+    Ok(json!({}))
+}
+
+/// `typing:start { conversationId }`.
+async fn typing_start(
+    s: SocketRef,
+    State(app): State<App>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    handle(s, data, ack, async |session, p: ConversationRef| {
+        typing(&app, &session, p, true).await
+    })
+    .await;
+}
+
+/// `typing:stop { conversationId }`.
+async fn typing_stop(
+    s: SocketRef,
+    State(app): State<App>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    handle(s, data, ack, async |session, p: ConversationRef| {
+        typing(&app, &session, p, false).await
+    })
+    .await;
+}

@@ -1,0 +1,150 @@
+//! The Socket.IO v4 endpoint: connect-time authentication, rooms, and the
+//! registration of every event handler in one place.
+//!
+//! - [`handlers`]: one function per client event, each acked with `{ ok, … }`.
+//! - [`sink`]: the [`EventSink`](afritalk_ports::EventSink) that emits core events
+//!   to this node's sockets, and turns recipient acks into ✓✓ receipts.
+
+pub(crate) mod handlers;
+pub(crate) mod sink;
+
+use std::fmt;
+
+use afritalk_auth::Operation;
+use afritalk_core::Actor;
+use afritalk_ports::{Audience, ConnectionId, PageSize};
+use serde::Deserialize;
+use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::socket::DisconnectReason;
+
+use crate::app::App;
+use crate::auth::{self, PeerAddr};
+use crate::error::ApiError;
+use crate::front::PathTenant;
+
+/// What a socket is, once authenticated (kept in the socket's extensions).
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// The caller, with the client IP.
+    pub(crate) actor: Actor,
+    /// Whether the token allows writes (an attenuated read-only token does not).
+    pub(crate) can_write: bool,
+}
+
+/// The handshake's `auth` object.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ConnectAuth {
+    token: Option<String>,
+}
+
+/// A refused handshake; the client's `connect_error` message is `code: message`.
+#[derive(Debug)]
+pub(crate) struct ConnectRefused(ApiError);
+
+impl fmt::Display for ConnectRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reply = self.0.reply();
+        write!(f, "{}: {}", reply.code, reply.message)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for ConnectRefused {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+/// The token of `auth: { token }`, else of the `?token=` query.
+fn handshake_token(s: &SocketRef, auth: Option<ConnectAuth>) -> Option<String> {
+    auth.and_then(|a| a.token).or_else(|| {
+        let query = s.req_parts().uri.query()?;
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .ok()?
+            .into_iter()
+            .find_map(|(k, v)| (k == "token").then_some(v))
+    })
+}
+
+/// Connect middleware: verifies the token for the path's tenant, refreshes the
+/// directory, records the connection (staff only, checked by the core), and
+/// keeps the [`Session`]. Nothing is emitted before it succeeds.
+pub(crate) async fn authenticate(
+    s: SocketRef,
+    State(app): State<App>,
+    TryData(auth): TryData<ConnectAuth>,
+) -> Result<(), ConnectRefused> {
+    let parts = s.req_parts();
+    let tenant = parts
+        .extensions
+        .get::<PathTenant>()
+        .map(|t| t.0.clone())
+        .ok_or(ApiError::RouteNotFound)?;
+    let token = handshake_token(&s, auth.ok()).ok_or(ApiError::MissingToken)?;
+    let inner = &app.inner;
+    let identity = auth::verify(inner, &token, &tenant, Operation::Read)?;
+    let can_write = auth::verify(inner, &token, &tenant, Operation::Write).is_ok();
+    let peer = parts.extensions.get::<PeerAddr>().copied();
+    let mut actor = identity.to_actor();
+    if let Some(ip) = auth::client_ip(inner, &parts.headers, peer) {
+        actor = actor.with_ip(ip);
+    }
+    actor.staff_role()?;
+    inner
+        .service
+        .remember_identity(&actor, identity.name)
+        .await?;
+    inner
+        .service
+        .connect(&actor, &ConnectionId::new(s.id.to_string()))
+        .await?;
+    s.extensions.insert(Session { actor, can_write });
+    Ok(())
+}
+
+/// After authentication: join the rooms, register the events, and watch the
+/// presence of the first page of conversation partners.
+pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
+    let Some(session) = s.extensions.get::<Session>() else {
+        // The middleware always stores it; without it the socket is useless.
+        let _ = s.disconnect();
+        return;
+    };
+    let actor = &session.actor;
+    app.inner.metrics.socket_opened();
+    s.join(Audience::User(actor.tenant.clone(), actor.user.clone()).room());
+    s.join(Audience::Tenant(actor.tenant.clone()).room());
+    handlers::register(&s);
+    s.on_disconnect(on_disconnect);
+
+    match app
+        .inner
+        .service
+        .conversations(actor, None, PageSize::DEFAULT)
+        .await
+    {
+        Ok(page) => {
+            for item in page.conversations {
+                let watch =
+                    Audience::PresenceWatchers(actor.tenant.clone(), item.participant.user_id);
+                s.join(watch.room());
+            }
+        }
+        Err(err) => tracing::warn!(%err, "presence rooms of conversation partners not joined"),
+    }
+}
+
+async fn on_disconnect(s: SocketRef, State(app): State<App>, reason: DisconnectReason) {
+    let Some(session) = s.extensions.get::<Session>() else {
+        return;
+    };
+    app.inner.metrics.socket_closed();
+    let connection = ConnectionId::new(s.id.to_string());
+    if let Err(err) = app
+        .inner
+        .service
+        .disconnect(&session.actor, &connection)
+        .await
+    {
+        tracing::warn!(%err, ?reason, "disconnect not recorded");
+    }
+}
