@@ -1,0 +1,621 @@
+//! REST black-box tests of the gateway on a real listener (port 0), over the
+//! in-memory adapters, with a minimal HTTP/1.1 client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use afritalk_adapter_memory::{
+    LocalEventBus, LocalPresence, LocalRateLimiter, MemoryStore, RateLimit, RateLimits,
+    SystemClock, UuidV7Ids,
+};
+use afritalk_auth::{Identity, RootKeyPair, TokenMinter, TokenVerifier};
+use afritalk_core::{ActorKind, MessagingService, Ports};
+use afritalk_http::{AlwaysReady, App, HttpConfig, serve};
+use afritalk_ports::{DisplayName, RateAction, Role, TenantId, UserId};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+struct TestServer {
+    addr: SocketAddr,
+    minter: TokenMinter,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn spawn_with(config: HttpConfig, limits: RateLimits) -> TestServer {
+    let store = MemoryStore::new();
+    let clock = Arc::new(SystemClock::new());
+    let bus = Arc::new(LocalEventBus::new());
+    let service = MessagingService::new(Ports {
+        messages: Arc::new(store.clone()),
+        notifications: Arc::new(store.clone()),
+        audit: Arc::new(store.clone()),
+        directory: Arc::new(store.clone()),
+        presence: Arc::new(LocalPresence::new()),
+        events: bus.clone(),
+        rate_limiter: Arc::new(LocalRateLimiter::new(clock.clone(), limits)),
+        features: Arc::new(store.clone()),
+        clock,
+        ids: Arc::new(UuidV7Ids::new()),
+    });
+    let minter = TokenMinter::new(RootKeyPair::generate());
+    let verifier = TokenVerifier::new(minter.root().public());
+    let app = App::new(service, verifier, config, Arc::new(AlwaysReady));
+    bus.attach(app.event_sink());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        minter,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn spawn() -> TestServer {
+    spawn_with(HttpConfig::default(), RateLimits::default()).await
+}
+
+impl TestServer {
+    fn token_for(&self, tenant: &str, user: &str, kind: ActorKind) -> String {
+        let identity = Identity {
+            tenant: TenantId::parse(tenant).unwrap(),
+            user: UserId::parse(user).unwrap(),
+            kind,
+            name: Some(DisplayName::parse(format!("Name of {user}")).unwrap()),
+        };
+        self.minter
+            .mint(&identity, Duration::from_secs(600))
+            .unwrap()
+    }
+
+    fn token(&self, user: &str, role: Role) -> String {
+        self.token_for("t1", user, ActorKind::Staff(role))
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Response {
+        self.raw(method, path, token, body, &[]).await
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Response {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let body = body.unwrap_or("");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Response {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    /// Registers a directory user through the API, as the PDG.
+    async fn add_user(&self, user: &str, role: &str) {
+        let pdg = self.token("boss", Role::Pdg);
+        let body = json!({ "displayName": format!("Name of {user}"), "role": role }).to_string();
+        let r = self
+            .call(
+                "PUT",
+                &format!("/api/tenants/t1/directory/users/{user}"),
+                Some(&pdg),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn send_body(to: &str, content: &str) -> String {
+    json!({ "toUserId": to, "content": content }).to_string()
+}
+
+#[tokio::test]
+async fn a_message_is_sent_listed_and_read() {
+    let server = spawn().await;
+    server.add_user("emp", "EMPLOYE").await;
+    let dg = server.token("dg1", Role::Dg);
+    let emp = server.token("emp", Role::Employe);
+
+    let sent = server
+        .call(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&dg),
+            Some(
+                &json!({ "toUserId": "emp", "content": " Habari ", "relatedEntityType": "order",
+                "relatedEntityId": "O-1", "clientMessageId": "c-1" })
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let message = sent.json()["message"].clone();
+    assert_eq!(message["content"], "Habari");
+    assert_eq!(message["relatedEntityType"], "order");
+    let id = message["id"].as_str().unwrap().to_owned();
+
+    // A retry with the same clientMessageId returns the original.
+    let retry = server
+        .call(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&dg),
+            Some(
+                &json!({ "toUserId": "emp", "content": "Habari", "clientMessageId": "c-1" })
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json()["message"]["id"], id.as_str());
+
+    let history = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/conversation/dg1?limit=10",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert_eq!(history.json()["messages"].as_array().unwrap().len(), 1);
+
+    let list = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/conversations",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(list.json()["conversations"][0]["unreadCount"], 1);
+    assert_eq!(
+        list.json()["conversations"][0]["participant"]["userId"],
+        "dg1"
+    );
+
+    let read = server
+        .call(
+            "PUT",
+            &format!("/api/tenants/t1/messaging/{id}/read"),
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["read"], true);
+    assert!(read.json()["readAt"].is_string());
+
+    let notes = server
+        .call("GET", "/api/tenants/t1/notifications", Some(&emp), None)
+        .await;
+    assert_eq!(notes.status, 200);
+    assert_eq!(notes.json()["notifications"][0]["type"], "message");
+
+    let sync = server
+        .call("GET", "/api/tenants/t1/messaging/sync", Some(&emp), None)
+        .await;
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    assert_eq!(sync.json()["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(sync.json()["unreadMessages"], 0);
+
+    let conv = message["conversationId"].as_str().unwrap();
+    let after = server
+        .call(
+            "GET",
+            &format!("/api/tenants/t1/messaging/conversations/{conv}/messages?after=0"),
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(after.json()["messages"].as_array().unwrap().len(), 1);
+
+    let edit = server
+        .call(
+            "PATCH",
+            &format!("/api/tenants/t1/messaging/{id}"),
+            Some(&dg),
+            Some(r#"{"content":"Habari yako"}"#),
+        )
+        .await;
+    assert_eq!(edit.status, 200, "{}", edit.body);
+    assert!(edit.json()["editedAt"].is_string());
+    let del = server
+        .call(
+            "DELETE",
+            &format!("/api/tenants/t1/messaging/{id}"),
+            Some(&dg),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 200);
+    assert_eq!(del.json()["content"], "");
+
+    let metrics = server.call("GET", "/metrics", None, None).await;
+    assert!(
+        metrics.body.contains("afritalk_messages_sent_total 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains(r#"route="/api/tenants/{tenantId}/messaging/message""#)
+    );
+    assert!(metrics.body.contains("afritalk_socket_connections 0"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_error_class_gets_its_status_and_json_body() {
+    let limits =
+        RateLimits::default().with(RateAction::Send, RateLimit::new(2, Duration::from_secs(60)));
+    let server = spawn_with(
+        HttpConfig {
+            max_body_bytes: 1024,
+            ..HttpConfig::default()
+        },
+        limits,
+    )
+    .await;
+    server.add_user("emp", "EMPLOYE").await;
+    server.add_user("boss2", "PDG").await;
+    let emp = server.token("emp", Role::Employe);
+    let send = "/api/tenants/t1/messaging/message";
+
+    for (body, what) in [
+        ("{not json", "malformed JSON"),
+        (r#"{"toUserId":"boss2","content":5}"#, "wrong type"),
+        (
+            r#"{"toUserId":"boss2","content":"hi","colour":"red"}"#,
+            "unknown field",
+        ),
+        (r#"{"toUserId":"boss2","content":"   "}"#, "empty content"),
+    ] {
+        let r = server.call("POST", send, Some(&emp), Some(body)).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "validation"),
+            "{what}: {}",
+            r.body
+        );
+        assert!(r.json()["error"]["message"].is_string());
+    }
+
+    let r = server
+        .call("POST", send, Some(&emp), Some(&send_body("ghost", "hi")))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+    let r = server
+        .call("POST", send, Some(&emp), Some(&send_body("emp", "hi")))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (409, "self_message"));
+    // Employé → PDG is refused by the matrix.
+    let r = server
+        .call("POST", send, Some(&emp), Some(&send_body("boss2", "hi")))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
+    // The third counted send attempt in the window is rate limited, with a retry hint.
+    let r = server
+        .call("POST", send, Some(&emp), Some(&send_body("ghost", "hi")))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (429, "rate_limited"),
+        "{}",
+        r.body
+    );
+    assert!(r.header("retry-after").is_some());
+    assert!(r.json()["error"]["retryAfterMs"].as_u64().is_some());
+
+    let big = send_body("emp", &"x".repeat(2000));
+    let r = server.call("POST", send, Some(&emp), Some(&big)).await;
+    assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
+
+    let r = server
+        .call("GET", "/api/tenants/t1/nothing-here", Some(&emp), None)
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+    let r = server.call("GET", "/favicon.ico", None, None).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+    let r = server
+        .call("DELETE", "/api/tenants/t1/presence", Some(&emp), None)
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (405, "method_not_allowed"));
+    assert_eq!(r.header("allow"), Some("GET"));
+
+    let r = server
+        .call(
+            "PUT",
+            "/api/tenants/t1/messaging/not-a-uuid/read",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (400, "validation"));
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/conversations?limit=500",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (400, "validation"));
+    let r = server
+        .call("GET", "/api/tenants/t1/messaging/audit", Some(&emp), None)
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
+
+    // A service switches messaging off; staff are then refused clearly.
+    let service = server.token_for("t1", "ops", ActorKind::Service);
+    let r = server
+        .call(
+            "PUT",
+            "/api/tenants/t1/settings/messaging",
+            Some(&service),
+            Some(r#"{"enabled":false}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/conversations",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (403, "messaging_disabled"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refused_tokens_get_401_or_403_with_a_clear_code() {
+    let server = spawn().await;
+    let path = "/api/tenants/t1/messaging/conversations";
+    let r = server.call("GET", path, None, None).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "invalid_token"));
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = server.call("GET", path, Some("garbage"), None).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "invalid_token"));
+
+    let expired = server
+        .minter
+        .mint_until(
+            &Identity {
+                tenant: TenantId::parse("t1").unwrap(),
+                user: UserId::parse("u1").unwrap(),
+                kind: ActorKind::Staff(Role::Dg),
+                name: None,
+            },
+            SystemTime::now() - Duration::from_secs(30),
+        )
+        .unwrap();
+    let r = server.call("GET", path, Some(&expired), None).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "token_expired"));
+
+    let foreign = server.token_for("t2", "u1", ActorKind::Staff(Role::Pdg));
+    let r = server.call("GET", path, Some(&foreign), None).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "tenant_mismatch"));
+
+    let token = server.token("u1", Role::Dg);
+    let read_only = biscuit_auth::Biscuit::from_base64(&token, |_| {
+        biscuit_auth::PublicKey::from_bytes_hex(
+            &server.minter.root().public().to_hex(),
+            biscuit_auth::Algorithm::Ed25519,
+        )
+    })
+    .unwrap()
+    .append(biscuit_auth::macros::block!(
+        r#"check if operation("read");"#
+    ))
+    .unwrap()
+    .to_base64()
+    .unwrap();
+    let r = server.call("GET", path, Some(&read_only), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server
+        .call(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&read_only),
+            Some(&send_body("u2", "hi")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "operation_not_allowed")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served_and_nothing_else_is() {
+    let server = spawn().await;
+    let doc = server.call("GET", "/openapi.json", None, None).await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let id = "00000000-0000-0000-0000-000000000000";
+    let mut count = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let path = template
+            .replace("{tenantId}", "t1")
+            .replace("{userId}", "u9")
+            .replace("{messageId}", id)
+            .replace("{conversationId}", id)
+            .replace("{notificationId}", id);
+        for method in item.as_object().unwrap().keys() {
+            count += 1;
+            let r = server
+                .call(&method.to_ascii_uppercase(), &path, None, Some("{}"))
+                .await;
+            let secured = item[method].get("security").is_some();
+            let expected = if secured { 401 } else { 200 };
+            assert_eq!(r.status, expected, "{method} {template}: {}", r.body);
+        }
+    }
+    assert_eq!(count, 21);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_trusted_proxy_header_gives_the_audited_client_ip() {
+    let config = HttpConfig {
+        client_ip_header: Some("X-Forwarded-For".into()),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    server.add_user("emp", "EMPLOYE").await;
+    let dg = server.token("dg1", Role::Dg);
+    let r = server
+        .raw(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&dg),
+            Some(&send_body("emp", "hi")),
+            &[("X-Forwarded-For", "203.0.113.9, 10.0.0.1")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pdg = server.token("boss", Role::Pdg);
+    let audit = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/audit?action=message.send",
+            Some(&pdg),
+            None,
+        )
+        .await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert_eq!(audit.json()["entries"][0]["ipAddress"], "203.0.113.9");
+    let health = server.call("GET", "/healthz", None, None).await;
+    assert_eq!(health.json()["status"], "ok");
+    let ready = server.call("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socket_handshakes_check_the_origin_and_hide_the_internal_path() {
+    let config = HttpConfig {
+        allowed_origins: Some(vec!["https://admin.example".into()]),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    let path = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
+    let r = server
+        .raw(
+            "GET",
+            path,
+            None,
+            None,
+            &[("Origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (403, "origin_not_allowed"));
+    // An allowed Origin reaches the Engine.IO handshake (an open packet).
+    let r = server
+        .raw(
+            "GET",
+            path,
+            None,
+            None,
+            &[("Origin", "https://admin.example")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"sid\""), "{}", r.body);
+    let r = server
+        .call(
+            "GET",
+            "/__afritalk/socket/?EIO=4&transport=polling",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    server.stop().await;
+}
