@@ -2,7 +2,7 @@
 //! *who* may learn it; a publisher adapter decides how it reaches their sockets.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::entities::{Message, Notification, NotificationKind, PresenceStatus};
 use crate::ids::{ConversationId, MessageId, TenantId, UserId};
@@ -45,7 +45,7 @@ impl Audience {
 }
 
 /// Payload of `messaging:new`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewMessageEvent {
     /// The conversation the message belongs to.
@@ -55,7 +55,7 @@ pub struct NewMessageEvent {
 }
 
 /// Payload of `messaging:read`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadEvent {
     /// The message now read.
@@ -67,7 +67,7 @@ pub struct ReadEvent {
 }
 
 /// Payload of `messaging:delivered` (✓✓).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveredEvent {
     /// The message now delivered.
@@ -79,7 +79,7 @@ pub struct DeliveredEvent {
 }
 
 /// Payload of `presence:update`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceEvent {
     /// Whose presence changed.
@@ -91,7 +91,7 @@ pub struct PresenceEvent {
 }
 
 /// Payload of `notify:new`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifyEvent {
     /// Message, alert or system.
@@ -102,7 +102,7 @@ pub struct NotifyEvent {
 }
 
 /// Payload of `typing:start` / `typing:stop`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingEvent {
     /// The conversation being typed in.

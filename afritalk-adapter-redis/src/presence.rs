@@ -1,0 +1,405 @@
+//! Presence shared by every node through Redis: which users of a tenant have
+//! live connections anywhere, and when each was last active. Statuses (online,
+//! idle, offline) are derived from these facts by the core, not here.
+//!
+//! Keys, under the prefix `P`, for tenant `t` and user `u`:
+//! - `P presence:{t}:conns:{u}` — sorted set of the user's connection ids, each
+//!   scored by the moment (Redis clock, ms) it stops counting unless a node
+//!   renews it. The key itself expires with its last member, so a node that
+//!   dies without cleaning up leaves nothing behind after the TTL.
+//! - `P presence:{t}:users` — sorted set of the tenant's known users scored by
+//!   `lastSeen` (µs since the epoch, exact in a double until the year 2255);
+//!   kept for [`PresenceOptions::last_seen_ttl`] after the last activity.
+//!
+//! Expiry uses Redis's clock (`TIME` inside the scripts), so nodes with skewed
+//! clocks agree on when a connection is dead; `lastSeen` is the domain time the
+//! caller passes. Every change is one Lua script, so concurrent nodes never
+//! interleave inside a read-modify-write.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use afritalk_ports::{
+    ConnectionId, PresenceChange, PresenceRecord, PresenceTracker, StoreError, StoreResult,
+    TenantId, UserId,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_redis::Pool;
+use deadpool_redis::redis::{self, Script};
+
+use crate::{connection, unavailable};
+
+/// Shared Lua helpers, prepended to every presence script.
+const LUA_HELPERS: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function live(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  return redis.call('ZCARD', key)
+end
+local function seen(users, user)
+  local s = redis.call('ZSCORE', users, user)
+  if s then return 1, tonumber(s) end
+  return 0, 0
+end
+local function expire_with_last_member(key)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] then redis.call('PEXPIREAT', key, math.ceil(tonumber(last[2]))) end
+end
+local function record_seen(users, user, at, ttl_ms)
+  redis.call('ZADD', users, 'GT', at, user)
+  redis.call('ZREMRANGEBYSCORE', users, '-inf', '(' .. (tonumber(at) - tonumber(ttl_ms) * 1000))
+  redis.call('PEXPIRE', users, ttl_ms)
+end
+"#;
+
+/// KEYS: conns, users. ARGV: user, connection, at (µs), connection TTL (ms), last-seen TTL (ms).
+const CONNECT: &str = r#"
+local now = now_ms()
+local known, before_seen = seen(KEYS[2], ARGV[1])
+local before_count = live(KEYS[1], now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
+expire_with_last_member(KEYS[1])
+record_seen(KEYS[2], ARGV[1], ARGV[3], ARGV[5])
+local _, after_seen = seen(KEYS[2], ARGV[1])
+return {known, before_seen, before_count, after_seen, redis.call('ZCARD', KEYS[1])}
+"#;
+
+/// KEYS: conns, users. ARGV: user, connection, at (µs), last-seen TTL (ms).
+const DISCONNECT: &str = r#"
+local now = now_ms()
+local known, before_seen = seen(KEYS[2], ARGV[1])
+if known == 0 then return {0, 0, 0, 0, 0} end
+local before_count = live(KEYS[1], now)
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
+  record_seen(KEYS[2], ARGV[1], ARGV[3], ARGV[4])
+end
+local _, after_seen = seen(KEYS[2], ARGV[1])
+return {1, before_seen, before_count, after_seen, redis.call('ZCARD', KEYS[1])}
+"#;
+
+/// KEYS: conns, users. ARGV: user, at (µs), last-seen TTL (ms).
+const TOUCH: &str = r#"
+local now = now_ms()
+local known, before_seen = seen(KEYS[2], ARGV[1])
+local count = live(KEYS[1], now)
+record_seen(KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+local _, after_seen = seen(KEYS[2], ARGV[1])
+return {known, before_seen, count, after_seen, count}
+"#;
+
+/// KEYS: conns, users. ARGV: user, at (µs), connection TTL (ms), last-seen TTL (ms),
+/// then the user's live connection ids on the calling node.
+const REANNOUNCE: &str = r#"
+local now = now_ms()
+for i = 5, #ARGV do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[i])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+expire_with_last_member(KEYS[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 0
+"#;
+
+/// Users re-announced per pipelined round trip.
+const REANNOUNCE_BATCH: usize = 256;
+
+/// How long presence facts live in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceOptions {
+    /// How long a connection counts as live unless renewed by
+    /// [`RedisPresence::reannounce`] (default 90 s; renew at least every third of it).
+    pub connection_ttl: Duration,
+    /// How long a user's `lastSeen` is kept after their last activity (default 30 days).
+    pub last_seen_ttl: Duration,
+}
+
+impl Default for PresenceOptions {
+    fn default() -> Self {
+        Self {
+            connection_ttl: Duration::from_secs(90),
+            last_seen_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Presence facts shared by every node through Redis.
+///
+/// Users are keyed by tenant first, so the same user id in two tenants names two
+/// different people and a snapshot never reads another tenant's entries.
+/// `lastSeen` never moves backwards. A connection stays live only while some node
+/// renews it: each node calls [`reannounce`](Self::reannounce) with its live
+/// sockets every [`heartbeat_interval`](Self::heartbeat_interval), which also
+/// rebuilds everything after Redis lost its data.
+pub struct RedisPresence {
+    pool: Pool,
+    prefix: String,
+    options: PresenceOptions,
+    connect: Script,
+    disconnect: Script,
+    touch: Script,
+    reannounce: Script,
+}
+
+/// What the scripts answer: known (0/1), before lastSeen, before count, after lastSeen, after count.
+type Facts = (i64, i64, i64, i64, i64);
+
+impl RedisPresence {
+    /// A tracker over `pool`, with every key under `prefix` (e.g. `afritalk:`).
+    pub fn new(pool: Pool, prefix: impl Into<String>, options: PresenceOptions) -> Self {
+        let script = |body: &str| Script::new(&format!("{LUA_HELPERS}{body}"));
+        Self {
+            pool,
+            prefix: prefix.into(),
+            options,
+            connect: script(CONNECT),
+            disconnect: script(DISCONNECT),
+            touch: script(TOUCH),
+            reannounce: script(REANNOUNCE),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &PresenceOptions {
+        &self.options
+    }
+
+    /// How often each node should call [`reannounce`](Self::reannounce): a third of
+    /// the connection TTL, so one lost round trip does not expire live sockets.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.options.connection_ttl / 3
+    }
+
+    /// Renews every live connection of the calling node (`live` lists them all) for
+    /// another connection TTL, re-creating any that Redis lost, and re-registers their
+    /// users (with `lastSeen = at` only for users Redis no longer knows). Does not
+    /// change `lastSeen` of known users: a heartbeat is not activity.
+    ///
+    /// A node calls it every [`heartbeat_interval`](Self::heartbeat_interval) (and at
+    /// once when the bus reports a reconnect), so presence is right again within one
+    /// heartbeat after Redis restarts empty.
+    pub async fn reannounce(
+        &self,
+        live: &[(TenantId, UserId, ConnectionId)],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if live.is_empty() {
+            return Ok(());
+        }
+        let mut by_user: BTreeMap<(&TenantId, &UserId), Vec<&ConnectionId>> = BTreeMap::new();
+        for (tenant, user, conn) in live {
+            by_user.entry((tenant, user)).or_default().push(conn);
+        }
+        let mut conn = connection(&self.pool, "presence heartbeat").await?;
+        // EVALSHA in a pipeline does not fall back to EVAL: load the script first,
+        // as a Redis that restarted has forgotten it.
+        self.reannounce
+            .prepare_invoke()
+            .load_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence heartbeat: loading script", e))?;
+        let entries: Vec<_> = by_user.into_iter().collect();
+        for batch in entries.chunks(REANNOUNCE_BATCH) {
+            let mut pipe = redis::pipe();
+            for ((tenant, user), conns) in batch {
+                pipe.cmd("EVALSHA")
+                    .arg(self.reannounce.get_hash())
+                    .arg(2)
+                    .arg(self.conns_key(tenant, user))
+                    .arg(self.users_key(tenant))
+                    .arg(user.as_str())
+                    .arg(at.timestamp_micros())
+                    .arg(millis(self.options.connection_ttl))
+                    .arg(millis(self.options.last_seen_ttl))
+                    .arg(conns.iter().map(|c| c.as_str()).collect::<Vec<_>>())
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable("presence heartbeat", e))?;
+        }
+        Ok(())
+    }
+
+    fn users_key(&self, tenant: &TenantId) -> String {
+        format!("{}presence:{tenant}:users", self.prefix)
+    }
+
+    fn conns_key(&self, tenant: &TenantId, user: &UserId) -> String {
+        format!("{}presence:{tenant}:conns:{user}", self.prefix)
+    }
+
+    /// Turns a script's answer into before/after records.
+    fn change(user: &UserId, facts: Facts) -> StoreResult<PresenceChange> {
+        let (known, before_seen, before_count, after_seen, after_count) = facts;
+        let record = |seen: i64, count: i64| {
+            Ok(PresenceRecord {
+                user_id: user.clone(),
+                connections: u32::try_from(count).unwrap_or(u32::MAX),
+                last_seen: from_micros(seen)?,
+            })
+        };
+        Ok(PresenceChange {
+            before: if known == 1 {
+                Some(record(before_seen, before_count)?)
+            } else {
+                None
+            },
+            after: record(after_seen, after_count)?,
+        })
+    }
+}
+
+impl fmt::Debug for RedisPresence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisPresence")
+            .field("prefix", &self.prefix)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn from_micros(micros: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Unavailable(format!("redis: presence: bad lastSeen {micros}")))
+}
+
+#[async_trait]
+impl PresenceTracker for RedisPresence {
+    async fn connect(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        connection_id: &ConnectionId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<PresenceChange> {
+        let mut conn = connection(&self.pool, "presence connect").await?;
+        let facts: Facts = self
+            .connect
+            .key(self.conns_key(tenant, user))
+            .key(self.users_key(tenant))
+            .arg(user.as_str())
+            .arg(connection_id.as_str())
+            .arg(at.timestamp_micros())
+            .arg(millis(self.options.connection_ttl))
+            .arg(millis(self.options.last_seen_ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence connect", e))?;
+        Self::change(user, facts)
+    }
+
+    async fn disconnect(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        connection_id: &ConnectionId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<PresenceChange> {
+        let mut conn = connection(&self.pool, "presence disconnect").await?;
+        let facts: Facts = self
+            .disconnect
+            .key(self.conns_key(tenant, user))
+            .key(self.users_key(tenant))
+            .arg(user.as_str())
+            .arg(connection_id.as_str())
+            .arg(at.timestamp_micros())
+            .arg(millis(self.options.last_seen_ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence disconnect", e))?;
+        if facts.0 == 0 {
+            // Never seen: ignored, and not recorded (a stray disconnect must not
+            // make up a user). The answer says what is known: no connection.
+            return Ok(PresenceChange {
+                before: None,
+                after: PresenceRecord {
+                    user_id: user.clone(),
+                    connections: 0,
+                    last_seen: at,
+                },
+            });
+        }
+        Self::change(user, facts)
+    }
+
+    async fn touch(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<PresenceChange> {
+        let mut conn = connection(&self.pool, "presence touch").await?;
+        let facts: Facts = self
+            .touch
+            .key(self.conns_key(tenant, user))
+            .key(self.users_key(tenant))
+            .arg(user.as_str())
+            .arg(at.timestamp_micros())
+            .arg(millis(self.options.last_seen_ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence touch", e))?;
+        Self::change(user, facts)
+    }
+
+    async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
+        let mut conn = connection(&self.pool, "presence snapshot").await?;
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence snapshot: TIME", e))?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let users: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.users_key(tenant))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence snapshot: users", e))?;
+        // Read-only: expired connections are left for the next write (or the key's
+        // own expiry) to remove, and simply not counted here.
+        let mut pipe = redis::pipe();
+        let mut parsed = Vec::with_capacity(users.len());
+        for (raw, seen) in users {
+            let user = UserId::parse(raw.as_str()).map_err(|e| {
+                StoreError::Unavailable(format!("redis: presence: bad user id {raw:?}: {e}"))
+            })?;
+            pipe.cmd("ZCOUNT")
+                .arg(self.conns_key(tenant, &user))
+                .arg(format!("({now_ms}"))
+                .arg("+inf");
+            parsed.push((user, seen));
+        }
+        let counts: Vec<i64> = if parsed.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable("presence snapshot: connections", e))?
+        };
+        let mut records = parsed
+            .into_iter()
+            .zip(counts)
+            .map(|((user_id, seen), count)| {
+                Ok(PresenceRecord {
+                    user_id,
+                    connections: u32::try_from(count).unwrap_or(u32::MAX),
+                    last_seen: from_micros(seen.round() as i64)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        records.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Ok(records)
+    }
+}

@@ -1,0 +1,302 @@
+//! `RedisPresence` against the machine's Redis: the in-process tracker's
+//! behaviours, plus what only a shared tracker needs (several nodes, expiry of a
+//! dead node's connections, rebuilding after Redis lost its data).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use afritalk_adapter_redis::{PresenceOptions, RedisPresence, connect_pool};
+use afritalk_ports::{ConnectionId, PresenceTracker, StoreError};
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{Namespace, tenant, user};
+
+fn conn(id: &str) -> ConnectionId {
+    ConnectionId::new(id)
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 250_000).unwrap()
+}
+
+fn node(ns: &Namespace) -> RedisPresence {
+    RedisPresence::new(ns.pool.clone(), &ns.prefix, PresenceOptions::default())
+}
+
+fn node_with_ttl(ns: &Namespace, ttl: Duration) -> RedisPresence {
+    let options = PresenceOptions {
+        connection_ttl: ttl,
+        ..PresenceOptions::default()
+    };
+    RedisPresence::new(ns.pool.clone(), &ns.prefix, options)
+}
+
+#[tokio::test]
+async fn first_connect_reports_a_user_never_seen_before() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let change = presence
+        .connect(&tenant("t"), &user("u"), &conn("c1"), t0())
+        .await
+        .unwrap();
+    assert_eq!(change.before, None);
+    assert_eq!(change.after.connections, 1);
+    assert_eq!(change.after.last_seen, t0());
+    assert_eq!(change.after.user_id, user("u"));
+}
+
+#[tokio::test]
+async fn connecting_the_same_connection_twice_counts_it_once() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let (t, u) = (tenant("t"), user("u"));
+    presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    let again = presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    assert_eq!(again.before.unwrap().connections, 1);
+    assert_eq!(again.after.connections, 1);
+    let second = presence.connect(&t, &u, &conn("c2"), t0()).await.unwrap();
+    assert_eq!(second.after.connections, 2);
+}
+
+#[tokio::test]
+async fn disconnect_forgets_the_connection_and_sets_last_seen() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let (t, u) = (tenant("t"), user("u"));
+    presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    presence.connect(&t, &u, &conn("c2"), t0()).await.unwrap();
+    let later = t0() + TimeDelta::seconds(30);
+    let change = presence
+        .disconnect(&t, &u, &conn("c1"), later)
+        .await
+        .unwrap();
+    assert_eq!(change.before.unwrap().connections, 2);
+    assert_eq!(change.after.connections, 1);
+    assert_eq!(change.after.last_seen, later);
+    let last = presence
+        .disconnect(&t, &u, &conn("c2"), later)
+        .await
+        .unwrap();
+    assert_eq!(last.after.connections, 0);
+    // The user stays known (offline with a last_seen), not forgotten.
+    assert_eq!(presence.snapshot(&t).await.unwrap(), vec![last.after]);
+}
+
+#[tokio::test]
+async fn disconnecting_an_unknown_connection_is_ignored() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let (t, u) = (tenant("t"), user("u"));
+    presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    let later = t0() + TimeDelta::seconds(30);
+    let change = presence
+        .disconnect(&t, &u, &conn("nope"), later)
+        .await
+        .unwrap();
+    assert_eq!(change.before.as_ref(), Some(&change.after));
+    assert_eq!(change.after.connections, 1);
+    assert_eq!(change.after.last_seen, t0());
+
+    // A user never seen is not made up by a stray disconnect.
+    let stray = presence
+        .disconnect(&t, &user("ghost"), &conn("c9"), later)
+        .await
+        .unwrap();
+    assert_eq!(stray.before, None);
+    assert_eq!(stray.after.connections, 0);
+    assert_eq!(presence.snapshot(&t).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn touch_records_activity_without_changing_connections() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let (t, u) = (tenant("t"), user("u"));
+    presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    let later = t0() + TimeDelta::seconds(45);
+    let change = presence.touch(&t, &u, later).await.unwrap();
+    assert_eq!(change.before.unwrap().last_seen, t0());
+    assert_eq!(change.after.last_seen, later);
+    assert_eq!(change.after.connections, 1);
+
+    // last_seen never goes back for a late event.
+    let late = presence.touch(&t, &u, t0()).await.unwrap();
+    assert_eq!(late.after.last_seen, later);
+
+    let fresh = presence.touch(&t, &user("v"), later).await.unwrap();
+    assert_eq!(fresh.before, None);
+    assert_eq!(fresh.after.connections, 0);
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_even_for_the_same_user_id() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let (a, b, u) = (tenant("a"), tenant("b"), user("u"));
+    presence.connect(&a, &u, &conn("c1"), t0()).await.unwrap();
+    presence
+        .connect(&a, &user("w"), &conn("c2"), t0())
+        .await
+        .unwrap();
+
+    // The same user id in tenant b is someone else: never seen there.
+    let in_b = presence.connect(&b, &u, &conn("c3"), t0()).await.unwrap();
+    assert_eq!(in_b.before, None);
+    assert_eq!(in_b.after.connections, 1);
+    // A disconnect in b does not touch a's connection with the same id.
+    presence
+        .disconnect(&b, &u, &conn("c1"), t0())
+        .await
+        .unwrap();
+
+    let snap_a = presence.snapshot(&a).await.unwrap();
+    assert_eq!(
+        snap_a
+            .iter()
+            .map(|r| (r.user_id.as_str(), r.connections))
+            .collect::<Vec<_>>(),
+        vec![("u", 1), ("w", 1)]
+    );
+    let snap_b = presence.snapshot(&b).await.unwrap();
+    assert_eq!(snap_b.len(), 1);
+    assert_eq!(snap_b[0].connections, 1);
+    assert!(presence.snapshot(&tenant("c")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nodes_share_one_view_of_each_user() {
+    let ns = Namespace::new().await;
+    let (node1, node2) = (node(&ns), node(&ns));
+    let (t, u) = (tenant("t"), user("u"));
+    node1.connect(&t, &u, &conn("n1-c1"), t0()).await.unwrap();
+    let on_2 = node2.connect(&t, &u, &conn("n2-c1"), t0()).await.unwrap();
+    assert_eq!(on_2.before.unwrap().connections, 1);
+    assert_eq!(on_2.after.connections, 2);
+    let later = t0() + TimeDelta::seconds(5);
+    let off_1 = node1
+        .disconnect(&t, &u, &conn("n1-c1"), later)
+        .await
+        .unwrap();
+    assert_eq!(off_1.after.connections, 1);
+    let snap = node2.snapshot(&t).await.unwrap();
+    assert_eq!(snap.len(), 1);
+    assert_eq!(snap[0].connections, 1);
+    assert_eq!(snap[0].last_seen, later);
+}
+
+#[tokio::test]
+async fn a_dead_nodes_connections_expire_after_the_ttl_while_live_ones_are_renewed() {
+    let ns = Namespace::new().await;
+    let ttl = Duration::from_millis(900);
+    let (live_node, dead_node) = (node_with_ttl(&ns, ttl), node_with_ttl(&ns, ttl));
+    let t = tenant("t");
+    live_node
+        .connect(&t, &user("u"), &conn("live"), t0())
+        .await
+        .unwrap();
+    dead_node
+        .connect(&t, &user("u"), &conn("dead"), t0())
+        .await
+        .unwrap();
+    dead_node
+        .connect(&t, &user("v"), &conn("dead-v"), t0())
+        .await
+        .unwrap();
+    assert_eq!(live_node.heartbeat_interval(), ttl / 3);
+
+    // The live node keeps announcing its socket; the dead node says nothing more.
+    let live = [(t.clone(), user("u"), conn("live"))];
+    for _ in 0..6 {
+        tokio::time::sleep(ttl / 3).await;
+        live_node.reannounce(&live, Utc::now()).await.unwrap();
+    }
+
+    let snap = live_node.snapshot(&t).await.unwrap();
+    let counts: Vec<_> = snap
+        .iter()
+        .map(|r| (r.user_id.as_str(), r.connections))
+        .collect();
+    assert_eq!(counts, vec![("u", 1), ("v", 0)]);
+    // lastSeen survives the expiry, and a heartbeat is not activity.
+    assert!(snap.iter().all(|r| r.last_seen == t0()));
+    // The dead node's keys are gone by themselves, not just hidden.
+    let keys = ns.keys();
+    assert!(keys.iter().all(|k| !k.ends_with(":conns:v")), "{keys:?}");
+    // The next write sees the expired connection gone too.
+    let change = live_node.touch(&t, &user("u"), t0()).await.unwrap();
+    assert_eq!(change.after.connections, 1);
+}
+
+#[tokio::test]
+async fn reannouncing_rebuilds_presence_after_redis_lost_its_data() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let t = tenant("t");
+    presence
+        .connect(&t, &user("u"), &conn("c1"), t0())
+        .await
+        .unwrap();
+    presence
+        .connect(&t, &user("u"), &conn("c2"), t0())
+        .await
+        .unwrap();
+    presence
+        .connect(&t, &user("w"), &conn("c3"), t0())
+        .await
+        .unwrap();
+    let before = presence.snapshot(&t).await.unwrap();
+
+    ns.wipe();
+    assert!(presence.snapshot(&t).await.unwrap().is_empty());
+
+    let heartbeat = t0() + TimeDelta::seconds(20);
+    let live = [
+        (t.clone(), user("u"), conn("c1")),
+        (t.clone(), user("u"), conn("c2")),
+        (t.clone(), user("w"), conn("c3")),
+    ];
+    presence.reannounce(&live, heartbeat).await.unwrap();
+    let after = presence.snapshot(&t).await.unwrap();
+    let counts: Vec<_> = after
+        .iter()
+        .map(|r| (r.user_id.as_str(), r.connections))
+        .collect();
+    assert_eq!(counts, vec![("u", 2), ("w", 1)]);
+    // Lost users come back seen at the heartbeat; known ones keep their lastSeen.
+    assert!(after.iter().all(|r| r.last_seen == heartbeat));
+    presence
+        .reannounce(&live, heartbeat + TimeDelta::seconds(20))
+        .await
+        .unwrap();
+    assert_eq!(presence.snapshot(&t).await.unwrap(), after);
+    assert_eq!(before.len(), after.len());
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_reported_as_unavailable() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let pool = connect_pool(&format!("redis://127.0.0.1:{closed_port}"), 2).unwrap();
+    let presence = RedisPresence::new(pool, "x:", PresenceOptions::default());
+    let error = presence
+        .connect(&tenant("t"), &user("u"), &conn("c"), t0())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Unavailable(ref m) if m.contains("presence connect")),
+        "{error:?}"
+    );
+    assert!(matches!(
+        presence.snapshot(&tenant("t")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        presence
+            .reannounce(&[(tenant("t"), user("u"), conn("c"))], t0())
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
