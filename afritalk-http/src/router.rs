@@ -247,7 +247,7 @@ pub(crate) fn find(method: &Method, path: &str) -> Result<Matched, ApiError> {
         let Some((literals, params)) = fit(route.path, &segments) else {
             continue;
         };
-        if &route.method != method {
+        if route.method != method {
             allowed.push(route.method.clone());
             continue;
         }

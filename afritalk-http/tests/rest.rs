@@ -1,6 +1,9 @@
 //! REST black-box tests of the gateway on a real listener (port 0), over the
 //! in-memory adapters, with a minimal HTTP/1.1 client.
 
+// Test helpers panic on purpose: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
