@@ -529,34 +529,42 @@ macro_rules! sql_store {
                         " AND unread.conversation_id = conversations.id \
                          AND unread.read_at IS NULL AND unread.deleted_at IS NULL)",
                     );
-                    let mut query = conversations::table
-                        .left_join(
-                            messages::table.on(messages::conversation_id
-                                .eq(conversations::id)
-                                .and(messages::seq.eq(conversations::last_seq))),
-                        )
+                    // The page's ids first (keyset, index-ordered, LIMIT), then the
+                    // join to each one's last message: the join touches 50 rows, not
+                    // every conversation of the user.
+                    let mut page_ids = conversations::table
                         .filter(conversations::tenant_id.eq(tenant.as_str().to_owned()))
                         .filter(
                             conversations::user_one_id
                                 .eq(user.as_str().to_owned())
                                 .or(conversations::user_two_id.eq(user.as_str().to_owned())),
                         )
-                        .select((
-                            ConversationRow::as_select(),
-                            Option::<MessageRow>::as_select(),
-                            unread,
-                        ))
                         .order((conversations::last_message_at.desc(), conversations::id.desc()))
                         .limit(limit_of(limit))
+                        .select(conversations::id)
                         .into_boxed::<Db>();
                     if let Some(cursor) = after {
                         let at = to_db(cursor.last_message_at);
-                        query = query.filter(
+                        page_ids = page_ids.filter(
                             conversations::last_message_at.lt(at).or(conversations::last_message_at
                                 .eq(at)
                                 .and(conversations::id.lt(cursor.id.to_string()))),
                         );
                     }
+                    let query = conversations::table
+                        .left_join(
+                            messages::table.on(messages::conversation_id
+                                .eq(conversations::id)
+                                .and(messages::seq.eq(conversations::last_seq))),
+                        )
+                        .filter(conversations::id.eq_any(page_ids))
+                        .filter(conversations::tenant_id.eq(tenant.as_str().to_owned()))
+                        .select((
+                            ConversationRow::as_select(),
+                            Option::<MessageRow>::as_select(),
+                            unread,
+                        ))
+                        .order((conversations::last_message_at.desc(), conversations::id.desc()));
                     let mut conn = self.conn().await?;
                     let rows: Vec<(ConversationRow, Option<MessageRow>, i64)> = query
                         .load(&mut conn)

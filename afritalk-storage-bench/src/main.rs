@@ -16,7 +16,8 @@
 //! Environment: `AFRITALK_BENCH_PG` (server URL without database, default
 //! `postgres://postgres@127.0.0.1:5432`; the database `afritalk_bench` is
 //! dropped and recreated), `AFRITALK_BENCH_SQLITE` (file, default
-//! `target/afritalk-bench.db`, recreated), `AFRITALK_BENCH_MESSAGES`
+//! `target/afritalk-bench.db`, recreated), `AFRITALK_BENCH_KEEP` (keep the
+//! Postgres database afterwards, to inspect plans), `AFRITALK_BENCH_MESSAGES`
 //! (default 1000000), `AFRITALK_BENCH_SENDS` (per sender, default 400).
 //!
 //! ## Layout
@@ -385,7 +386,9 @@ async fn bench_pg(total: i64, sends: usize) -> Result<Vec<Stats>> {
     admin
         .batch_execute("DROP DATABASE IF EXISTS afritalk_bench WITH (FORCE)")
         .await?;
-    admin.batch_execute("CREATE DATABASE afritalk_bench").await?;
+    admin
+        .batch_execute("CREATE DATABASE afritalk_bench")
+        .await?;
     let store = PgStore::connect(&format!("{server}/afritalk_bench"), SENDERS).await?;
     store.migrate().await?;
     let per_conv = total / CONVERSATIONS;
@@ -402,9 +405,11 @@ async fn bench_pg(total: i64, sends: usize) -> Result<Vec<Stats>> {
     }
     let stats = run_all("postgres", Arc::new(store.clone()), per_conv, sends).await?;
     drop(store);
-    admin
-        .batch_execute("DROP DATABASE IF EXISTS afritalk_bench WITH (FORCE)")
-        .await?;
+    if std::env::var_os("AFRITALK_BENCH_KEEP").is_none() {
+        admin
+            .batch_execute("DROP DATABASE IF EXISTS afritalk_bench WITH (FORCE)")
+            .await?;
+    }
     Ok(stats)
 }
 
