@@ -1,5 +1,6 @@
-//! REST black-box tests of the gateway on a real listener (port 0), over the
-//! in-memory adapters, with a minimal HTTP/1.1 client.
+//! Black-box tests of the gateway on a real listener (port 0), over the
+//! in-memory adapters: REST with a minimal HTTP/1.1 client, and Socket.IO over
+//! raw Engine.IO long-polling packets.
 
 // Test helpers panic on purpose: a failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -620,5 +621,171 @@ async fn socket_handshakes_check_the_origin_and_hide_the_internal_path() {
         )
         .await;
     assert_eq!(r.status, 404);
+    server.stop().await;
+}
+
+/// A Socket.IO client over Engine.IO v4 long-polling, speaking raw packets.
+struct Polling<'a> {
+    server: &'a TestServer,
+    base: String,
+}
+
+impl<'a> Polling<'a> {
+    /// Opens an Engine.IO session and sends the Socket.IO CONNECT with `auth`.
+    async fn connect(server: &'a TestServer, tenant: &str, auth: Value) -> (Polling<'a>, String) {
+        let base = format!("/api/tenants/{tenant}/messaging/socket/?EIO=4&transport=polling");
+        let open = server.call("GET", &base, None, None).await;
+        assert_eq!(open.status, 200, "{}", open.body);
+        let handshake: Value = serde_json::from_str(open.body.trim_start_matches('0')).unwrap();
+        let sid = handshake["sid"].as_str().unwrap();
+        let client = Polling {
+            server,
+            base: format!("{base}&sid={sid}"),
+        };
+        client.post(&format!("40{auth}")).await;
+        let reply = client.poll().await.join("\u{1e}");
+        (client, reply)
+    }
+
+    async fn post(&self, packets: &str) {
+        let r = self
+            .server
+            .raw("POST", &self.base, None, Some(packets), &[])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// One long-poll: the packets waiting (at most 5 s).
+    async fn poll(&self) -> Vec<String> {
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.server.call("GET", &self.base, None, None),
+        )
+        .await
+        .expect("a packet within 5 s");
+        r.body.split('\u{1e}').map(str::to_owned).collect()
+    }
+
+    /// Polls until a packet starts with `prefix`; returns it.
+    async fn wait_for(&self, prefix: &str) -> String {
+        for _ in 0..10 {
+            if let Some(p) = self
+                .poll()
+                .await
+                .into_iter()
+                .find(|p| p.starts_with(prefix))
+            {
+                return p;
+            }
+        }
+        panic!("no packet starting with {prefix}");
+    }
+}
+
+/// The JSON array of a `42…`/`43…` packet after its ack id.
+fn packet_json(packet: &str) -> (Option<u64>, Value) {
+    let body = &packet[2..];
+    let digits: String = body.chars().take_while(char::is_ascii_digit).collect();
+    let json = serde_json::from_str(&body[digits.len()..]).unwrap();
+    (digits.parse().ok(), json)
+}
+
+#[tokio::test]
+async fn sockets_refuse_bad_tokens_and_foreign_tenants_at_connect() {
+    let server = spawn().await;
+    let (_, reply) = Polling::connect(&server, "t1", json!({ "token": "garbage" })).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("invalid_token"),
+        "{reply}"
+    );
+    let token = server.token("dg1", Role::Dg);
+    let (_, reply) = Polling::connect(&server, "t2", json!({ "token": token })).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("tenant_mismatch"),
+        "{reply}"
+    );
+    let service = server.token_for("t1", "ops", ActorKind::Service);
+    let (_, reply) = Polling::connect(&server, "t1", json!({ "token": service })).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("forbidden"),
+        "{reply}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_send_reaches_the_recipient_and_its_ack_gives_the_sender_delivered() {
+    let server = spawn().await;
+    let (emp, reply) = Polling::connect(
+        &server,
+        "t1",
+        json!({ "token": server.token("emp", Role::Employe) }),
+    )
+    .await;
+    assert!(reply.starts_with("40"), "{reply}");
+    let (dg, reply) = Polling::connect(
+        &server,
+        "t1",
+        json!({ "token": server.token("dg1", Role::Dg) }),
+    )
+    .await;
+    assert!(reply.starts_with("40"), "{reply}");
+
+    dg.post(
+        r#"420["messaging:send",{"toUserId":"emp","content":"Habari","clientMessageId":"s-1"}]"#,
+    )
+    .await;
+    let (ack_id, ack) = packet_json(&dg.wait_for("430").await);
+    assert_eq!(ack_id, Some(0));
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    let message_id = ack[0]["message"]["id"].as_str().unwrap().to_owned();
+    assert!(ack[0]["conversationId"].is_string());
+
+    // The recipient gets messaging:new with an ack id, and acknowledges it.
+    let new = emp.wait_for("42").await;
+    let (ack_id, event) = packet_json(&new);
+    assert_eq!(event[0], "messaging:new", "{new}");
+    assert_eq!(event[1]["message"]["id"], message_id.as_str());
+    let ack_id = ack_id.expect("messaging:new to the recipient asks for an ack");
+    emp.post(&format!(r#"43{ack_id}[{{"received":true}}]"#))
+        .await;
+
+    // ✓✓ reaches the sender.
+    let delivered = loop {
+        let p = dg.wait_for("42").await;
+        if p.contains("messaging:delivered") {
+            break p;
+        }
+    };
+    let (_, event) = packet_json(&delivered);
+    assert_eq!(event[1]["messageId"], message_id.as_str());
+    assert!(event[1]["deliveredAt"].is_string());
+
+    // Bad payloads and unknown events get an error ack; the socket stays usable.
+    dg.post(r#"421["messaging:send",{"content":5}]"#).await;
+    let (_, ack) = packet_json(&dg.wait_for("431").await);
+    assert_eq!(ack[0]["ok"], false);
+    assert_eq!(ack[0]["error"]["code"], "validation");
+    dg.post(r#"422["no:such-event",{}]"#).await;
+    let (_, ack) = packet_json(&dg.wait_for("432").await);
+    assert_eq!(ack[0]["error"]["code"], "unknown_event");
+    dg.post(r#"423["presence:ping",{}]"#).await;
+    let (_, ack) = packet_json(&dg.wait_for("433").await);
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    assert_eq!(ack[0]["presence"]["status"], "online");
+
+    let metrics = server.call("GET", "/metrics", None, None).await;
+    assert!(
+        metrics.body.contains("afritalk_socket_connections 2"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("afritalk_delivery_latency_seconds_count 1"),
+        "{}",
+        metrics.body
+    );
     server.stop().await;
 }
