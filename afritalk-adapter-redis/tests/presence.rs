@@ -188,7 +188,7 @@ async fn nodes_share_one_view_of_each_user() {
 #[tokio::test]
 async fn a_dead_nodes_connections_expire_after_the_ttl_while_live_ones_are_renewed() {
     let ns = Namespace::new().await;
-    let ttl = Duration::from_millis(900);
+    let ttl = Duration::from_millis(1200);
     let (live_node, dead_node) = (node_with_ttl(&ns, ttl), node_with_ttl(&ns, ttl));
     let t = tenant("t");
     live_node
@@ -207,7 +207,7 @@ async fn a_dead_nodes_connections_expire_after_the_ttl_while_live_ones_are_renew
 
     // The live node keeps announcing its socket; the dead node says nothing more.
     let live = [(t.clone(), user("u"), conn("live"))];
-    for _ in 0..6 {
+    for _ in 0..5 {
         tokio::time::sleep(ttl / 3).await;
         live_node.reannounce(&live, Utc::now()).await.unwrap();
     }

@@ -1,0 +1,218 @@
+//! `RedisRateLimiter` against real Redis: the in-process limiter's behaviours,
+//! shared by two limiter instances standing for two nodes. Time is Redis's own
+//! clock, so windows here are short and the tests sleep through them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use afritalk_adapter_redis::{RateLimit, RateLimits, RedisRateLimiter, connect_pool};
+use afritalk_ports::{RateAction, RateDecision, RateLimiter, StoreError};
+use common::{Namespace, tenant, user};
+
+fn limiter(ns: &Namespace, max: u32, per: Duration) -> RedisRateLimiter {
+    let limits = RateLimits::default().with(RateAction::Send, RateLimit::new(max, per));
+    RedisRateLimiter::new(ns.pool.clone(), &ns.prefix, limits)
+}
+
+async fn check(limiter: &RedisRateLimiter, t: &str, u: &str, action: RateAction) -> RateDecision {
+    limiter.check(&tenant(t), &user(u), action).await.unwrap()
+}
+
+fn retry_after(decision: RateDecision) -> Duration {
+    match decision {
+        RateDecision::Limited { retry_after } => retry_after,
+        RateDecision::Allowed => panic!("expected Limited, got Allowed"),
+    }
+}
+
+#[tokio::test]
+async fn allows_max_attempts_then_refuses_with_the_time_until_the_next_passes() {
+    let ns = Namespace::new().await;
+    let limiter = limiter(&ns, 3, Duration::from_millis(1500));
+    let first = Instant::now();
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    let wait = retry_after(check(&limiter, "t", "u", RateAction::Send).await);
+    // The first attempt leaves the window 1.5 s after it was made.
+    let expected = Duration::from_millis(1500).saturating_sub(first.elapsed());
+    assert!(wait <= Duration::from_millis(1500 - 300), "{wait:?}");
+    assert!(
+        wait + Duration::from_millis(100) >= expected,
+        "{wait:?} vs {expected:?}"
+    );
+
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    // Only one slot came free: the next frees when the second attempt leaves (~300 ms
+    // later), well before a whole window.
+    let next = retry_after(check(&limiter, "t", "u", RateAction::Send).await);
+    assert!(next <= Duration::from_millis(800), "{next:?}");
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_allowance() {
+    let ns = Namespace::new().await;
+    let (node1, node2) = (
+        limiter(&ns, 3, Duration::from_secs(10)),
+        limiter(&ns, 3, Duration::from_secs(10)),
+    );
+    assert_eq!(
+        check(&node1, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&node2, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&node1, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    let wait = retry_after(check(&node2, "t", "u", RateAction::Send).await);
+    assert!(
+        wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
+        "{wait:?}"
+    );
+    retry_after(check(&node1, "t", "u", RateAction::Send).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attempts_on_two_nodes_never_exceed_the_limit() {
+    let ns = Namespace::new().await;
+    let nodes = std::sync::Arc::new([
+        limiter(&ns, 5, Duration::from_secs(10)),
+        limiter(&ns, 5, Duration::from_secs(10)),
+    ]);
+    let attempts: Vec<_> = (0..40)
+        .map(|i| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move { check(&nodes[i % 2], "t", "u", RateAction::Send).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for attempt in attempts {
+        if attempt.await.unwrap() == RateDecision::Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5);
+}
+
+#[tokio::test]
+async fn refused_attempts_do_not_consume_allowance() {
+    let ns = Namespace::new().await;
+    let limiter = limiter(&ns, 2, Duration::from_millis(1000));
+    let start = Instant::now();
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        retry_after(check(&limiter, "t", "u", RateAction::Send).await);
+    }
+    // Hammering did not push the window: both slots free 1 s after the first two.
+    tokio::time::sleep(Duration::from_millis(1150).saturating_sub(start.elapsed())).await;
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+}
+
+#[tokio::test]
+async fn recovers_fully_after_the_window() {
+    let ns = Namespace::new().await;
+    let limiter = limiter(&ns, 5, Duration::from_millis(600));
+    for _ in 0..5 {
+        assert_eq!(
+            check(&limiter, "t", "u", RateAction::Send).await,
+            RateDecision::Allowed
+        );
+    }
+    let wait = retry_after(check(&limiter, "t", "u", RateAction::Send).await);
+    assert!(wait <= Duration::from_millis(600));
+    tokio::time::sleep(Duration::from_millis(650)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            check(&limiter, "t", "u", RateAction::Send).await,
+            RateDecision::Allowed
+        );
+    }
+    // The window key does not outlive its window by much.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(ns.keys().is_empty(), "{:?}", ns.keys());
+}
+
+#[tokio::test]
+async fn users_actions_and_tenants_have_separate_allowances() {
+    let ns = Namespace::new().await;
+    let limiter = limiter(&ns, 1, Duration::from_secs(10));
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    retry_after(check(&limiter, "t", "u", RateAction::Send).await);
+    assert_eq!(
+        check(&limiter, "t", "v", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&limiter, "other", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Modify).await,
+        RateDecision::Allowed
+    );
+}
+
+#[tokio::test]
+async fn a_zero_limit_refuses_everything() {
+    let ns = Namespace::new().await;
+    let limiter = limiter(&ns, 0, Duration::from_secs(10));
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Limited {
+            retry_after: Duration::from_secs(10)
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_reported_as_unavailable() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let pool = connect_pool(&format!("redis://127.0.0.1:{closed_port}"), 2).unwrap();
+    let limiter = RedisRateLimiter::new(pool, "x:", RateLimits::default());
+    let error = limiter
+        .check(&tenant("t"), &user("u"), RateAction::Send)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+}
