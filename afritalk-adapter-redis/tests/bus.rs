@@ -252,3 +252,41 @@ async fn the_subscriber_keeps_retrying_until_redis_first_comes_up() {
         .unwrap();
     assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_is_noticed_by_the_ping_and_the_subscriber_reconnects() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let bus = RedisEventBus::new(
+        &url,
+        connect_pool(&url, 2).unwrap(),
+        "afritalk:",
+        fast_options(),
+    )
+    .unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    bus.attach(sink.clone()).unwrap();
+    assert!(bus.wait_subscribed(WAIT).await);
+
+    // The connection stays open but silent: only the ping can tell it is dead.
+    redis.freeze(true);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bus.metrics().is_subscribed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hung connection was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.freeze(false);
+    assert!(bus.wait_subscribed(WAIT).await);
+    assert_eq!(bus.metrics().reconnects(), 1);
+    let audience = Audience::Tenant(tenant("t"));
+    bus.publish(audience.clone(), presence_event("u"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sink.wait_for(1, WAIT).await,
+        vec![(audience, presence_event("u"))]
+    );
+}

@@ -100,9 +100,22 @@ impl PrivateRedis {
     /// Kills it abruptly (SIGKILL: no goodbye to clients) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen process would not die of SIGKILL until thawed on some systems.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes (`true`, SIGSTOP) or thaws (`false`, SIGCONT) it: its sockets stay
+    /// open but nothing answers, like a hung server or a dropped network path.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success());
     }
 
     /// Starts it again, empty, on the same port, and waits until it answers.
