@@ -1,1 +1,60 @@
-fn main() {}
+//! `afritalk`: parse the command line, start telemetry, run the command.
+
+use std::process::ExitCode;
+
+use afritalk_bin::app::{Application, shutdown_signal};
+use afritalk_bin::cli::{self, Cli, Command};
+use afritalk_bin::config::Config;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Config::from_env() {
+        Err(err) => Err(err.to_string()),
+        Ok(config) => run(cli.command, config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("afritalk: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), String> {
+    let print = |line: String| println!("{line}");
+    match command {
+        Command::Serve => {
+            let app = Application::build(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            app.run_until(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Migrate => cli::migrate(&config)
+            .await
+            .map(print)
+            .map_err(|e| e.to_string()),
+        Command::Token(args) => cli::token(&config, &args)
+            .map(print)
+            .map_err(|e| e.to_string()),
+        Command::User(cmd) => cli::user(&config, &cmd)
+            .await
+            .map(print)
+            .map_err(|e| e.to_string()),
+        Command::Audit(cmd) => cli::audit(&config, &cmd)
+            .await
+            .map(print)
+            .map_err(|e| e.to_string()),
+    }
+}

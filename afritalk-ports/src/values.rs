@@ -23,6 +23,17 @@ impl MessageContent {
         if trimmed.is_empty() {
             return Err(ValidationError::new("content", "must not be empty"));
         }
+        // Line breaks and tabs are text; other control characters (NUL above all,
+        // which Postgres refuses) are not.
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ValidationError::new(
+                "content",
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        }
         // Counted in characters, not bytes: a 4,000-letter Wolof or Arabic
         // message must pass just like an English one.
         if trimmed.chars().count() > MAX_MESSAGE_CHARS {
@@ -303,6 +314,13 @@ mod tests {
         // 4,000 multi-byte characters are fine; 4,001 are not.
         assert!(MessageContent::parse("é".repeat(4_000)).is_ok());
         assert!(MessageContent::parse("🙂".repeat(4_001)).is_err());
+    }
+
+    #[test]
+    fn content_keeps_line_breaks_but_refuses_other_control_characters() {
+        assert!(MessageContent::parse("ligne 1\nligne 2\tfin").is_ok());
+        assert!(MessageContent::parse("a\u{0}b").is_err());
+        assert!(MessageContent::parse("a\u{1b}[31mb").is_err());
     }
 
     #[test]

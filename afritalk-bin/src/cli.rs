@@ -1,0 +1,211 @@
+//! The command line: `serve`, `migrate`, `token`, `user upsert`, `audit purge`.
+//! Everything else is configured by environment variables (see `--help`).
+
+use std::time::Duration;
+
+use afritalk_auth::{Identity, TokenMinter};
+use afritalk_core::{AUDIT_RETENTION, Actor, ActorKind};
+use afritalk_ports::{DisplayName, Role, TenantId, UserId};
+use chrono::TimeDelta;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::{keys, wiring};
+
+const ENV_HELP: &str = "\
+Environment:
+  AFRITALK_DATA_DIR              data directory (default ./afritalk-data): SQLite file, dev key pair
+  AFRITALK_LISTEN                listen address (default 127.0.0.1:8080)
+  DATABASE_URL                   postgres://… for PostgreSQL (default: SQLite in the data directory)
+  AFRITALK_DB_POOL_SIZE          storage connections (default 16)
+  AFRITALK_ROOT_PUBLIC_KEY       root public key (hex) to verify tokens with; no private key needed
+  AFRITALK_ROOT_PRIVATE_KEY      root private key (hex) for `token` (default: the data directory's)
+  AFRITALK_ALLOWED_ORIGINS       comma-separated Origin allowlist for the realtime handshake
+  AFRITALK_TRUSTED_PROXY_HEADER  header with the client IP set by your proxy (e.g. X-Forwarded-For)
+  AFRITALK_MESSAGING_DEFAULT     enabled|disabled for tenants never configured (default enabled)
+  RUST_LOG                       log filter (default info)";
+
+/// AfriTalk: in-app business messaging for AfriGest.
+#[derive(Debug, Parser)]
+#[command(name = "afritalk", version, about = "AfriTalk: in-app business messaging for AfriGest", after_help = ENV_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (REST + Socket.IO on one port) until SIGTERM or Ctrl-C.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a token signed with the root private key (for development and services).
+    Token(TokenArgs),
+    /// Manage the directory of the configured store.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Maintain the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Arguments of `token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Tenant id.
+    #[arg(long)]
+    pub tenant: String,
+    /// User id (or service name with --service).
+    #[arg(long)]
+    pub user: String,
+    /// PDG, DG or EMPLOYE (Employé accepted); omit with --service.
+    #[arg(long, required_unless_present = "service")]
+    pub role: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Mint a service token (alerts, directory admin, audit export) instead of a staff token.
+    #[arg(long, conflicts_with = "role")]
+    pub service: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+}
+
+/// Directory subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create or update a user of a tenant.
+    Upsert {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// User id.
+        #[arg(long)]
+        user: String,
+        /// PDG, DG or EMPLOYE (Employé accepted).
+        #[arg(long)]
+        role: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Mark the user deactivated (they can no longer send or receive).
+        #[arg(long)]
+        inactive: bool,
+    },
+}
+
+/// Audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Delete audit rows older than the given number of days (default: 12 months).
+    Purge {
+        /// Age in days.
+        #[arg(long, default_value_t = AUDIT_RETENTION.num_days())]
+        older_than: i64,
+    },
+}
+
+/// A command failed; the message is for a person.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
+fn fail(e: impl std::fmt::Display) -> CommandError {
+    CommandError(e.to_string())
+}
+
+/// `afritalk token`: prints a signed token.
+pub fn token(config: &Config, args: &TokenArgs) -> Result<String, CommandError> {
+    let tenant = TenantId::parse(&args.tenant).map_err(fail)?;
+    let user = UserId::parse(&args.user).map_err(fail)?;
+    let kind = match &args.role {
+        Some(role) => ActorKind::Staff(Role::parse(role).map_err(fail)?),
+        None => ActorKind::Service,
+    };
+    let name = args
+        .name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(fail)?;
+    let pair = keys::root_key_pair(config).map_err(fail)?;
+    let identity = Identity {
+        tenant,
+        user,
+        kind,
+        name,
+    };
+    TokenMinter::new(pair)
+        .mint(&identity, Duration::from_secs(args.ttl))
+        .map_err(fail)
+}
+
+/// `afritalk migrate`: opening the storage applies pending migrations.
+pub async fn migrate(config: &Config) -> Result<String, CommandError> {
+    let storage = wiring::open_storage(config).await.map_err(fail)?;
+    Ok(format!("{} schema is up to date", storage.backend))
+}
+
+/// The service as the command line uses it (in-process realtime adapters; the
+/// CLI acts as the `afritalk-cli` service, so its actions are audited).
+async fn cli_service(
+    config: &Config,
+    tenant: &str,
+) -> Result<(afritalk_core::MessagingService, Actor), CommandError> {
+    let storage = wiring::open_storage(config).await.map_err(fail)?;
+    let clock = std::sync::Arc::new(afritalk_adapter_memory::SystemClock::new());
+    let realtime = wiring::in_process_realtime(clock.clone());
+    let service = wiring::service(&storage, &realtime, clock);
+    let tenant = TenantId::parse(tenant).map_err(fail)?;
+    let actor = Actor::service(tenant, UserId::parse("afritalk-cli").map_err(fail)?);
+    Ok((service, actor))
+}
+
+/// `afritalk user upsert`.
+pub async fn user(config: &Config, command: &UserCommand) -> Result<String, CommandError> {
+    let UserCommand::Upsert {
+        tenant,
+        user,
+        role,
+        name,
+        inactive,
+    } = command;
+    let (service, actor) = cli_service(config, tenant).await?;
+    let stored = service
+        .upsert_user(
+            &actor,
+            UserId::parse(user).map_err(fail)?,
+            DisplayName::parse(name).map_err(fail)?,
+            Role::parse(role).map_err(fail)?,
+            !inactive,
+        )
+        .await
+        .map_err(fail)?;
+    Ok(format!(
+        "{}/{}: {} ({}, {})",
+        stored.tenant_id,
+        stored.user_id,
+        stored.display_name.as_str(),
+        stored.role,
+        if stored.active { "active" } else { "inactive" }
+    ))
+}
+
+/// `afritalk audit purge`.
+pub async fn audit(config: &Config, command: &AuditCommand) -> Result<String, CommandError> {
+    let AuditCommand::Purge { older_than } = command;
+    if *older_than < 1 {
+        return Err(CommandError("--older-than must be at least 1 day".into()));
+    }
+    let (service, _) = cli_service(config, "afritalk").await?;
+    let (removed, cutoff) = service
+        .purge_audit(TimeDelta::days(*older_than))
+        .await
+        .map_err(fail)?;
+    Ok(format!(
+        "removed {removed} audit rows created before {cutoff}"
+    ))
+}

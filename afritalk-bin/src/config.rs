@@ -1,0 +1,213 @@
+//! Typed configuration, read from the environment with safe defaults: with no
+//! variable set at all, the server runs on the embedded default (SQLite file and
+//! key pair under `./afritalk-data`, listening on 127.0.0.1:8080).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A value that must never be printed (database URLs with passwords, private keys).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where messages are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded default: one SQLite file.
+    Sqlite(PathBuf),
+    /// Production: a Postgres URL (`postgres://…`).
+    Postgres(Secret),
+}
+
+/// Everything the binary can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Holds the SQLite file and the development key pair (`AFRITALK_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Address to listen on (`AFRITALK_LISTEN`).
+    pub listen: SocketAddr,
+    /// Storage backend (`DATABASE_URL`; SQLite in the data directory when unset).
+    pub database: Database,
+    /// Connections per storage pool (`AFRITALK_DB_POOL_SIZE`).
+    pub db_pool_size: usize,
+    /// Root private key in hex (`AFRITALK_ROOT_PRIVATE_KEY`); only `token` needs it.
+    pub root_private_key: Option<Secret>,
+    /// Root public key in hex (`AFRITALK_ROOT_PUBLIC_KEY`); when set, the server
+    /// holds no private key at all.
+    pub root_public_key: Option<String>,
+    /// Allowed browser origins for the realtime handshake (`AFRITALK_ALLOWED_ORIGINS`,
+    /// comma-separated; unset = any origin, as in the embedded default).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Header carrying the client IP set by a trusted proxy (`AFRITALK_TRUSTED_PROXY_HEADER`).
+    pub trusted_proxy_header: Option<String>,
+    /// Whether tenants never configured have messaging on (`AFRITALK_MESSAGING_DEFAULT`).
+    pub messaging_default_enabled: bool,
+}
+
+/// A configuration variable that could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (tests pass a map); empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let data_dir =
+            PathBuf::from(get("AFRITALK_DATA_DIR").unwrap_or_else(|| "./afritalk-data".into()));
+        let listen_raw = get("AFRITALK_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_raw.parse().map_err(|_| ConfigError {
+            name: "AFRITALK_LISTEN",
+            reason: format!("`{listen_raw}` is not an address like 127.0.0.1:8080"),
+        })?;
+        let database = match get("DATABASE_URL") {
+            None => Database::Sqlite(data_dir.join("afritalk.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(Secret::new(url))
+            }
+            Some(url) if url.starts_with("sqlite://") => {
+                Database::Sqlite(PathBuf::from(url.trim_start_matches("sqlite://")))
+            }
+            Some(_) => {
+                return Err(ConfigError {
+                    name: "DATABASE_URL",
+                    reason: "must start with postgres://, postgresql:// or sqlite://".into(),
+                });
+            }
+        };
+        let db_pool_size = match get("AFRITALK_DB_POOL_SIZE") {
+            None => 16,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| ConfigError {
+                    name: "AFRITALK_DB_POOL_SIZE",
+                    reason: "must be a number from 1 to 1024".into(),
+                })?,
+        };
+        let messaging_default_enabled = match get("AFRITALK_MESSAGING_DEFAULT").as_deref() {
+            None | Some("enabled") | Some("true") | Some("on") => true,
+            Some("disabled") | Some("false") | Some("off") => false,
+            Some(_) => {
+                return Err(ConfigError {
+                    name: "AFRITALK_MESSAGING_DEFAULT",
+                    reason: "must be enabled or disabled".into(),
+                });
+            }
+        };
+        let allowed_origins = get("AFRITALK_ALLOWED_ORIGINS").map(|raw| {
+            raw.split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
+        });
+        Ok(Self {
+            data_dir,
+            listen,
+            database,
+            db_pool_size,
+            root_private_key: get("AFRITALK_ROOT_PRIVATE_KEY").map(Secret::new),
+            root_public_key: get("AFRITALK_ROOT_PUBLIC_KEY"),
+            allowed_origins,
+            trusted_proxy_header: get("AFRITALK_TRUSTED_PROXY_HEADER"),
+            messaging_default_enabled,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_configuration_means_the_embedded_default() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            c.database,
+            Database::Sqlite(PathBuf::from("./afritalk-data/afritalk.db"))
+        );
+        assert!(c.messaging_default_enabled);
+        assert_eq!(c.allowed_origins, None);
+    }
+
+    #[test]
+    fn a_postgres_url_switches_the_backend_and_never_prints() {
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/afritalk")]).unwrap();
+        assert!(matches!(c.database, Database::Postgres(_)));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(
+            config(&[("AFRITALK_LISTEN", "nope")]).unwrap_err().name,
+            "AFRITALK_LISTEN"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().name,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("AFRITALK_DB_POOL_SIZE", "0")]).unwrap_err().name,
+            "AFRITALK_DB_POOL_SIZE"
+        );
+    }
+
+    #[test]
+    fn origins_are_a_trimmed_list() {
+        let c = config(&[(
+            "AFRITALK_ALLOWED_ORIGINS",
+            "https://a.example/, https://b.example",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins.unwrap(),
+            vec![
+                "https://a.example".to_string(),
+                "https://b.example".to_string()
+            ]
+        );
+    }
+}
