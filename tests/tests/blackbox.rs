@@ -1,0 +1,416 @@
+//! Black-box tests: the real application on a free port, driven over HTTP and
+//! with the official JavaScript `socket.io-client`. They automate the seed's QA
+//! runbook (seed 000 §12) end to end, then tenancy and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use afritalk_core::ActorKind;
+use afritalk_ports::Role;
+use serde_json::{Value, json};
+use support::clients::Clients;
+use support::{TestApp, spawn_app, start};
+
+const T: &str = "acme";
+
+/// A tenant with a PDG, a DG and two employees in the directory.
+async fn company(app: &TestApp) {
+    app.add_user(T, "pdg", "PDG").await;
+    app.add_user(T, "dg", "DG").await;
+    app.add_user(T, "emp", "EMPLOYE").await;
+    app.add_user(T, "emp2", "Employé").await;
+}
+
+fn ok_ack(ack: &Value) -> &Value {
+    assert_eq!(ack["ok"], true, "ack refused: {ack}");
+    ack
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_arrives_live_on_every_socket_of_the_recipient_with_delivered_and_read_receipts()
+{
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    c.connect(&app, "emp-phone", T, &emp, "websocket")
+        .await
+        .unwrap();
+    c.connect(&app, "emp-laptop", T, &emp, "polling")
+        .await
+        .unwrap();
+
+    let ack = c
+        .emit("dg", "messaging:send", json!({ "toUserId": "emp", "content": "Commande 17 prête ?", "clientMessageId": "c-1" }))
+        .await;
+    let message = ok_ack(&ack)["message"].clone();
+    assert_eq!(message["content"], "Commande 17 prête ?");
+    assert_eq!(message["seq"], 1);
+    let id = message["id"].as_str().unwrap().to_owned();
+
+    for socket in ["emp-phone", "emp-laptop"] {
+        let new = c.next_event(socket, "messaging:new").await;
+        assert_eq!(new["message"]["id"], id.as_str());
+        assert_eq!(new["conversationId"], ack["conversationId"]);
+    }
+    // ✓✓: the recipients' sockets acknowledged messaging:new.
+    let delivered = c.next_event("dg", "messaging:delivered").await;
+    assert_eq!(delivered["messageId"], id.as_str());
+    assert!(delivered["deliveredAt"].is_string());
+
+    // Read by the recipient: the sender learns it with readAt.
+    let ack = c
+        .emit("emp-phone", "messaging:read", json!({ "messageId": id }))
+        .await;
+    ok_ack(&ack);
+    let read = c.next_event("dg", "messaging:read").await;
+    assert_eq!(read["messageId"], id.as_str());
+    assert!(read["readAt"].is_string());
+
+    // The stored message carries both receipts.
+    let (status, history) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversation/emp"), &dg)
+        .await;
+    assert_eq!(status, 200, "{history}");
+    let stored = &history["messages"][0];
+    assert_eq!(stored["read"], true);
+    assert!(stored["deliveredAt"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_shows_both_users_online_then_not_online_after_disconnect() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
+
+    let status_of = |list: &Value, user: &str| -> String {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["userId"] == user)
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| "absent".into())
+    };
+    let (status, list) = app.get(&format!("/api/tenants/{T}/presence"), &dg).await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of(&list, "dg"), "online");
+    assert_eq!(status_of(&list, "emp"), "online");
+
+    c.disconnect("emp").await;
+    // The server sees the close shortly after the client.
+    let mut after = String::new();
+    for _ in 0..50 {
+        let (_, list) = app.get(&format!("/api/tenants/{T}/presence"), &dg).await;
+        after = status_of(&list, "emp");
+        if after != "online" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after, "idle", "seen a moment ago, no longer connected");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn employe_to_pdg_is_403_with_a_forbidden_attempt_audit_row_and_the_reply_rule_holds() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let pdg = app.token(T, "pdg", Role::Pdg);
+    let emp = app.token(T, "emp", Role::Employe);
+
+    let (status, body) = app.send(T, &emp, "pdg", "Bonjour patron").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+
+    let (status, rows) = app
+        .get(
+            &format!("/api/tenants/{T}/messaging/audit?action=forbidden_attempt"),
+            &pdg,
+        )
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    let rows = rows["entries"].as_array().expect("audit rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["userId"], "emp");
+    assert!(
+        rows[0]["ipAddress"]
+            .as_str()
+            .is_some_and(|ip| ip.contains("127.0.0.1"))
+    );
+
+    // The PDG writes first; now the employee may answer in that conversation.
+    let (status, _) = app.send(T, &pdg, "emp", "Passe me voir").await;
+    assert_eq!(status, 201);
+    let (status, body) = app.send(T, &emp, "pdg", "J'arrive").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["message"]["seq"], 2);
+
+    // An employee may not read the audit trail.
+    let (status, _) = app
+        .get(&format!("/api/tenants/{T}/messaging/audit"), &emp)
+        .await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_one_call() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let since = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    for text in ["un", "deux", "trois"] {
+        assert_eq!(app.send(T, &dg, "emp", text).await.0, 201);
+    }
+    let (status, sync) = app
+        .get(
+            &format!(
+                "/api/tenants/{T}/messaging/sync?since={}",
+                since
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                    .replace('+', "%2B")
+            ),
+            &emp,
+        )
+        .await;
+    assert_eq!(status, 200, "{sync}");
+    let contents: Vec<&str> = sync["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, vec!["un", "deux", "trois"]);
+    assert_eq!(sync["unreadMessages"], 3);
+    assert_eq!(sync["unreadNotifications"], 3);
+    assert_eq!(sync["conversations"][0]["unreadCount"], 3);
+    assert_eq!(sync["conversations"][0]["participant"]["userId"], "dg");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_loses_nothing() {
+    let (config, dir) = support::fresh_config();
+    let app = start(config).await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    for i in 0..20 {
+        assert_eq!(
+            app.send(T, &dg, "emp", &format!("message {i}")).await.0,
+            201
+        );
+    }
+    let (config, _) = app.stop().await;
+    let app = start(config).await;
+    let emp = app.token(T, "emp", Role::Employe);
+    let (status, history) = app
+        .get(
+            &format!("/api/tenants/{T}/messaging/conversation/dg?limit=100"),
+            &emp,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 20);
+    assert_eq!(messages[0]["content"], "message 19");
+    assert_eq!(messages[0]["seq"], 20);
+    app.stop().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_of_another_tenant_never_receives_or_fetches_anything() {
+    let app = spawn_app().await;
+    company(&app).await;
+    // Same user ids in another tenant: different people.
+    app.add_user("globex", "emp", "EMPLOYE").await;
+    app.add_user("globex", "dg", "DG").await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let spy = app.token("globex", "emp", Role::Employe);
+    let mut c = Clients::start().await;
+    c.connect(&app, "spy", "globex", &spy, "websocket")
+        .await
+        .unwrap();
+    c.connect(
+        &app,
+        "emp",
+        T,
+        &app.token(T, "emp", Role::Employe),
+        "websocket",
+    )
+    .await
+    .unwrap();
+
+    let (status, sent) = app.send(T, &dg, "emp", "confidentiel").await;
+    assert_eq!(status, 201);
+    c.next_event("emp", "messaging:new").await;
+    assert!(
+        !c.receives_within("spy", "messaging:new", Duration::from_millis(500))
+            .await
+    );
+    assert!(
+        !c.receives_within("spy", "notify:new", Duration::from_millis(100))
+            .await
+    );
+
+    // Nothing of acme through globex's REST either: ids answer 404, lists are empty.
+    let id = sent["message"]["id"].as_str().unwrap();
+    let (status, _) = app
+        .put(
+            &format!("/api/tenants/globex/messaging/{id}/read"),
+            &spy,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, list) = app
+        .get("/api/tenants/globex/messaging/conversations", &spy)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
+    // A globex token on acme's path is refused and leaks nothing.
+    let (status, body) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversations"), &spy)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    // Nor can it open a socket on acme's path.
+    let err = c
+        .connect(&app, "spy2", T, &spy, "websocket")
+        .await
+        .unwrap_err();
+    assert!(!err.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_errors_and_changes_nothing() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let path = format!("/api/tenants/{T}/messaging/message");
+
+    let res = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(&dg)
+        .header("content-type", "application/json")
+        .body("{ not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = support::split(res).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["code"].is_string());
+
+    let (status, body) = app.send(T, &dg, "emp", &"x".repeat(4_001)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "validation");
+    let (status, body) = app.send(T, &dg, "emp", "   ").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.send(T, &dg, "ghost", "hello").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = app
+        .post(
+            &path,
+            &dg,
+            json!({ "toUserId": "emp", "content": "x", "relatedEntityType": "order" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Over the body cap: 413.
+    let huge = json!({ "toUserId": "emp", "content": "y".repeat(300_000) });
+    let (status, _) = app.post(&path, &dg, huge).await;
+    assert_eq!(status, 413);
+
+    // Unknown route: JSON 404.
+    let (status, body) = app.get("/api/nothing-here", &dg).await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["code"].is_string());
+
+    // Nothing was stored by any of these.
+    let emp = app.token(T, "emp", Role::Employe);
+    let (_, list) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversations"), &emp)
+        .await;
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
+
+    // Over the socket: validation errors come back in the ack, unknown events too.
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    let ack = c
+        .emit(
+            "dg",
+            "messaging:send",
+            json!({ "toUserId": "emp", "content": "" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], false);
+    assert_eq!(ack["error"]["code"], "validation");
+    let ack = c
+        .emit("dg", "messaging:send", json!({ "toUserId": "emp" }))
+        .await;
+    assert_eq!(ack["ok"], false);
+    let ack = c.emit("dg", "no:such-event", json!({})).await;
+    assert_eq!(ack["ok"], false);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_expired_and_attenuated_tokens_are_refused() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let path = format!("/api/tenants/{T}/messaging/conversations");
+
+    let (status, body) = app.get(&path, "not-a-token").await;
+    assert_eq!(status, 401, "{body}");
+    let res = app.http.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+
+    let expired = app.mint(T, "dg", ActorKind::Staff(Role::Dg), Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = app.get(&path, &expired).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "token_expired");
+
+    // A token signed by another root key.
+    let other = afritalk_auth::TokenMinter::new(afritalk_auth::RootKeyPair::generate())
+        .mint(
+            &afritalk_auth::Identity {
+                tenant: afritalk_ports::TenantId::parse(T).unwrap(),
+                user: afritalk_ports::UserId::parse("dg").unwrap(),
+                kind: ActorKind::Staff(Role::Dg),
+                name: None,
+            },
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let (status, _) = app.get(&path, &other).await;
+    assert_eq!(status, 401);
+
+    // A read-only attenuation: reading works, sending is refused.
+    let token = app.token(T, "dg", Role::Dg);
+    let read_only = support::attenuate_read_only(&token);
+    let (status, _) = app.get(&path, &read_only).await;
+    assert_eq!(status, 200);
+    let (status, body) = app.send(T, &read_only, "emp", "hi").await;
+    assert_eq!(status, 403, "{body}");
+
+    let mut c = Clients::start().await;
+    let err = c
+        .connect(&app, "x", T, &expired, "websocket")
+        .await
+        .unwrap_err();
+    assert!(!err.is_empty());
+    app.stop().await;
+}
