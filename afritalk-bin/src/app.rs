@@ -5,16 +5,20 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use afritalk_adapter_memory::SystemClock;
+use afritalk_adapter_redis::{BusMetrics, RedisPresence};
 use afritalk_auth::TokenVerifier;
 use afritalk_core::MessagingService;
 use afritalk_http::{App, HttpConfig, ReadinessCheck};
+use afritalk_ports::Clock;
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::keys::{self, KeyFileError};
-use crate::wiring::{self, Storage, StorageError};
+use crate::wiring::{self, Bus, RealtimeError, Storage, StorageError};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +29,9 @@ pub enum StartError {
     /// Storage could not be opened or migrated.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The realtime adapters (Redis) could not be set up.
+    #[error(transparent)]
+    Realtime(#[from] RealtimeError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -35,13 +42,23 @@ pub enum StartError {
     },
 }
 
-/// `/readyz`: ready when the storage answers a query.
-struct StorageReadiness(Storage);
+/// `/readyz`: ready when the storage answers a query and, with Redis, the node
+/// is subscribed to the cross-node event channel.
+struct Readiness {
+    storage: Storage,
+    bus: Option<Arc<BusMetrics>>,
+}
 
 #[async_trait]
-impl ReadinessCheck for StorageReadiness {
+impl ReadinessCheck for Readiness {
     async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|e| e.to_string())
+        self.storage.ping().await.map_err(|e| e.to_string())?;
+        match &self.bus {
+            Some(bus) if !bus.is_subscribed() => {
+                Err("not subscribed to the Redis event bus".into())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -51,6 +68,15 @@ pub struct Application {
     address: SocketAddr,
     app: App,
     service: MessagingService,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// What the shared-presence heartbeat needs: the Redis presence, and the bus's
+/// subscription counter (a resubscription means Redis may have lost its data).
+struct Heartbeat {
+    presence: Arc<RedisPresence>,
+    subscriptions: tokio::sync::watch::Receiver<u64>,
+    clock: Arc<SystemClock>,
 }
 
 impl Application {
@@ -60,8 +86,12 @@ impl Application {
         let public_key = keys::root_public_key(&config)?;
         let storage = wiring::open_storage(&config).await?;
         let clock = Arc::new(SystemClock::new());
-        let realtime = wiring::in_process_realtime(clock.clone());
-        let service = wiring::service(&storage, &realtime, clock);
+        let realtime = wiring::realtime(&config, clock.clone())?;
+        let service = wiring::service(&storage, &realtime, clock.clone());
+        let bus_metrics = match &realtime.bus {
+            Bus::Redis(bus) => Some(bus.metrics()),
+            Bus::Local(_) => None,
+        };
         let http_config = HttpConfig {
             allowed_origins: config.allowed_origins.clone(),
             client_ip_header: config.trusted_proxy_header.clone(),
@@ -71,9 +101,31 @@ impl Application {
             service.clone(),
             TokenVerifier::new(public_key),
             http_config,
-            Arc::new(StorageReadiness(storage.clone())),
+            Arc::new(Readiness {
+                storage: storage.clone(),
+                bus: bus_metrics.clone(),
+            }),
         );
-        realtime.bus.attach(app.event_sink());
+        realtime
+            .bus
+            .attach(app.event_sink())
+            .map_err(|e| RealtimeError(e.to_string()))?;
+        let mut heartbeat = None;
+        if let (Bus::Redis(bus), Some(presence)) = (&realtime.bus, &realtime.shared_presence) {
+            if !bus.wait_subscribed(Duration::from_secs(5)).await {
+                tracing::warn!(
+                    "not yet subscribed to the Redis event bus; retrying in the background"
+                );
+            }
+            if let Some(metrics) = bus_metrics {
+                app.add_metrics_source(Arc::new(move || bus_metrics_text(&metrics)));
+            }
+            heartbeat = Some(Heartbeat {
+                presence: presence.clone(),
+                subscriptions: bus.subscriptions(),
+                clock,
+            });
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -96,6 +148,7 @@ impl Application {
             address,
             app,
             service,
+            heartbeat,
         })
     }
 
@@ -119,10 +172,64 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        afritalk_http::serve(self.listener, self.app, shutdown).await?;
+        let heartbeat = self
+            .heartbeat
+            .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone())));
+        let result = afritalk_http::serve(self.listener, self.app, shutdown).await;
+        if let Some(task) = heartbeat {
+            task.abort();
+        }
+        result?;
         tracing::info!("AfriTalk stopped");
         Ok(())
     }
+}
+
+/// Keeps this node's live sockets in the shared presence: refreshes their expiry
+/// every heartbeat interval, and re-announces them at once after the bus
+/// resubscribes (Redis restarted and may have lost everything).
+async fn run_heartbeat(mut h: Heartbeat, app: App) {
+    let mut tick = tokio::time::interval(h.presence.heartbeat_interval());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = h.subscriptions.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let live = app.live_connections();
+        if let Err(err) = h.presence.reannounce(&live, h.clock.now()).await {
+            tracing::warn!(%err, sockets = live.len(), "presence heartbeat failed");
+        }
+    }
+}
+
+/// The Redis bus's counters in Prometheus text format.
+fn bus_metrics_text(m: &BusMetrics) -> String {
+    format!(
+        "# HELP afritalk_bus_reconnects_total Reconnections of the Redis event subscriber\n\
+         # TYPE afritalk_bus_reconnects_total counter\n\
+         afritalk_bus_reconnects_total {}\n\
+         # HELP afritalk_bus_gap_seconds_total Seconds without a Redis event subscription\n\
+         # TYPE afritalk_bus_gap_seconds_total counter\n\
+         afritalk_bus_gap_seconds_total {}\n\
+         # HELP afritalk_bus_subscribed Whether the node is subscribed to the event channel\n\
+         # TYPE afritalk_bus_subscribed gauge\n\
+         afritalk_bus_subscribed {}\n\
+         # HELP afritalk_bus_events_total Events through the Redis bus by stage\n\
+         # TYPE afritalk_bus_events_total counter\n\
+         afritalk_bus_events_total{{stage=\"published\"}} {}\n\
+         afritalk_bus_events_total{{stage=\"received\"}} {}\n\
+         afritalk_bus_events_total{{stage=\"malformed\"}} {}\n",
+        m.reconnects(),
+        m.gap_seconds_total(),
+        u8::from(m.is_subscribed()),
+        m.published(),
+        m.received(),
+        m.malformed(),
+    )
 }
 
 /// Completes on Ctrl-C or SIGTERM.

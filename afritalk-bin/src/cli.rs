@@ -157,7 +157,7 @@ async fn cli_service(
 ) -> Result<(afritalk_core::MessagingService, Actor), CommandError> {
     let storage = wiring::open_storage(config).await.map_err(fail)?;
     let clock = std::sync::Arc::new(afritalk_adapter_memory::SystemClock::new());
-    let realtime = wiring::in_process_realtime(clock.clone());
+    let realtime = wiring::realtime(config, clock.clone()).map_err(fail)?;
     let service = wiring::service(&storage, &realtime, clock);
     let tenant = TenantId::parse(tenant).map_err(fail)?;
     let actor = Actor::service(tenant, UserId::parse("afritalk-cli").map_err(fail)?);

@@ -5,6 +5,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use afritalk_ports::RateAction;
 
 /// A value that must never be printed (database URLs with passwords, private keys).
 #[derive(Clone, PartialEq, Eq)]
@@ -60,6 +63,86 @@ pub struct Config {
     pub trusted_proxy_header: Option<String>,
     /// Whether tenants never configured have messaging on (`AFRITALK_MESSAGING_DEFAULT`).
     pub messaging_default_enabled: bool,
+    /// Redis for shared presence, cross-node events and shared rate limits (`REDIS_URL`;
+    /// in-process adapters when unset).
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key and channel (`AFRITALK_REDIS_PREFIX`, default `afritalk:`).
+    pub redis_prefix: String,
+    /// Per-user limits per action (`AFRITALK_RATE_LIMITS`, e.g. `send=30/10,modify=20/60`:
+    /// at most 30 sends per 10 seconds).
+    pub rate_limits: RateLimitConfig,
+}
+
+/// Attempts allowed per window, for each rate-limited action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Sending messages.
+    pub send: (u32, Duration),
+    /// Editing and deleting.
+    pub modify: (u32, Duration),
+    /// Read receipts.
+    pub receipt: (u32, Duration),
+    /// Presence pings and typing.
+    pub presence: (u32, Duration),
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            send: (30, Duration::from_secs(10)),
+            modify: (20, Duration::from_secs(60)),
+            receipt: (120, Duration::from_secs(10)),
+            presence: (30, Duration::from_secs(10)),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The limit of one action.
+    pub fn get(&self, action: RateAction) -> (u32, Duration) {
+        match action {
+            RateAction::Send => self.send,
+            RateAction::Modify => self.modify,
+            RateAction::Receipt => self.receipt,
+            RateAction::Presence => self.presence,
+        }
+    }
+
+    /// Parses `action=max/seconds` pairs separated by commas; unnamed actions keep defaults.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut limits = Self::default();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (action, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not action=max/seconds"))?;
+            let (max, secs) = value
+                .split_once('/')
+                .ok_or_else(|| format!("`{value}` is not max/seconds"))?;
+            let max: u32 = max
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{max}` is not a count"))?;
+            let secs: u64 = secs
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| format!("`{secs}` is not a positive number of seconds"))?;
+            let limit = (max, Duration::from_secs(secs));
+            match action.trim() {
+                "send" => limits.send = limit,
+                "modify" => limits.modify = limit,
+                "receipt" => limits.receipt = limit,
+                "presence" => limits.presence = limit,
+                other => {
+                    return Err(format!(
+                        "unknown action `{other}` (send, modify, receipt, presence)"
+                    ));
+                }
+            }
+        }
+        Ok(limits)
+    }
 }
 
 /// A configuration variable that could not be understood.
@@ -143,6 +226,15 @@ impl Config {
             allowed_origins,
             trusted_proxy_header: get("AFRITALK_TRUSTED_PROXY_HEADER"),
             messaging_default_enabled,
+            redis_url: get("REDIS_URL").map(Secret::new),
+            redis_prefix: get("AFRITALK_REDIS_PREFIX").unwrap_or_else(|| "afritalk:".into()),
+            rate_limits: match get("AFRITALK_RATE_LIMITS") {
+                None => RateLimitConfig::default(),
+                Some(raw) => RateLimitConfig::parse(&raw).map_err(|reason| ConfigError {
+                    name: "AFRITALK_RATE_LIMITS",
+                    reason,
+                })?,
+            },
         })
     }
 }
@@ -193,6 +285,21 @@ mod tests {
             config(&[("AFRITALK_DB_POOL_SIZE", "0")]).unwrap_err().name,
             "AFRITALK_DB_POOL_SIZE"
         );
+    }
+
+    #[test]
+    fn rate_limits_parse_per_action_and_refuse_nonsense() {
+        let c = config(&[("AFRITALK_RATE_LIMITS", "send=100/5, presence=10/60")]).unwrap();
+        assert_eq!(c.rate_limits.send, (100, Duration::from_secs(5)));
+        assert_eq!(c.rate_limits.presence, (10, Duration::from_secs(60)));
+        assert_eq!(c.rate_limits.modify, RateLimitConfig::default().modify);
+        for bad in ["send=1", "send=x/5", "send=1/0", "shout=1/1"] {
+            assert_eq!(
+                config(&[("AFRITALK_RATE_LIMITS", bad)]).unwrap_err().name,
+                "AFRITALK_RATE_LIMITS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

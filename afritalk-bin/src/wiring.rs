@@ -4,13 +4,18 @@
 use std::sync::Arc;
 
 use afritalk_adapter_memory::{
-    LocalEventBus, LocalPresence, LocalRateLimiter, SystemClock, UuidV7Ids,
+    LocalEventBus, LocalPresence, LocalRateLimiter, RateLimit, RateLimits, SystemClock, UuidV7Ids,
 };
 use afritalk_adapter_pg::PgStore;
+use afritalk_adapter_redis::rate_limit as redis_limits;
+use afritalk_adapter_redis::{
+    BusOptions, PresenceOptions, RedisEventBus, RedisPresence, RedisRateLimiter,
+};
 use afritalk_adapter_sqlite::SqliteStore;
 use afritalk_core::{MessagingService, Ports};
 use afritalk_ports::{
-    AuditLog, Directory, FeatureFlags, MessageStore, NotificationStore, StoreError, TenantId,
+    AuditLog, Directory, EventPublisher, EventSink, FeatureFlags, MessageStore, NotificationStore,
+    PresenceTracker, RateAction, RateLimiter, StoreError, TenantId,
 };
 
 use crate::config::{Config, Database};
@@ -102,27 +107,106 @@ pub async fn open_storage(config: &Config) -> Result<Storage, StorageError> {
     }
 }
 
-/// The node-local realtime adapters (presence, event bus, rate limiter).
-pub struct Realtime {
-    /// Which adapters: `in-process` (later: `redis`).
-    pub backend: &'static str,
-    /// The bus, kept concrete so the gateway's sink can be attached.
-    pub bus: Arc<LocalEventBus>,
-    /// Presence.
-    pub presence: Arc<LocalPresence>,
-    /// Rate limiter.
-    pub rate_limiter: Arc<LocalRateLimiter>,
+/// The node's event bus, kept concrete so the gateway's sink can be attached.
+pub enum Bus {
+    /// Events stay in this process.
+    Local(Arc<LocalEventBus>),
+    /// Events cross nodes over Redis pub/sub.
+    Redis(Arc<RedisEventBus>),
 }
 
-/// Builds the in-process realtime adapters.
-pub fn in_process_realtime(clock: Arc<SystemClock>) -> Realtime {
-    Realtime {
-        backend: "in-process",
-        bus: Arc::new(LocalEventBus::new()),
-        presence: Arc::new(LocalPresence::new()),
-        rate_limiter: Arc::new(LocalRateLimiter::with_defaults(clock)),
+impl Bus {
+    /// Connects the bus's receiving end to this node's sockets.
+    pub fn attach(&self, sink: Arc<dyn EventSink>) -> Result<(), StoreError> {
+        match self {
+            Bus::Local(bus) => {
+                bus.attach(sink);
+                Ok(())
+            }
+            Bus::Redis(bus) => bus.attach(sink),
+        }
+    }
+
+    fn publisher(&self) -> Arc<dyn EventPublisher> {
+        match self {
+            Bus::Local(bus) => bus.clone(),
+            Bus::Redis(bus) => bus.clone(),
+        }
     }
 }
+
+/// The realtime adapters: presence, event bus and rate limiter.
+pub struct Realtime {
+    /// Which adapters: `in-process` or `redis`.
+    pub backend: &'static str,
+    /// The event bus.
+    pub bus: Bus,
+    /// Presence.
+    pub presence: Arc<dyn PresenceTracker>,
+    /// The Redis presence, when presence is shared (for the heartbeat).
+    pub shared_presence: Option<Arc<RedisPresence>>,
+    /// Rate limiter.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+/// A realtime backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("realtime (redis): {0}")]
+pub struct RealtimeError(pub String);
+
+/// Builds the realtime adapters: Redis when `REDIS_URL` is set, else in-process.
+pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, RealtimeError> {
+    let limits = config.rate_limits;
+    let Some(url) = &config.redis_url else {
+        let mut local = RateLimits::default();
+        for action in ACTIONS {
+            let (max, per) = limits.get(action);
+            local = local.with(action, RateLimit::new(max, per));
+        }
+        return Ok(Realtime {
+            backend: "in-process",
+            bus: Bus::Local(Arc::new(LocalEventBus::new())),
+            presence: Arc::new(LocalPresence::new()),
+            shared_presence: None,
+            rate_limiter: Arc::new(LocalRateLimiter::new(clock, local)),
+        });
+    };
+    let fail = |e: StoreError| RealtimeError(e.to_string());
+    let pool =
+        afritalk_adapter_redis::connect_pool(url.expose(), config.db_pool_size).map_err(fail)?;
+    let prefix = config.redis_prefix.clone();
+    let mut shared = redis_limits::RateLimits::default();
+    for action in ACTIONS {
+        let (max, per) = limits.get(action);
+        shared = shared.with(action, redis_limits::RateLimit::new(max, per));
+    }
+    let presence = Arc::new(RedisPresence::new(
+        pool.clone(),
+        prefix.clone(),
+        PresenceOptions::default(),
+    ));
+    let bus = RedisEventBus::new(
+        url.expose(),
+        pool.clone(),
+        prefix.clone(),
+        BusOptions::default(),
+    )
+    .map_err(fail)?;
+    Ok(Realtime {
+        backend: "redis",
+        bus: Bus::Redis(Arc::new(bus)),
+        presence: presence.clone(),
+        shared_presence: Some(presence),
+        rate_limiter: Arc::new(RedisRateLimiter::new(pool, prefix, shared)),
+    })
+}
+
+const ACTIONS: [RateAction; 4] = [
+    RateAction::Send,
+    RateAction::Modify,
+    RateAction::Receipt,
+    RateAction::Presence,
+];
 
 /// Assembles the core service over storage and realtime adapters.
 pub fn service(
@@ -137,7 +221,7 @@ pub fn service(
         directory: storage.directory.clone(),
         features: storage.features.clone(),
         presence: realtime.presence.clone(),
-        events: realtime.bus.clone(),
+        events: realtime.bus.publisher(),
         rate_limiter: realtime.rate_limiter.clone(),
         clock,
         ids: Arc::new(UuidV7Ids::new()),

@@ -1,16 +1,17 @@
 //! The gateway's shared state: the messaging service, the token verifier, the
 //! settings, the readiness probe, the metrics, and (once serving) the Socket.IO handle.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use afritalk_auth::TokenVerifier;
 use afritalk_core::MessagingService;
-use afritalk_ports::EventSink;
+use afritalk_ports::{ConnectionId, EventSink, TenantId, UserId};
 use async_trait::async_trait;
 use socketioxide::SocketIo;
 
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
+use crate::socket::Session;
 use crate::socket::sink::SocketSink;
 
 /// What `/readyz` asks: the binary implements it by pinging its stores.
@@ -45,7 +46,12 @@ pub(crate) struct AppInner {
     pub(crate) metrics: Metrics,
     /// Set by `serve` once the Socket.IO layer exists; events before that reach nobody.
     pub(crate) io: OnceLock<SocketIo>,
+    /// Metrics of other components (e.g. the Redis bus), appended to `/metrics`.
+    pub(crate) extra_metrics: Mutex<Vec<MetricsSource>>,
 }
+
+/// A function returning Prometheus text lines for `/metrics`.
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl App {
     /// Builds the gateway over a messaging service and a verifier holding the root public key.
@@ -63,6 +69,7 @@ impl App {
                 readiness,
                 metrics: Metrics::new(),
                 io: OnceLock::new(),
+                extra_metrics: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -78,8 +85,47 @@ impl App {
         &self.inner.config
     }
 
-    /// The Prometheus text exposition of the gateway's metrics.
+    /// The Prometheus text exposition of the gateway's metrics, followed by
+    /// every added source's.
     pub fn metrics_text(&self) -> String {
-        self.inner.metrics.render()
+        let mut text = self.inner.metrics.render();
+        let sources = self
+            .inner
+            .extra_metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for source in sources {
+            text.push_str(&source());
+        }
+        text
+    }
+
+    /// Adds metrics of another component (Prometheus text) to `/metrics`.
+    pub fn add_metrics_source(&self, source: MetricsSource) {
+        self.inner
+            .extra_metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(source);
+    }
+
+    /// The authenticated sockets of this node as (tenant, user, connection), so a
+    /// shared presence store can be re-announced (e.g. after Redis lost its data).
+    pub fn live_connections(&self) -> Vec<(TenantId, UserId, ConnectionId)> {
+        let Some(io) = self.inner.io.get() else {
+            return Vec::new();
+        };
+        io.sockets()
+            .into_iter()
+            .filter_map(|s| {
+                let session = s.extensions.get::<Session>()?;
+                Some((
+                    session.actor.tenant.clone(),
+                    session.actor.user.clone(),
+                    ConnectionId::new(s.id.to_string()),
+                ))
+            })
+            .collect()
     }
 }

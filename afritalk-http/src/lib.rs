@@ -38,7 +38,7 @@ mod routes;
 pub mod server;
 mod socket;
 
-pub use app::{AlwaysReady, App, ReadinessCheck};
+pub use app::{AlwaysReady, App, MetricsSource, ReadinessCheck};
 pub use auth::PeerAddr;
 pub use config::HttpConfig;
 pub use error::{ApiError, ErrorReply};

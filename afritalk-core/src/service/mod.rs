@@ -78,17 +78,23 @@ impl MessagingService {
         }
     }
 
-    /// Counts one attempt of `action`; over the limit is `RateLimited`.
+    /// Counts one attempt of `action`; over the limit is `RateLimited`. When the
+    /// limiter itself is down (e.g. Redis restarting) the attempt is let through:
+    /// losing rate limiting for a moment is better than losing messaging.
     async fn check_rate(&self, actor: &Actor, action: RateAction) -> Result<(), MessagingError> {
         match self
             .ports
             .rate_limiter
             .check(&actor.tenant, &actor.user, action)
-            .await?
+            .await
         {
-            RateDecision::Allowed => Ok(()),
-            RateDecision::Limited { retry_after } => {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after }) => {
                 Err(MessagingError::RateLimited { retry_after })
+            }
+            Err(err) => {
+                tracing::warn!(%err, action = action.as_str(), "rate limiter unavailable; allowing");
+                Ok(())
             }
         }
     }

@@ -300,6 +300,19 @@ fn a_rate_limited_send_says_when_to_retry() {
 }
 
 #[test]
+fn a_limiter_that_is_down_lets_the_send_through() {
+    let mut h = Harness::new(everyone()).quiet_presence();
+    h.rate_limiter = MockRateLimiter::new();
+    h.rate_limiter
+        .expect_check()
+        .returning(|_, _, _| Err(StoreError::Unavailable("redis restarting".into())));
+    no_conversation_yet(&mut h);
+    let _seen = expect_stored_send(&mut h);
+    let f = h.build();
+    run(f.service.send(&staff("dg", Role::Dg), request("emp", "hi"))).unwrap();
+}
+
+#[test]
 fn a_backend_failure_is_unavailable() {
     let mut h = Harness::new(everyone());
     h.messages
