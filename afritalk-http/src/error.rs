@@ -147,6 +147,8 @@ fn messaging_reply(err: &MessagingError) -> ErrorReply {
     };
     let message = match err {
         MessagingError::Validation(v) => v.to_string(),
+        // The code already says "forbidden"; the message says why.
+        MessagingError::Forbidden(reason) => reason.clone(),
         // Backend details stay in the logs.
         MessagingError::Unavailable(detail) => {
             tracing::error!(%detail, "backend unavailable");
