@@ -111,20 +111,38 @@ pub async fn upsert_users(
         let done = done.clone();
         let url = format!("{base}/api/tenants/{tenant}/directory/users/{user}");
         async move {
-            let response = http
-                .put(&url)
-                .bearer_auth(service_token)
-                .json(&json!({ "displayName": user, "role": "EMPLOYE", "active": true }))
-                .send()
-                .await
-                .map_err(|e| fail(&url, e))?;
-            let status = response.status();
-            if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
-                return Err(SetupError(format!("PUT {url}: {status} {body}")));
+            // A loaded server may refuse a request now and then (e.g. its token
+            // verification hitting the authorizer's time limit): retry twice.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let outcome = match http
+                    .put(&url)
+                    .bearer_auth(service_token)
+                    .json(&json!({ "displayName": user, "role": "EMPLOYE", "active": true }))
+                    .send()
+                    .await
+                {
+                    Err(e) => Err(fail(&url, e)),
+                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.text().await.unwrap_or_default();
+                        Err(SetupError(format!("PUT {url}: {status} {body}")))
+                    }
+                };
+                match outcome {
+                    Ok(()) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(e) if attempt >= 3 => return Err(e),
+                    Err(e) => {
+                        eprintln!("retrying after: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
             }
-            done.fetch_add(1, Ordering::Relaxed);
-            Ok(())
         }
     }))
     .buffer_unordered(concurrency.max(1))
