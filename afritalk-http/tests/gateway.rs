@@ -643,8 +643,15 @@ impl<'a> Polling<'a> {
             base: format!("{base}&sid={sid}"),
         };
         client.post(&format!("40{auth}")).await;
-        let reply = client.poll().await.join("\u{1e}");
-        (client, reply)
+        // The CONNECT answer (`40…` or `44…`); engine pings may come first under load.
+        let mut reply = Vec::new();
+        for _ in 0..10 {
+            reply = client.poll().await;
+            if !reply.is_empty() {
+                break;
+            }
+        }
+        (client, reply.join("\u{1e}"))
     }
 
     async fn post(&self, packets: &str) {
@@ -655,7 +662,8 @@ impl<'a> Polling<'a> {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
-    /// One long-poll: the packets waiting (at most 5 s).
+    /// One long-poll: the Socket.IO packets waiting (at most 5 s). Engine.IO pings
+    /// are answered with a pong and left out, as a real client does.
     async fn poll(&self) -> Vec<String> {
         let r = tokio::time::timeout(
             Duration::from_secs(5),
@@ -663,7 +671,15 @@ impl<'a> Polling<'a> {
         )
         .await
         .expect("a packet within 5 s");
-        r.body.split('\u{1e}').map(str::to_owned).collect()
+        let mut packets = Vec::new();
+        for packet in r.body.split('\u{1e}') {
+            if packet == "2" {
+                self.post("3").await;
+            } else if !packet.is_empty() {
+                packets.push(packet.to_owned());
+            }
+        }
+        packets
     }
 
     /// Polls until a packet starts with `prefix`; returns it.
