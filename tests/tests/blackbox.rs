@@ -414,3 +414,29 @@ async fn bad_expired_and_attenuated_tokens_are_refused() {
     assert!(!err.is_empty());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversize_websocket_message_closes_the_socket_and_stores_nothing() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    // 100 KB in one websocket frame, over the 64 KiB cap.
+    c.emit_raw(
+        "dg",
+        "messaging:send",
+        json!({ "toUserId": "emp", "content": "z".repeat(100_000) }),
+    )
+    .await;
+    let closed = c
+        .wait_for(|r| r["client"] == "dg" && r["kind"] == "disconnected")
+        .await;
+    assert!(closed.is_some(), "the server closed the socket");
+    let emp = app.token(T, "emp", Role::Employe);
+    let (_, list) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversations"), &emp)
+        .await;
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}

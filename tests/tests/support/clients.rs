@@ -169,6 +169,12 @@ impl Clients {
         report["data"].clone()
     }
 
+    /// Emits `event` without asking for an ack.
+    pub async fn emit_raw(&mut self, name: &str, event: &str, data: Value) {
+        self.command(json!({ "op": "emitRaw", "client": name, "event": event, "data": data }))
+            .await;
+    }
+
     /// Waits for the server to send `event` to socket `name`; returns its payload.
     pub async fn next_event(&mut self, name: &str, event: &str) -> Value {
         let report = self
