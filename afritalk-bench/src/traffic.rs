@@ -415,6 +415,7 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         && sched.unsent == 0
         && tail < Duration::from_secs(1);
 
+    let closed_during_run = run.closed.load(Ordering::Relaxed);
     for h in handles.iter().flatten() {
         h.close();
     }
@@ -477,10 +478,7 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         "lost               {lost} (acked, not received within {:.1} s of the last send)",
         args.grace.as_secs_f64()
     );
-    println!(
-        "sockets closed     {} during the run",
-        run.closed.load(Ordering::Relaxed)
-    );
+    println!("sockets closed     {} during the run", closed_during_run);
     println!("send → receive     {}", percentiles(&lock(&run.latency)));
     println!(
         "send → ack         {}",
