@@ -23,6 +23,9 @@ pub struct HttpConfig {
     pub ping_timeout: Duration,
     /// How long shutdown waits for in-flight requests to finish.
     pub shutdown_grace: Duration,
+    /// How often this node re-checks the presence of its users, to publish what
+    /// time alone changed (a quiet minute → idle, ten minutes gone → offline).
+    pub presence_sweep_interval: Duration,
 }
 
 impl Default for HttpConfig {
@@ -36,6 +39,7 @@ impl Default for HttpConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
+            presence_sweep_interval: Duration::from_secs(15),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! - [`error`]: [`ApiError`], the one mapping to status + `{ error: { code, message } }`.
 //! - `socket`: connect middleware, rooms, event handlers, and the event sink.
 //! - `metrics`: Prometheus metrics; `openapi`: the OpenAPI 3.1 document.
+//! - `presence_sweep`: publishes presence changes caused by time alone (idle, offline).
 
 pub mod app;
 mod auth;
@@ -33,6 +34,7 @@ pub mod error;
 mod front;
 mod metrics;
 mod openapi;
+mod presence_sweep;
 mod router;
 mod routes;
 pub mod server;

@@ -44,6 +44,7 @@ pub async fn serve(
     if app.inner.io.set(io.clone()).is_err() {
         tracing::warn!("this App was served before; events go to the first server's sockets");
     }
+    let sweeper = tokio::spawn(crate::presence_sweep::run(app.clone()));
 
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -78,6 +79,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    sweeper.abort();
     close_sockets(&app, &io).await;
     if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
         .await

@@ -2,9 +2,11 @@
 //! is published only when the visible status changes, and only to the user's
 //! presence watchers, so heartbeats cause no fan-out.
 
+use std::collections::HashMap;
+
 use afritalk_ports::{
     Audience, AuditAction, ConnectionId, MessagingError, Presence, PresenceChange, PresenceEvent,
-    RateAction, RealtimeEvent, StoreResult,
+    PresenceStatus, RateAction, RealtimeEvent, StoreResult, TenantId, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -84,6 +86,40 @@ impl MessagingService {
         let now = self.ports.clock.now();
         let records = self.ports.presence.snapshot(&actor.tenant).await?;
         Ok(records.iter().map(|r| presence_at(r, now)).collect())
+    }
+
+    /// Publishes what time alone changed (online → idle after a quiet minute, idle →
+    /// offline ten minutes after the last disconnect) for the `watched` users of a
+    /// tenant, given the status each had when last seen by the caller. Returns every
+    /// watched user's status now, for the next sweep. Users with no presence facts
+    /// are offline.
+    pub async fn sweep_presence(
+        &self,
+        tenant: &TenantId,
+        watched: &HashMap<UserId, PresenceStatus>,
+    ) -> Result<HashMap<UserId, PresenceStatus>, MessagingError> {
+        let now = self.ports.clock.now();
+        let records = self.ports.presence.snapshot(tenant).await?;
+        let by_user: HashMap<&UserId, &afritalk_ports::PresenceRecord> =
+            records.iter().map(|r| (&r.user_id, r)).collect();
+        let mut current = HashMap::with_capacity(watched.len());
+        for (user, before) in watched {
+            let (status, last_seen) = match by_user.get(user) {
+                Some(record) => (status_at(record, now), record.last_seen),
+                None => (PresenceStatus::Offline, now),
+            };
+            if status != *before {
+                let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
+                    user_id: user.clone(),
+                    status,
+                    last_seen,
+                });
+                let audience = Audience::PresenceWatchers(tenant.clone(), user.clone());
+                self.publish(audience, event).await;
+            }
+            current.insert(user.clone(), status);
+        }
+        Ok(current)
     }
 
     /// Records activity as a side effect of another use case (a send); failures

@@ -103,3 +103,48 @@ fn services_cannot_open_realtime_connections() {
     let err = run(f.service.connect(&svc, &connection())).unwrap_err();
     assert_eq!(err.code(), "forbidden");
 }
+
+#[test]
+fn the_sweep_publishes_what_time_alone_changed_and_nothing_else() {
+    let mut h = Harness::new(vec![]);
+    h.presence.expect_snapshot().returning(|_| {
+        Ok(vec![
+            // Connected but quiet for two minutes: was online, now idle.
+            PresenceRecord {
+                user_id: uid("quiet"),
+                connections: 1,
+                last_seen: now() - TimeDelta::minutes(2),
+            },
+            // Active: still online, nothing to say.
+            PresenceRecord {
+                user_id: uid("busy"),
+                connections: 1,
+                last_seen: now(),
+            },
+            // Gone for eleven minutes: was idle, now offline.
+            PresenceRecord {
+                user_id: uid("gone"),
+                connections: 0,
+                last_seen: now() - TimeDelta::minutes(11),
+            },
+        ])
+    });
+    let f = h.build();
+    let watched = std::collections::HashMap::from([
+        (uid("quiet"), PresenceStatus::Online),
+        (uid("busy"), PresenceStatus::Online),
+        (uid("gone"), PresenceStatus::Idle),
+    ]);
+    let now_status = run(f.service.sweep_presence(&tenant(), &watched)).unwrap();
+    assert_eq!(now_status[&uid("quiet")], PresenceStatus::Idle);
+    assert_eq!(now_status[&uid("gone")], PresenceStatus::Offline);
+    let mut rooms: Vec<String> = f.deliveries().into_iter().map(|(room, _)| room).collect();
+    rooms.sort();
+    assert_eq!(
+        rooms,
+        vec![
+            "acme/presence:gone".to_string(),
+            "acme/presence:quiet".to_string()
+        ]
+    );
+}
