@@ -215,6 +215,27 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
+/// What one send found or wrote, as rows (before conversion to the domain).
+///
+/// A backend's send statement (see the `send_statement` hook of
+/// [`sql_store!`](crate::sql_store)) returns this; the shared code turns it into
+/// a `SendOutcome`.
+#[derive(Debug, Clone)]
+pub enum SendRows {
+    /// The message was stored now.
+    Stored {
+        /// The conversation after the send (created or bumped).
+        conversation: ConversationRow,
+        /// The stored message.
+        message: MessageRow,
+        /// Whether this send created the conversation.
+        created: bool,
+    },
+    /// A message with the same tenant, sender and client message id was stored
+    /// before; nothing was written.
+    Duplicate(MessageRow),
+}
+
 /// The sort rank stored for a notification status (unread first).
 pub fn status_rank(status: NotificationStatus) -> i32 {
     match status {

@@ -1,10 +1,16 @@
 //! The query code of the storage ports, written once.
 //!
-//! [`sql_store!`] defines a backend's store type (a pool, the feature-flag
+//! [`sql_store!`](crate::sql_store) defines a backend's store type (a pool, the feature-flag
 //! default, and an optional writer lock) and implements the five storage ports
 //! on it. Its body is plain diesel DSL over the portable [`schema`](crate::schema);
 //! the macro only substitutes the connection type, the backend and the method
 //! that opens a write transaction, so both backends run the very same queries.
+//!
+//! One exception, by design: the write of `MessageStore::send`, the hot path,
+//! may be replaced by a backend's own single statement (`send_statement`; the
+//! Postgres adapter uses one writable-CTE statement, one round trip). The rest
+//! of `send` (self-send refusal, the race settlement on a unique violation, the
+//! conversion to `SendOutcome`) stays shared.
 //!
 //! Why a macro and not generic functions: diesel-async query bounds for a
 //! generic backend must be spelled out per query and are unreadable; the macro
@@ -20,9 +26,22 @@
 ///         connection: diesel_async::AsyncPgConnection,
 ///         backend: diesel::pg::Pg,
 ///         write_transaction: transaction,
+///         // Optional: the backend's own send statement (see below).
+///         send_statement: crate::send::send_in_one_statement,
 ///     }
 /// }
 /// ```
+///
+/// `send_statement`, when given, is an
+/// `async fn(&mut Conn, &NewMessage, &ConversationRow) -> Result<SendRows, TxError>`
+/// that performs the whole send (idempotency lookup included) atomically; it
+/// gets the conversation row a first message would create
+/// ([`ConversationRow::first_for`](crate::rows::ConversationRow::first_for)).
+/// It MUST write nothing when it returns `SendRows::Duplicate` or an error, and
+/// report a unique violation as `TxError::Db(UniqueViolation)` (the shared code
+/// then looks the client message id up again, which settles racing retries).
+/// Without it, the send is a lookup followed by one transaction of portable
+/// statements (`write_transaction`).
 ///
 /// The generated type has a private constructor
 /// `from_pool(pool, serialize_writes: bool)`, the public builder
@@ -37,7 +56,8 @@ macro_rules! sql_store {
         $vis:vis struct $name:ident {
             connection: $conn:ty,
             backend: $db:ty,
-            write_transaction: $tx:ident $(,)?
+            write_transaction: $tx:ident,
+            $(send_statement: $send:path,)?
         }
     ) => {
         $(#[$meta])*
@@ -125,7 +145,7 @@ macro_rules! sql_store {
             use $crate::functions::coalesce;
             use $crate::rows::{
                 convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
-                MessageRow, NotificationRow, TenantSettingRow,
+                MessageRow, NotificationRow, SendRows, TenantSettingRow,
             };
             use $crate::schema::{
                 conversations, directory_users, messages, messaging_audit_log, notifications,
@@ -138,14 +158,15 @@ macro_rules! sql_store {
                 i64::from(limit.get())
             }
 
+            /// The message stored earlier under the send's client message id, if any.
             async fn message_by_client_id(
                 conn: &mut $conn,
                 new: &NewMessage,
-            ) -> StoreResult<Option<Message>> {
+            ) -> QueryResult<Option<MessageRow>> {
                 let Some(client_id) = &new.client_message_id else {
                     return Ok(None);
                 };
-                let row = messages::table
+                messages::table
                     .filter(messages::tenant_id.eq(new.tenant_id.as_str()))
                     .filter(messages::sender_id.eq(new.sender_id.as_str()))
                     .filter(messages::client_message_id.eq(client_id.as_str()))
@@ -153,9 +174,9 @@ macro_rules! sql_store {
                     .first(conn)
                     .await
                     .optional()
-                    .map_err(|e| db_error("looking up a client message id", e))?;
-                row.map(Message::try_from).transpose()
             }
+
+            $crate::__sql_store_send_rows!($conn, $tx; $($send)?);
 
             async fn message_row(
                 conn: &mut $conn,
@@ -195,76 +216,29 @@ macro_rules! sql_store {
                     let _writer = self.write_lock().await;
                     let mut pooled = self.conn().await?;
                     let conn: &mut $conn = &mut pooled;
-                    // Fast path for retries; the unique index settles races below.
-                    if let Some(message) = message_by_client_id(conn, &new).await? {
-                        return Ok(SendOutcome::Duplicate { message });
-                    }
-                    let notification = NotificationRow::from(&new.notification);
-                    let send_audit = AuditRow::from(&new.send_audit);
-                    let conversation_audit = AuditRow::from(&new.conversation_audit);
-                    let outcome = conn
-                        .$tx(async |tx| {
-                            // The upsert takes the conversation's row lock, which
-                            // serialises `seq` per conversation until commit.
-                            let conversation: ConversationRow =
-                                $crate::__private::diesel::insert_into(conversations::table)
-                                    .values(&first)
-                                    .on_conflict((
-                                        conversations::tenant_id,
-                                        conversations::user_one_id,
-                                        conversations::user_two_id,
-                                    ))
-                                    .do_update()
-                                    .set((
-                                        conversations::last_seq.eq(conversations::last_seq + 1),
-                                        conversations::last_message_at.eq(first.last_message_at),
-                                        conversations::updated_at.eq(first.updated_at),
-                                    ))
-                                    .returning(ConversationRow::as_returning())
-                                    .get_result(tx)
-                                    .await?;
-                            let created = conversation.id == first.id;
-                            let row = MessageRow::new_at(
-                                &new,
-                                &conversation.id,
-                                conversation.last_seq,
-                            );
-                            let message: MessageRow =
-                                $crate::__private::diesel::insert_into(messages::table)
-                                    .values(&row)
-                                    .returning(MessageRow::as_returning())
-                                    .get_result(tx)
-                                    .await?;
-                            $crate::__private::diesel::insert_into(notifications::table)
-                                .values(&notification)
-                                .execute(tx)
-                                .await?;
-                            if created {
-                                $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                                    .values(&conversation_audit)
-                                    .execute(tx)
-                                    .await?;
-                            }
-                            $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                                .values(&send_audit)
-                                .execute(tx)
-                                .await?;
-                            Ok::<_, TxError>((conversation, message, created))
-                        })
-                        .await;
-                    match outcome {
-                        Ok((conversation, message, conversation_created)) => {
-                            Ok(SendOutcome::Stored {
-                                message: message.try_into()?,
-                                conversation: conversation.try_into()?,
-                                conversation_created,
-                            })
-                        }
+                    match send_rows(conn, &new, &first).await {
+                        Ok(SendRows::Stored {
+                            conversation,
+                            message,
+                            created,
+                        }) => Ok(SendOutcome::Stored {
+                            message: message.try_into()?,
+                            conversation: conversation.try_into()?,
+                            conversation_created: created,
+                        }),
+                        Ok(SendRows::Duplicate(message)) => Ok(SendOutcome::Duplicate {
+                            message: message.try_into()?,
+                        }),
                         Err(err) if is_unique_violation(&err) => {
                             // Rolled back. A concurrent retry may have won the race
                             // on the client message id; otherwise an id was reused.
-                            if let Some(message) = message_by_client_id(conn, &new).await? {
-                                return Ok(SendOutcome::Duplicate { message });
+                            let winner = message_by_client_id(conn, &new)
+                                .await
+                                .map_err(|e| db_error("looking up a client message id", e))?;
+                            if let Some(message) = winner {
+                                return Ok(SendOutcome::Duplicate {
+                                    message: message.try_into()?,
+                                });
                             }
                             Err(StoreError::Conflict(format!(
                                 "an id of this send already exists: {}",
@@ -942,5 +916,90 @@ macro_rules! sql_store {
                 }
             }
         };
+    };
+}
+
+/// Defines `send_rows(conn, new, first)`, the writing part of `MessageStore::send`,
+/// inside [`sql_store!`]: the backend's `send_statement` hook when it gives one,
+/// else the portable transaction below. Either way it returns the rows as
+/// [`SendRows`](crate::rows::SendRows), or a [`TxError`](crate::TxError) after
+/// which nothing is written (the caller settles unique violations).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_store_send_rows {
+    ($conn:ty, $tx:ident; $send:path) => {
+        /// The send through the backend's own statement.
+        async fn send_rows(
+            conn: &mut $conn,
+            new: &NewMessage,
+            first: &ConversationRow,
+        ) -> Result<SendRows, TxError> {
+            $send(conn, new, first).await
+        }
+    };
+    ($conn:ty, $tx:ident;) => {
+        /// The send as a lookup (for retries) and then one transaction of portable
+        /// statements.
+        async fn send_rows(
+            conn: &mut $conn,
+            new: &NewMessage,
+            first: &ConversationRow,
+        ) -> Result<SendRows, TxError> {
+            // Fast path for retries; the unique index settles races (caller).
+            if let Some(message) = message_by_client_id(conn, new).await? {
+                return Ok(SendRows::Duplicate(message));
+            }
+            let notification = NotificationRow::from(&new.notification);
+            let send_audit = AuditRow::from(&new.send_audit);
+            let conversation_audit = AuditRow::from(&new.conversation_audit);
+            conn.$tx(async |tx| {
+                // The upsert takes the conversation's row lock, which
+                // serialises `seq` per conversation until commit.
+                let conversation: ConversationRow =
+                    $crate::__private::diesel::insert_into(conversations::table)
+                        .values(first)
+                        .on_conflict((
+                            conversations::tenant_id,
+                            conversations::user_one_id,
+                            conversations::user_two_id,
+                        ))
+                        .do_update()
+                        .set((
+                            conversations::last_seq.eq(conversations::last_seq + 1),
+                            conversations::last_message_at.eq(first.last_message_at),
+                            conversations::updated_at.eq(first.updated_at),
+                        ))
+                        .returning(ConversationRow::as_returning())
+                        .get_result(tx)
+                        .await?;
+                let created = conversation.id == first.id;
+                let row = MessageRow::new_at(new, &conversation.id, conversation.last_seq);
+                let message: MessageRow = $crate::__private::diesel::insert_into(messages::table)
+                    .values(&row)
+                    .returning(MessageRow::as_returning())
+                    .get_result(tx)
+                    .await?;
+                $crate::__private::diesel::insert_into(notifications::table)
+                    .values(&notification)
+                    .execute(tx)
+                    .await?;
+                if created {
+                    $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                        .values(&conversation_audit)
+                        .execute(tx)
+                        .await?;
+                }
+                $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                    .values(&send_audit)
+                    .execute(tx)
+                    .await?;
+                Ok::<_, TxError>(SendRows::Stored {
+                    conversation,
+                    message,
+                    created,
+                })
+            })
+            .await
+        }
     };
 }

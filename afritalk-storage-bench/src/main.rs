@@ -18,7 +18,9 @@
 //! dropped and recreated), `AFRITALK_BENCH_SQLITE` (file, default
 //! `target/afritalk-bench.db`, recreated), `AFRITALK_BENCH_KEEP` (keep the
 //! Postgres database afterwards, to inspect plans), `AFRITALK_BENCH_MESSAGES`
-//! (default 1000000), `AFRITALK_BENCH_SENDS` (per sender, default 400).
+//! (default 1000000), `AFRITALK_BENCH_SENDS` (per sender, default 400),
+//! `AFRITALK_BENCH_PG_POOL` (Postgres pool size, default 32: one connection per
+//! sender).
 //!
 //! ## Layout
 //! - [`main`]: argument parsing and the run per backend.
@@ -389,7 +391,11 @@ async fn bench_pg(total: i64, sends: usize) -> Result<Vec<Stats>> {
     admin
         .batch_execute("CREATE DATABASE afritalk_bench")
         .await?;
-    let store = PgStore::connect(&format!("{server}/afritalk_bench"), SENDERS).await?;
+    let pool = std::env::var("AFRITALK_BENCH_PG_POOL")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(SENDERS);
+    let store = PgStore::connect(&format!("{server}/afritalk_bench"), pool).await?;
     store.migrate().await?;
     let per_conv = total / CONVERSATIONS;
     println!("[postgres] seeding {total} messages in {CONVERSATIONS} conversations …");
