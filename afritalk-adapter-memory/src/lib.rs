@@ -13,7 +13,7 @@
 //! - [`bus`]: hands published events to the node's attached
 //!   [`EventSink`](afritalk_ports::EventSink) ([`LocalEventBus`]).
 //! - [`rate_limit`]: a sliding window per tenant, user and action
-//!   ([`LocalRateLimiter`], configured by [`RateLimits`]).
+//!   ([`LocalRateLimiter`], configured by [`RateLimits`](afritalk_ports::RateLimits)).
 //! - [`store`]: messages, conversations, notifications, audit log, directory and
 //!   feature flags behind one mutex ([`MemoryStore`]).
 //!
@@ -58,5 +58,5 @@ pub use bus::LocalEventBus;
 pub use clock::SystemClock;
 pub use ids::UuidV7Ids;
 pub use presence::LocalPresence;
-pub use rate_limit::{LocalRateLimiter, RateLimit, RateLimits};
+pub use rate_limit::LocalRateLimiter;
 pub use store::MemoryStore;

@@ -26,7 +26,7 @@
 //!   counters in [`BusMetrics`]).
 //! - [`rate_limit`]: a sliding-window log per tenant, user and action, checked
 //!   and recorded atomically in Lua ([`RedisRateLimiter`], configured by
-//!   [`RateLimits`]).
+//!   [`RateLimits`](afritalk_ports::RateLimits)).
 //!
 //! ## Wiring
 //!
@@ -34,10 +34,10 @@
 //! use std::sync::Arc;
 //!
 //! use afritalk_adapter_redis::{
-//!     BusOptions, PresenceOptions, RateLimits, RedisEventBus, RedisPresence, RedisRateLimiter,
+//!     BusOptions, PresenceOptions, RedisEventBus, RedisPresence, RedisRateLimiter,
 //!     connect_pool, DEFAULT_PREFIX,
 //! };
-//! use afritalk_ports::{EventPublisher, PresenceTracker, RateLimiter};
+//! use afritalk_ports::{EventPublisher, PresenceTracker, RateLimiter, RateLimits};
 //!
 //! # async fn wire() -> Result<(), afritalk_ports::StoreError> {
 //! let url = "redis://127.0.0.1:6379";
@@ -65,7 +65,7 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 pub use bus::{BusMetrics, BusOptions, RedisEventBus};
 pub use deadpool_redis;
 pub use presence::{PresenceOptions, RedisPresence};
-pub use rate_limit::{RateLimit, RateLimits, RedisRateLimiter};
+pub use rate_limit::RedisRateLimiter;
 
 /// The key and channel prefix used when the operator configures none.
 pub const DEFAULT_PREFIX: &str = "afritalk:";

@@ -10,7 +10,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use afritalk_ports::{RateAction, RateDecision, RateLimiter, StoreResult, TenantId, UserId};
+use afritalk_ports::{
+    RateAction, RateDecision, RateLimiter, RateLimits, StoreResult, TenantId, UserId,
+};
 use async_trait::async_trait;
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
@@ -36,69 +38,6 @@ local retry = tonumber(oldest[2]) + window - now
 if retry < 1 then retry = 1 end
 return {0, retry}
 "#;
-
-/// How many attempts of one action a user may make per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Attempts allowed in any window (0 refuses every attempt).
-    pub max: u32,
-    /// The length of the sliding window.
-    pub per: Duration,
-}
-
-impl RateLimit {
-    /// `max` attempts per `per`.
-    pub const fn new(max: u32, per: Duration) -> Self {
-        Self { max, per }
-    }
-}
-
-/// The limit of each [`RateAction`] (same defaults as the in-process limiter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    /// Sending messages (default 30 per 10 s).
-    pub send: RateLimit,
-    /// Editing or deleting messages (default 20 per 60 s).
-    pub modify: RateLimit,
-    /// Read and delivery receipts (default 120 per 10 s).
-    pub receipt: RateLimit,
-    /// Presence pings and connections (default 30 per 10 s).
-    pub presence: RateLimit,
-}
-
-impl RateLimits {
-    /// The limit configured for `action`.
-    pub fn get(&self, action: RateAction) -> RateLimit {
-        match action {
-            RateAction::Send => self.send,
-            RateAction::Modify => self.modify,
-            RateAction::Receipt => self.receipt,
-            RateAction::Presence => self.presence,
-        }
-    }
-
-    /// These limits with `action`'s limit replaced.
-    pub fn with(mut self, action: RateAction, limit: RateLimit) -> Self {
-        match action {
-            RateAction::Send => self.send = limit,
-            RateAction::Modify => self.modify = limit,
-            RateAction::Receipt => self.receipt = limit,
-            RateAction::Presence => self.presence = limit,
-        }
-        self
-    }
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            send: RateLimit::new(30, Duration::from_secs(10)),
-            modify: RateLimit::new(20, Duration::from_secs(60)),
-            receipt: RateLimit::new(120, Duration::from_secs(10)),
-            presence: RateLimit::new(30, Duration::from_secs(10)),
-        }
-    }
-}
 
 /// Sliding-window rate limiter shared by every node through Redis.
 ///

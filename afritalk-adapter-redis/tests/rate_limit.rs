@@ -7,8 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use afritalk_adapter_redis::{RateLimit, RateLimits, RedisRateLimiter, connect_pool};
-use afritalk_ports::{RateAction, RateDecision, RateLimiter, StoreError};
+use afritalk_adapter_redis::{RedisRateLimiter, connect_pool};
+use afritalk_ports::{RateAction, RateDecision, RateLimit, RateLimiter, RateLimits, StoreError};
+
 use common::{Namespace, tenant, user};
 
 fn limiter(ns: &Namespace, max: u32, per: Duration) -> RedisRateLimiter {

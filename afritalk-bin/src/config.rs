@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use afritalk_ports::RateAction;
+use afritalk_ports::{RateAction, RateLimit, RateLimits};
 
 /// A value that must never be printed (database URLs with passwords, private keys).
 #[derive(Clone, PartialEq, Eq)]
@@ -70,79 +70,44 @@ pub struct Config {
     pub redis_prefix: String,
     /// Per-user limits per action (`AFRITALK_RATE_LIMITS`, e.g. `send=30/10,modify=20/60`:
     /// at most 30 sends per 10 seconds).
-    pub rate_limits: RateLimitConfig,
+    pub rate_limits: RateLimits,
 }
 
-/// Attempts allowed per window, for each rate-limited action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    /// Sending messages.
-    pub send: (u32, Duration),
-    /// Editing and deleting.
-    pub modify: (u32, Duration),
-    /// Read receipts.
-    pub receipt: (u32, Duration),
-    /// Presence pings and typing.
-    pub presence: (u32, Duration),
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            send: (30, Duration::from_secs(10)),
-            modify: (20, Duration::from_secs(60)),
-            receipt: (120, Duration::from_secs(10)),
-            presence: (30, Duration::from_secs(10)),
-        }
-    }
-}
-
-impl RateLimitConfig {
-    /// The limit of one action.
-    pub fn get(&self, action: RateAction) -> (u32, Duration) {
-        match action {
-            RateAction::Send => self.send,
-            RateAction::Modify => self.modify,
-            RateAction::Receipt => self.receipt,
-            RateAction::Presence => self.presence,
-        }
-    }
-
-    /// Parses `action=max/seconds` pairs separated by commas; unnamed actions keep defaults.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let mut limits = Self::default();
-        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (action, value) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}` is not action=max/seconds"))?;
-            let (max, secs) = value
-                .split_once('/')
-                .ok_or_else(|| format!("`{value}` is not max/seconds"))?;
-            let max: u32 = max
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{max}` is not a count"))?;
-            let secs: u64 = secs
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| format!("`{secs}` is not a positive number of seconds"))?;
-            let limit = (max, Duration::from_secs(secs));
-            match action.trim() {
-                "send" => limits.send = limit,
-                "modify" => limits.modify = limit,
-                "receipt" => limits.receipt = limit,
-                "presence" => limits.presence = limit,
-                other => {
-                    return Err(format!(
-                        "unknown action `{other}` (send, modify, receipt, presence)"
-                    ));
-                }
+/// Parses `AFRITALK_RATE_LIMITS`: `action=max/seconds` pairs separated by commas
+/// (e.g. `send=30/10,modify=20/60`); actions not named keep their defaults.
+pub fn parse_rate_limits(raw: &str) -> Result<RateLimits, String> {
+    let mut limits = RateLimits::default();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (action, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` is not action=max/seconds"))?;
+        let (max, secs) = value
+            .split_once('/')
+            .ok_or_else(|| format!("`{value}` is not max/seconds"))?;
+        let max: u32 = max
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{max}` is not a count"))?;
+        let secs: u64 = secs
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| format!("`{secs}` is not a positive number of seconds"))?;
+        let action = match action.trim() {
+            "send" => RateAction::Send,
+            "modify" => RateAction::Modify,
+            "receipt" => RateAction::Receipt,
+            "presence" => RateAction::Presence,
+            other => {
+                return Err(format!(
+                    "unknown action `{other}` (send, modify, receipt, presence)"
+                ));
             }
-        }
-        Ok(limits)
+        };
+        limits = limits.with(action, RateLimit::new(max, Duration::from_secs(secs)));
     }
+    Ok(limits)
 }
 
 /// A configuration variable that could not be understood.
@@ -229,8 +194,8 @@ impl Config {
             redis_url: get("REDIS_URL").map(Secret::new),
             redis_prefix: get("AFRITALK_REDIS_PREFIX").unwrap_or_else(|| "afritalk:".into()),
             rate_limits: match get("AFRITALK_RATE_LIMITS") {
-                None => RateLimitConfig::default(),
-                Some(raw) => RateLimitConfig::parse(&raw).map_err(|reason| ConfigError {
+                None => RateLimits::default(),
+                Some(raw) => parse_rate_limits(&raw).map_err(|reason| ConfigError {
                     name: "AFRITALK_RATE_LIMITS",
                     reason,
                 })?,
@@ -290,9 +255,15 @@ mod tests {
     #[test]
     fn rate_limits_parse_per_action_and_refuse_nonsense() {
         let c = config(&[("AFRITALK_RATE_LIMITS", "send=100/5, presence=10/60")]).unwrap();
-        assert_eq!(c.rate_limits.send, (100, Duration::from_secs(5)));
-        assert_eq!(c.rate_limits.presence, (10, Duration::from_secs(60)));
-        assert_eq!(c.rate_limits.modify, RateLimitConfig::default().modify);
+        assert_eq!(
+            c.rate_limits.send,
+            RateLimit::new(100, Duration::from_secs(5))
+        );
+        assert_eq!(
+            c.rate_limits.presence,
+            RateLimit::new(10, Duration::from_secs(60))
+        );
+        assert_eq!(c.rate_limits.modify, RateLimits::default().modify);
         for bad in ["send=1", "send=x/5", "send=1/0", "shout=1/1"] {
             assert_eq!(
                 config(&[("AFRITALK_RATE_LIMITS", bad)]).unwrap_err().name,

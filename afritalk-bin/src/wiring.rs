@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use afritalk_adapter_memory::{
-    LocalEventBus, LocalPresence, LocalRateLimiter, RateLimit, RateLimits, SystemClock, UuidV7Ids,
+    LocalEventBus, LocalPresence, LocalRateLimiter, SystemClock, UuidV7Ids,
 };
 use afritalk_adapter_pg::PgStore;
-use afritalk_adapter_redis::rate_limit as redis_limits;
 use afritalk_adapter_redis::{
     BusOptions, PresenceOptions, RedisEventBus, RedisPresence, RedisRateLimiter,
 };
@@ -15,7 +14,7 @@ use afritalk_adapter_sqlite::SqliteStore;
 use afritalk_core::{MessagingService, Ports};
 use afritalk_ports::{
     AuditLog, Directory, EventPublisher, EventSink, FeatureFlags, MessageStore, NotificationStore,
-    PresenceTracker, RateAction, RateLimiter, StoreError, TenantId,
+    PresenceTracker, RateLimiter, StoreError, TenantId,
 };
 
 use crate::config::{Config, Database};
@@ -158,28 +157,18 @@ pub struct RealtimeError(pub String);
 pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, RealtimeError> {
     let limits = config.rate_limits;
     let Some(url) = &config.redis_url else {
-        let mut local = RateLimits::default();
-        for action in ACTIONS {
-            let (max, per) = limits.get(action);
-            local = local.with(action, RateLimit::new(max, per));
-        }
         return Ok(Realtime {
             backend: "in-process",
             bus: Bus::Local(Arc::new(LocalEventBus::new())),
             presence: Arc::new(LocalPresence::new()),
             shared_presence: None,
-            rate_limiter: Arc::new(LocalRateLimiter::new(clock, local)),
+            rate_limiter: Arc::new(LocalRateLimiter::new(clock, limits)),
         });
     };
     let fail = |e: StoreError| RealtimeError(e.to_string());
     let pool =
         afritalk_adapter_redis::connect_pool(url.expose(), config.db_pool_size).map_err(fail)?;
     let prefix = config.redis_prefix.clone();
-    let mut shared = redis_limits::RateLimits::default();
-    for action in ACTIONS {
-        let (max, per) = limits.get(action);
-        shared = shared.with(action, redis_limits::RateLimit::new(max, per));
-    }
     let presence = Arc::new(RedisPresence::new(
         pool.clone(),
         prefix.clone(),
@@ -197,16 +186,9 @@ pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, Re
         bus: Bus::Redis(Arc::new(bus)),
         presence: presence.clone(),
         shared_presence: Some(presence),
-        rate_limiter: Arc::new(RedisRateLimiter::new(pool, prefix, shared)),
+        rate_limiter: Arc::new(RedisRateLimiter::new(pool, prefix, limits)),
     })
 }
-
-const ACTIONS: [RateAction; 4] = [
-    RateAction::Send,
-    RateAction::Modify,
-    RateAction::Receipt,
-    RateAction::Presence,
-];
 
 /// Assembles the core service over storage and realtime adapters.
 pub fn service(
