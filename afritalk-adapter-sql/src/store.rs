@@ -794,7 +794,12 @@ macro_rules! sql_store {
                         query = query.filter(messaging_audit_log::created_at.ge(to_db(since)));
                     }
                     if let Some(before) = filter.before {
-                        query = query.filter(messaging_audit_log::created_at.lt(to_db(before)));
+                        let at = to_db(before.created_at);
+                        query = query.filter(
+                            messaging_audit_log::created_at.lt(at).or(messaging_audit_log::created_at
+                                .eq(at)
+                                .and(messaging_audit_log::id.lt(before.id.to_string()))),
+                        );
                     }
                     let mut conn = self.conn().await?;
                     let rows = query

@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 
 use afritalk_ports::{
-    AuditAction, AuditEntry, AuditFilter, ChangeCursor, Conversation, ConversationCursor, Message,
-    MessageContent, NewMessage, NotificationCursor, NotificationKind, NotificationStatus, PageSize,
-    Role, SendOutcome, StoreError, TenantId, UserId,
+    AuditAction, AuditCursor, AuditEntry, AuditFilter, ChangeCursor, Conversation,
+    ConversationCursor, Message, MessageContent, NewMessage, NotificationCursor, NotificationKind,
+    NotificationStatus, PageSize, Role, SendOutcome, StoreError, TenantId, UserId,
 };
 use chrono::{Duration, SubsecRound};
 
@@ -1056,7 +1056,10 @@ pub async fn audit_query_filters_newest_first_and_purge_removes_only_older_rows(
         &t1,
         AuditFilter {
             since: Some(at(10)),
-            before: Some(at(30)),
+            before: Some(AuditCursor {
+                created_at: rows[3].created_at,
+                id: rows[3].id,
+            }),
             ..Default::default()
         },
         50,
@@ -1069,6 +1072,37 @@ pub async fn audit_query_filters_newest_first_and_purge_removes_only_older_rows(
     assert_eq!(q(&t1, AuditFilter::default(), 50).await.len(), 3);
     assert!(q(&t2, AuditFilter::default(), 50).await.is_empty());
     assert_eq!(p.audit.purge_before(at(10)).await.unwrap(), 0);
+
+    // Rows sharing a timestamp (a send and the conversation it created) are never
+    // skipped when paging one row at a time with the cursor.
+    let t3 = tenant("initech");
+    let mut same_instant: Vec<AuditEntry> = (0..3)
+        .map(|_| audit(&t3, &a, AuditAction::MessageSend, at(40)))
+        .collect();
+    for r in &same_instant {
+        p.audit.append(r.clone()).await.unwrap();
+    }
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let rows = q(
+            &t3,
+            AuditFilter {
+                before,
+                ..Default::default()
+            },
+            1,
+        )
+        .await;
+        let Some(last) = rows.last() else { break };
+        before = Some(AuditCursor {
+            created_at: last.created_at,
+            id: last.id,
+        });
+        paged.extend(rows);
+    }
+    same_instant.sort_by_key(|e| std::cmp::Reverse(e.id));
+    assert_eq!(paged, same_instant);
 }
 
 pub async fn directory_upserts_and_reads_users(p: Ports) {

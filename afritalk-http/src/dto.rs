@@ -4,9 +4,9 @@
 
 use afritalk_core::views::{CatchUpCursor, ConversationPageCursor, SendMessage};
 use afritalk_ports::{
-    AuditAction, AuditFilter, ClientMessageId, ConversationCursor, ConversationId, DisplayName,
-    MessageContent, MessageId, NotificationCursor, NotificationId, NotificationKind,
-    NotificationStatus, PageSize, RelatedEntity, Role, UserId, ValidationError,
+    AuditAction, AuditCursor, AuditFilter, AuditId, ClientMessageId, ConversationCursor,
+    ConversationId, DisplayName, MessageContent, MessageId, NotificationCursor, NotificationId,
+    NotificationKind, NotificationStatus, PageSize, RelatedEntity, Role, UserId, ValidationError,
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -234,7 +234,7 @@ pub(crate) struct AuditQuery {
     action: Option<String>,
     user_id: Option<String>,
     since: Option<DateTime<Utc>>,
-    before: Option<DateTime<Utc>>,
+    before: Option<String>,
     pub(crate) limit: Option<u32>,
 }
 
@@ -254,7 +254,11 @@ impl AuditQuery {
                 .map(|u| parse_user("userId", u))
                 .transpose()?,
             since: self.since,
-            before: self.before,
+            before: self
+                .before
+                .as_deref()
+                .map(decode_audit_cursor)
+                .transpose()?,
         })
     }
 }
@@ -291,6 +295,21 @@ fn from_micros(raw: &str) -> Option<DateTime<Utc>> {
 
 fn bad_cursor() -> ApiError {
     field("after", "is not a cursor this server gave")
+}
+
+/// The opaque `before` cursor of audit pages: `{micros}_{uuid}` of the last row.
+pub(crate) fn encode_audit_cursor(e: &afritalk_ports::AuditEntry) -> String {
+    format!("{}_{}", micros(e.created_at), e.id)
+}
+
+/// Reads an audit page cursor.
+fn decode_audit_cursor(raw: &str) -> Result<AuditCursor, ApiError> {
+    let bad = || field("before", "is not a cursor this server gave");
+    let (at, id) = raw.split_once('_').ok_or_else(bad)?;
+    Ok(AuditCursor {
+        created_at: from_micros(at).ok_or_else(bad)?,
+        id: AuditId::parse(id).map_err(|_| bad())?,
+    })
 }
 
 /// The opaque `after` cursor of conversation pages: `{micros}_{uuid}`.

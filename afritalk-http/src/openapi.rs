@@ -216,7 +216,7 @@ fn schemas() -> Value {
             "details": { "type": "object" }, "ipAddress": nullable("string"), "createdAt": time()
         })),
         "AuditPage": object(&["entries", "nextBefore"], json!({
-            "entries": array_of("AuditEntry"), "nextBefore": nullable_time()
+            "entries": array_of("AuditEntry"), "nextBefore": nullable("string")
         })),
         "MessagingSettings": closed(&["enabled"], json!({ "enabled": { "type": "boolean" } }))
     })

@@ -143,7 +143,7 @@ pub(crate) fn routes() -> &'static [Route] {
                     q("action", "string", "Only this action (e.g. message.send, forbidden_attempt)."),
                     q("userId", "string", "Only rows of this user."),
                     q("since", "date-time", "Only rows at or after this time."),
-                    q("before", "date-time", "Only rows strictly before this time (next page)."), LIMIT],
+                    q("before", "string", "Cursor: the nextBefore of the previous page."), LIMIT],
                 body = None, success = 200, response = Some("AuditPage")),
             route!(Notifications, GET, concat!("/api/tenants/{tenantId}/", "notifications"), "notifications",
                 "The caller's notifications, unread first, each group newest first.",

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use afritalk_adapter_memory::{
-    LocalEventBus, LocalPresence, LocalRateLimiter, MemoryStore, RateLimit, RateLimits,
-    SystemClock, UuidV7Ids,
+    LocalEventBus, LocalPresence, LocalRateLimiter, MemoryStore, SystemClock, UuidV7Ids,
 };
 use afritalk_auth::{Identity, RootKeyPair, TokenMinter, TokenVerifier};
 use afritalk_core::{ActorKind, MessagingService, Ports};
 use afritalk_http::{AlwaysReady, App, HttpConfig, serve};
-use afritalk_ports::{DisplayName, RateAction, Role, TenantId, UserId};
+use afritalk_ports::{DisplayName, RateAction, RateLimit, RateLimits, Role, TenantId, UserId};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

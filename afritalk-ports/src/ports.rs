@@ -16,7 +16,8 @@ use crate::entities::{
 use crate::error::StoreError;
 use crate::events::{Audience, RealtimeEvent};
 use crate::ids::{
-    ClientMessageId, ConnectionId, ConversationId, MessageId, NotificationId, TenantId, UserId,
+    AuditId, ClientMessageId, ConnectionId, ConversationId, MessageId, NotificationId, TenantId,
+    UserId,
 };
 use crate::values::{MessageContent, PageSize, RelatedEntity};
 
@@ -279,8 +280,18 @@ pub struct AuditFilter {
     pub user_id: Option<UserId>,
     /// Only rows at or after this time.
     pub since: Option<DateTime<Utc>>,
-    /// Only rows strictly before this time (the previous page's last `createdAt`).
-    pub before: Option<DateTime<Utc>>,
+    /// Only rows after this one in newest-first order (the previous page's last row),
+    /// so rows sharing a timestamp are never skipped at a page boundary.
+    pub before: Option<AuditCursor>,
+}
+
+/// Position in the newest-first audit listing: `(createdAt, id)` of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    /// `createdAt` of the last row of the previous page.
+    pub created_at: DateTime<Utc>,
+    /// Id of the last row of the previous page.
+    pub id: AuditId,
 }
 
 /// The append-only compliance trail.
@@ -290,7 +301,7 @@ pub trait AuditLog: Send + Sync {
     /// Appends a row. MUST NOT change or remove any other row.
     async fn append(&self, entry: AuditEntry) -> StoreResult<()>;
 
-    /// Rows of the tenant matching `filter`, newest first, at most `limit`.
+    /// Rows of the tenant matching `filter`, newest first (ties by id desc), at most `limit`.
     async fn query(
         &self,
         tenant: &TenantId,

@@ -43,7 +43,11 @@ impl AuditLog for MemoryStore {
                     .is_none_or(|user| e.user_id.as_ref() == Some(user))
             })
             .filter(|e| filter.since.is_none_or(|since| e.created_at >= since))
-            .filter(|e| filter.before.is_none_or(|before| e.created_at < before))
+            .filter(|e| {
+                filter
+                    .before
+                    .is_none_or(|before| (e.created_at, e.id) < (before.created_at, before.id))
+            })
             .collect();
         // Newest first; ties by id desc, as a database index on (created_at, id) would give.
         let key = |e: &&AuditEntry| (Reverse(e.created_at), Reverse(e.id));
@@ -67,7 +71,7 @@ impl AuditLog for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use afritalk_ports::AuditAction;
+    use afritalk_ports::{AuditAction, AuditCursor, AuditId};
     use futures::executor::block_on;
 
     use super::super::fixtures::*;
@@ -116,7 +120,11 @@ mod tests {
         let by_a_in_window = query(AuditFilter {
             user_id: Some(user("a")),
             since: Some(at(10)),
-            before: Some(at(30)),
+            // The smallest id at 30 s: strictly before every row of that instant.
+            before: Some(AuditCursor {
+                created_at: at(30),
+                id: AuditId::from_uuid(uuid::Uuid::nil()),
+            }),
             ..AuditFilter::default()
         });
         assert_eq!(by_a_in_window, vec![rows[1].clone()]);

@@ -38,7 +38,7 @@ pub(super) async fn audit(app: &App, m: &Matched, req: &Request) -> Result<Reply
     let next_before = entries
         .last()
         .filter(|_| entries.len() == limit.get() as usize)
-        .map(|e| e.created_at);
+        .map(dto::encode_audit_cursor);
     Ok(Reply::ok(
         json!({ "entries": entries, "nextBefore": next_before }),
     ))
