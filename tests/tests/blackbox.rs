@@ -440,3 +440,34 @@ async fn an_oversize_websocket_message_closes_the_socket_and_stores_nothing() {
     assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_does_not_outlive_its_token() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let short = app.mint(T, "dg", ActorKind::Staff(Role::Dg), Duration::from_secs(2));
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &short, "websocket").await.unwrap();
+    let ack = c.emit("dg", "presence:ping", json!({})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let ack = c
+        .emit(
+            "dg",
+            "messaging:send",
+            json!({ "toUserId": "emp", "content": "trop tard" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], false);
+    assert_eq!(ack["error"]["code"], "token_expired");
+    let closed = c
+        .wait_for(|r| r["client"] == "dg" && r["kind"] == "disconnected")
+        .await;
+    assert!(closed.is_some(), "the server closed the socket");
+    let emp = app.token(T, "emp", Role::Employe);
+    let (_, list) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversations"), &emp)
+        .await;
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use afritalk_auth::AuthError;
+use afritalk_auth::{AuthError, Operation};
 use afritalk_ports::{Audience, MessageContent, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -65,22 +65,36 @@ fn to_value(value: impl serde::Serialize) -> Result<Value, ApiError> {
 }
 
 /// Runs `f` with the socket's session and the parsed payload, then acks.
+/// An expired (or otherwise no longer valid) token closes the socket after the
+/// error ack: the client must reconnect with a fresh token.
 async fn handle<T, F, Fut>(s: SocketRef, data: Result<Value, impl Sized>, ack: AckSender, f: F)
 where
     T: DeserializeOwned,
     F: FnOnce(Session, T) -> Fut,
     Fut: Future<Output = Result<Value, ApiError>>,
 {
+    let mut token_expired = false;
     let result = async {
         let session = s
             .extensions
             .get::<Session>()
             .ok_or(ApiError::MissingToken)?;
+        if let Err(err) =
+            session
+                .verifier
+                .verify(&session.token, &session.actor.tenant, Operation::Read)
+        {
+            token_expired = true;
+            return Err(err.into());
+        }
         let payload = dto::parse_value::<T>(data.unwrap_or(Value::Null))?;
         f(session, payload).await
     }
     .await;
     answer(ack, result);
+    if token_expired {
+        let _ = s.disconnect();
+    }
 }
 
 /// Refuses writes on a read-only (attenuated) token.

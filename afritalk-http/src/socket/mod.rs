@@ -9,6 +9,7 @@ pub(crate) mod handlers;
 pub(crate) mod sink;
 
 use std::fmt;
+use std::sync::Arc;
 
 use afritalk_auth::Operation;
 use afritalk_core::Actor;
@@ -29,6 +30,11 @@ pub(crate) struct Session {
     pub(crate) actor: Actor,
     /// Whether the token allows writes (an attenuated read-only token does not).
     pub(crate) can_write: bool,
+    /// The handshake token, checked again on every event so that a socket does
+    /// not outlive its token's expiry.
+    pub(crate) token: Arc<str>,
+    /// The verifier (root public key) to check it with.
+    pub(crate) verifier: afritalk_auth::TokenVerifier,
 }
 
 /// The handshake's `auth` object.
@@ -97,7 +103,12 @@ pub(crate) async fn authenticate(
         .service
         .connect(&actor, &ConnectionId::new(s.id.to_string()))
         .await?;
-    s.extensions.insert(Session { actor, can_write });
+    s.extensions.insert(Session {
+        actor,
+        can_write,
+        token: Arc::from(token),
+        verifier: inner.verifier.clone(),
+    });
     Ok(())
 }
 
