@@ -484,6 +484,12 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         "send → ack         {}",
         percentiles(&lock(&run.ack_latency))
     );
+    let all_window = Duration::from_nanos(last_receive.saturating_sub(run.due_ns(0)));
+    println!(
+        "all deliveries     {:.0} msg/s ({} received, warm-up included, from the first due send to the last delivery)",
+        run.received.load(Ordering::Relaxed) as f64 / all_window.as_secs_f64().max(1e-9),
+        run.received.load(Ordering::Relaxed)
+    );
     println!(
         "delivered          {:.0} msg/s over the measured window; last delivery {} after the last due send",
         delivery_rate,
