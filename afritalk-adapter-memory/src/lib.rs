@@ -8,6 +8,8 @@
 //!
 //! ## Layout
 //! - [`clock`]: the real UTC clock at microsecond precision ([`SystemClock`]).
+//! - [`cache`]: short-lived read-through caches of the tenant flag and directory
+//!   entries, read on every message ([`CachedFeatureFlags`], [`CachedDirectory`]).
 //! - [`ids`]: time-ordered UUID v7 identifiers ([`UuidV7Ids`]).
 //! - [`presence`]: live connections and last activity per user ([`LocalPresence`]).
 //! - [`bus`]: hands published events to the node's attached
@@ -48,6 +50,7 @@
 //! validates before it mutates, so a panicking thread cannot leave half a write.
 
 pub mod bus;
+pub mod cache;
 pub mod clock;
 pub mod ids;
 pub mod presence;
@@ -55,6 +58,7 @@ pub mod rate_limit;
 pub mod store;
 
 pub use bus::LocalEventBus;
+pub use cache::{CachedDirectory, CachedFeatureFlags};
 pub use clock::SystemClock;
 pub use ids::UuidV7Ids;
 pub use presence::LocalPresence;

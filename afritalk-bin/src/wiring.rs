@@ -2,9 +2,11 @@
 //! core's [`MessagingService`]. The only place that names concrete adapters.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use afritalk_adapter_memory::{
-    LocalEventBus, LocalPresence, LocalRateLimiter, SystemClock, UuidV7Ids,
+    CachedDirectory, CachedFeatureFlags, LocalEventBus, LocalPresence, LocalRateLimiter,
+    SystemClock, UuidV7Ids,
 };
 use afritalk_adapter_pg::PgStore;
 use afritalk_adapter_redis::{
@@ -13,8 +15,8 @@ use afritalk_adapter_redis::{
 use afritalk_adapter_sqlite::SqliteStore;
 use afritalk_core::{MessagingService, Ports};
 use afritalk_ports::{
-    AuditLog, Directory, EventPublisher, EventSink, FeatureFlags, MessageStore, NotificationStore,
-    PresenceTracker, RateLimiter, StoreError, TenantId,
+    AuditLog, Clock, Directory, EventPublisher, EventSink, FeatureFlags, MessageStore,
+    NotificationStore, PresenceTracker, RateLimiter, StoreError, TenantId,
 };
 
 use crate::config::{Config, Database};
@@ -46,18 +48,33 @@ pub struct Storage {
     pub features: Arc<dyn FeatureFlags>,
 }
 
+/// How long a tenant's messaging flag and a directory entry are trusted before
+/// being read again. They are read on every send and receipt; a change made on
+/// another node (a deactivation, a role change, a tenant switched off) is seen
+/// within this time, a change made through this node at once.
+pub const READ_CACHE_TTL: Duration = Duration::from_secs(5);
+
 impl Storage {
     fn from_store<S>(backend: &'static str, store: S) -> Self
     where
         S: MessageStore + NotificationStore + AuditLog + Directory + FeatureFlags + Clone + 'static,
     {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         Self {
             backend,
             messages: Arc::new(store.clone()),
             notifications: Arc::new(store.clone()),
             audit: Arc::new(store.clone()),
-            directory: Arc::new(store.clone()),
-            features: Arc::new(store),
+            directory: Arc::new(CachedDirectory::new(
+                Arc::new(store.clone()),
+                clock.clone(),
+                READ_CACHE_TTL,
+            )),
+            features: Arc::new(CachedFeatureFlags::new(
+                Arc::new(store),
+                clock,
+                READ_CACHE_TTL,
+            )),
         }
     }
 
