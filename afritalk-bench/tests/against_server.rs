@@ -1,0 +1,152 @@
+//! The benchmark's client and setup against the real server (embedded default,
+//! in process, on a free port): directory writes, socket handshakes, a send
+//! acked `{ok:true}`, the recipient's `messaging:new`, and a refused token.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use afritalk_bench::client::{self, Endpoint, EventHandler};
+use afritalk_bench::setup::{self, Planned, Tokens};
+use afritalk_bin::app::Application;
+use afritalk_bin::config::{Config, Database};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<(usize, String, Value)>>,
+    acks: Mutex<Vec<(u64, Value)>>,
+}
+
+impl EventHandler for Recorder {
+    fn on_event(&self, socket: usize, name: &str, data: &Value) -> Value {
+        self.events
+            .lock()
+            .unwrap()
+            .push((socket, name.to_owned(), data.clone()));
+        json!({ "ok": true })
+    }
+    fn on_ack(&self, _socket: usize, tag: u64, data: &Value) {
+        self.acks.lock().unwrap().push((tag, data.clone()));
+    }
+    fn on_close(&self, _socket: usize, _reason: &str) {}
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sends_receives_and_acks_through_the_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_lookup(|_| None).unwrap();
+    config.data_dir = dir.path().join("data");
+    config.database = Database::Sqlite(config.data_dir.join("afritalk.db"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let app = Application::build(config.clone()).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let root = setup::root_key(None, Some(&config.data_dir)).unwrap();
+    let tokens = Tokens::new(root, "bench", Duration::from_secs(600)).unwrap();
+    let endpoint = Arc::new(Endpoint::new(&url, "bench").unwrap());
+    let users: Vec<String> = (0..2).map(|i| setup::user_id("t", i)).collect();
+    setup::upsert_users(
+        &endpoint.http_base,
+        "bench",
+        &tokens.service().unwrap(),
+        &users,
+        2,
+    )
+    .await
+    .unwrap();
+    let plan = users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| Planned {
+            index,
+            endpoint: endpoint.clone(),
+            token: tokens.user(user).unwrap(),
+        })
+        .collect();
+    let recorder = Arc::new(Recorder::default());
+    let fleet = setup::open_fleet(plan, recorder.clone(), 100.0, 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (fleet.connected, fleet.failed),
+        (2, 0),
+        "{:?}",
+        fleet.first_error
+    );
+
+    let sender = fleet.sockets[0].as_ref().unwrap();
+    assert!(sender.emit(
+        "messaging:send",
+        json!({ "toUserId": users[1], "content": "afb 1 0 0", "clientMessageId": "afb-1-0" }),
+        7,
+    ));
+    eventually("the ack", || !recorder.acks.lock().unwrap().is_empty()).await;
+    let (tag, ack) = recorder.acks.lock().unwrap()[0].clone();
+    assert_eq!(tag, 7);
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    assert!(ack["conversationId"].is_string(), "{ack}");
+    eventually("messaging:new on the recipient", || {
+        recorder
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(socket, name, data)| {
+                *socket == 1
+                    && name == "messaging:new"
+                    && data["message"]["content"] == json!("afb 1 0 0")
+            })
+    })
+    .await;
+    // The recipient acked `messaging:new`, so the sender hears ✓✓.
+    eventually("messaging:delivered on the sender", || {
+        recorder
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(socket, name, _)| *socket == 0 && name == "messaging:delivered")
+    })
+    .await;
+
+    // A token from another key is refused at the handshake.
+    let stranger = Tokens::new(
+        afritalk_auth::RootKeyPair::generate(),
+        "bench",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let refused = client::connect(
+        &endpoint,
+        &stranger.user(&users[0]).unwrap(),
+        9,
+        recorder.clone(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(client::ClientError::Refused(_))),
+        "{refused:?}"
+    );
+
+    for s in fleet.sockets.iter().flatten() {
+        s.close();
+    }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
