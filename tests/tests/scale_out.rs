@@ -10,7 +10,7 @@ use afritalk_bin::config::{Config, Database, Secret};
 use afritalk_ports::Role;
 use serde_json::{Value, json};
 use support::clients::Clients;
-use support::services::{PrivateRedis, TestDatabase, redis_prefix, shared_redis};
+use support::services::{PrivateRedis, RedisPrefix, TestDatabase, shared_redis};
 use support::{TestApp, fresh_config, start};
 
 const T: &str = "acme";
@@ -45,7 +45,8 @@ fn status_of(list: &Value, user: &str) -> String {
 async fn two_nodes_sharing_postgres_and_redis_behave_as_one() {
     let database = TestDatabase::create().await;
     let (base, _dir) = fresh_config();
-    let config = node_config(&base, &database, &shared_redis(), &redis_prefix());
+    let prefix = RedisPrefix::new();
+    let config = node_config(&base, &database, &shared_redis(), &prefix.0);
     let node1 = start(config.clone()).await;
     let node2 = start(config).await;
     company(&node1).await;
@@ -132,7 +133,8 @@ async fn delivery_resumes_after_redis_restarts_and_no_stored_message_is_lost() {
     let database = TestDatabase::create().await;
     let mut redis = PrivateRedis::start();
     let (base, _dir) = fresh_config();
-    let config = node_config(&base, &database, &redis.url(), &redis_prefix());
+    // A private Redis, gone with the test: no prefix to clean.
+    let config = node_config(&base, &database, &redis.url(), "afritalk:");
     let node1 = start(config.clone()).await;
     let node2 = start(config).await;
     company(&node1).await;

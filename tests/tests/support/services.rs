@@ -62,9 +62,38 @@ impl TestDatabase {
     }
 }
 
-/// A key prefix no other test uses.
-pub fn redis_prefix() -> String {
-    format!("afritalk-test:{}:", uuid::Uuid::new_v4().simple())
+/// A key prefix no other test uses on the shared Redis; its keys are deleted when
+/// the guard drops (also when the test fails).
+pub struct RedisPrefix(pub String);
+
+impl RedisPrefix {
+    /// A fresh prefix.
+    pub fn new() -> Self {
+        Self(format!("afritalk-test:{}:", uuid::Uuid::new_v4().simple()))
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let url = shared_redis();
+        let keys = Command::new("redis-cli")
+            .args(["-u", &url, "--scan", "--pattern", &format!("{}*", self.0)])
+            .output();
+        if let Ok(out) = keys {
+            let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .filter(|k| !k.is_empty())
+                .collect();
+            if !keys.is_empty() {
+                let _ = Command::new("redis-cli")
+                    .args(["-u", &url, "del"])
+                    .args(&keys)
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
+    }
 }
 
 /// A `redis-server` owned by the test, on a free port, keeping nothing on disk.
