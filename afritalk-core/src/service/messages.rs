@@ -52,13 +52,14 @@ impl MessagingService {
                 .await);
         }
 
-        let existing = self
-            .ports
-            .messages
-            .conversation_between(&actor.tenant, &pair)
-            .await?;
         if !PermissionMatrix::allows(sender_role, recipient.role) {
-            // Only the refused cells need the reply rule's lookup.
+            // Only the cells the matrix refuses need the reply rule, and so the
+            // conversation: allowed sends (nearly all) skip this round trip.
+            let existing = self
+                .ports
+                .messages
+                .conversation_between(&actor.tenant, &pair)
+                .await?;
             let recipient_has_written = match &existing {
                 Some(conv) => {
                     self.ports
@@ -90,10 +91,9 @@ impl MessagingService {
 
         let now = self.ports.clock.now();
         let message_id = MessageId::from_uuid(self.ports.ids.new_id());
-        let new_conversation_id = existing
-            .as_ref()
-            .map(|c| c.id)
-            .unwrap_or_else(|| ConversationId::from_uuid(self.ports.ids.new_id()));
+        // The store reuses the pair's conversation when there is one; this id (and
+        // its conversation.create audit row) is used only if the send creates it.
+        let new_conversation_id = ConversationId::from_uuid(self.ports.ids.new_id());
         let sender_name = me
             .map(|u| u.display_name.as_str().to_owned())
             .unwrap_or_else(|| actor.user.to_string());

@@ -111,8 +111,9 @@ fn every_allowed_cell_of_the_matrix_stores_and_audits_the_send() {
         }
         let mut users = everyone();
         users.push(dir_user("dg2", Role::Dg, true));
+        // No conversation_between expectation: an allowed send never needs the
+        // lookup (the mock would panic if it were called).
         let mut h = Harness::new(users).quiet_presence();
-        no_conversation_yet(&mut h);
         let seen = expect_stored_send(&mut h);
         let f = h.build();
         let sent = run(f
@@ -173,8 +174,8 @@ fn employe_may_reply_once_the_pdg_has_written() {
         .send(&staff("emp", Role::Employe), request("pdg", "merci")))
     .unwrap();
     let new = seen.lock().unwrap().clone().unwrap();
-    // The existing conversation's id is reused.
-    assert_eq!(new.new_conversation_id, conversation_id());
+    assert_eq!(new.recipient_id, uid("pdg"));
+    assert!(f.actions().is_empty(), "no forbidden_attempt for a reply");
 }
 
 #[test]
@@ -316,11 +317,13 @@ fn a_limiter_that_is_down_lets_the_send_through() {
 fn a_backend_failure_is_unavailable() {
     let mut h = Harness::new(everyone());
     h.messages
-        .expect_conversation_between()
-        .returning(|_, _| Err(StoreError::Unavailable("db down".into())));
+        .expect_send()
+        .returning(|_| Err(StoreError::Unavailable("db down".into())));
     let f = h.build();
     let err = run(f.service.send(&staff("dg", Role::Dg), request("emp", "hi"))).unwrap_err();
     assert_eq!(err.code(), "unavailable");
+    // Nothing is published for a message that was not stored.
+    assert!(f.published.lock().unwrap().is_empty());
 }
 
 /// A harness whose store holds `stored` and accepts an edit of it.
