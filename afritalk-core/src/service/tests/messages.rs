@@ -326,13 +326,19 @@ fn a_backend_failure_is_unavailable() {
     assert!(f.published.lock().unwrap().is_empty());
 }
 
-/// A harness whose store holds `stored` and accepts an edit of it.
-fn edit_fixture(stored: Message) -> Fixture {
+/// A harness whose store finds `stored` by id (any id: tests ask for that one).
+fn holding(stored: &Message) -> Harness {
     let mut h = Harness::new(everyone());
     let found = stored.clone();
     h.messages
         .expect_message()
         .returning(move |_, _| Ok(Some(found.clone())));
+    h
+}
+
+/// A harness whose store holds `stored` and accepts an edit of it.
+fn edit_fixture(stored: Message) -> Fixture {
+    let mut h = holding(&stored);
     h.messages
         .expect_edit()
         .returning(move |_, _, content, at, audit| {
@@ -373,12 +379,7 @@ fn an_edit_at_one_minute_59_999_is_accepted_and_keeps_the_creation_time() {
 #[test]
 fn an_edit_at_two_minutes_exactly_is_refused() {
     let original = message("dg", "emp", 1, TimeDelta::milliseconds(120_000));
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
-    let f = h.build();
+    let f = holding(&original).build();
     let err = run(f
         .service
         .edit(&staff("dg", Role::Dg), original.id, new_text()))
@@ -390,12 +391,7 @@ fn an_edit_at_two_minutes_exactly_is_refused() {
 #[test]
 fn only_the_sender_edits_and_a_stranger_sees_nothing() {
     let original = message("dg", "emp", 1, TimeDelta::seconds(1));
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
-    let f = h.build();
+    let f = holding(&original).build();
     let err = run(f
         .service
         .edit(&staff("emp", Role::Employe), original.id, new_text()))
@@ -414,12 +410,7 @@ fn a_deleted_message_cannot_be_edited() {
     let mut original = message("dg", "emp", 1, TimeDelta::seconds(1));
     original.deleted_at = Some(now());
     original.content.clear();
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
-    let f = h.build();
+    let f = holding(&original).build();
     let err = run(f
         .service
         .edit(&staff("dg", Role::Dg), original.id, new_text()))
@@ -454,11 +445,7 @@ fn a_message_id_of_another_tenant_is_not_found() {
 #[test]
 fn delete_leaves_a_tombstone_and_tells_both_sides() {
     let original = message("dg", "emp", 2, TimeDelta::hours(3));
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
+    let mut h = holding(&original);
     let tomb = original.clone();
     h.messages
         .expect_delete()
@@ -485,11 +472,7 @@ fn delete_leaves_a_tombstone_and_tells_both_sides() {
 #[test]
 fn the_recipient_cannot_delete() {
     let original = message("dg", "emp", 2, TimeDelta::seconds(3));
-    let mut h = Harness::new(everyone());
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(original.clone())));
-    let f = h.build();
+    let f = holding(&original).build();
     let id = MessageId::from_uuid(Uuid::from_u128(0xABC2));
     let err = run(f.service.delete(&staff("emp", Role::Employe), id)).unwrap_err();
     assert_eq!(err.code(), "forbidden");
@@ -499,11 +482,7 @@ fn the_recipient_cannot_delete() {
 #[test]
 fn the_recipient_marks_read_and_both_sides_are_told() {
     let original = message("dg", "emp", 4, TimeDelta::seconds(30));
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
+    let mut h = holding(&original);
     let read = original.clone();
     h.messages
         .expect_mark_read()
@@ -542,13 +521,8 @@ fn marking_an_already_read_message_keeps_the_first_read_at() {
     let first = now() - TimeDelta::seconds(10);
     original.read = true;
     original.read_at = Some(first);
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
     // No mark_read expectation: the store is not touched again.
-    let f = h.build();
+    let f = holding(&original).build();
     let read = run(f
         .service
         .mark_read(&staff("emp", Role::Employe), original.id))
@@ -560,12 +534,7 @@ fn marking_an_already_read_message_keeps_the_first_read_at() {
 #[test]
 fn the_sender_cannot_mark_their_own_message_read() {
     let original = message("dg", "emp", 4, TimeDelta::seconds(30));
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
-    let f = h.build();
+    let f = holding(&original).build();
     let err = run(f.service.mark_read(&staff("dg", Role::Dg), original.id)).unwrap_err();
     assert_eq!(err.code(), "forbidden");
     assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
@@ -574,11 +543,7 @@ fn the_sender_cannot_mark_their_own_message_read() {
 #[test]
 fn delivery_is_told_to_the_sender_only_and_only_the_first_time() {
     let original = message("dg", "emp", 4, TimeDelta::seconds(1));
-    let mut h = Harness::new(everyone());
-    let found = original.clone();
-    h.messages
-        .expect_message()
-        .returning(move |_, _| Ok(Some(found.clone())));
+    let mut h = holding(&original);
     let delivered = original.clone();
     h.messages
         .expect_mark_delivered()
