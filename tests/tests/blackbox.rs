@@ -11,7 +11,7 @@ use afritalk_core::ActorKind;
 use afritalk_ports::Role;
 use serde_json::{Value, json};
 use support::clients::Clients;
-use support::{TestApp, spawn_app, start};
+use support::{TestApp, spawn_app, start, status_of};
 
 const T: &str = "acme";
 
@@ -92,14 +92,6 @@ async fn presence_shows_both_users_online_then_not_online_after_disconnect() {
     c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
     c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
 
-    let status_of = |list: &Value, user: &str| -> String {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["userId"] == user)
-            .map(|p| p["status"].as_str().unwrap().to_owned())
-            .unwrap_or_else(|| "absent".into())
-    };
     let (status, list) = app.get(&format!("/api/tenants/{T}/presence"), &dg).await;
     assert_eq!(status, 200);
     assert_eq!(status_of(&list, "dg"), "online");

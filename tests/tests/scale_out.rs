@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use afritalk_bin::config::{Config, Database, Secret};
 use afritalk_ports::Role;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::clients::Clients;
 use support::services::{PrivateRedis, RedisPrefix, TestDatabase, shared_redis};
-use support::{TestApp, fresh_config, start};
+use support::{TestApp, fresh_config, start, status_of};
 
 const T: &str = "acme";
 
@@ -30,15 +30,6 @@ async fn company(app: &TestApp) {
         app.add_user(T, user, role).await;
     }
     app.add_user("globex", "emp", "EMPLOYE").await;
-}
-
-fn status_of(list: &Value, user: &str) -> String {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["userId"] == user)
-        .map(|p| p["status"].as_str().unwrap().to_owned())
-        .unwrap_or_else(|| "absent".into())
 }
 
 #[tokio::test(flavor = "multi_thread")]

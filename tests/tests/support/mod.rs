@@ -179,6 +179,17 @@ impl TestApp {
     }
 }
 
+/// The status of `user` in a presence snapshot, or `"absent"`.
+pub fn status_of(list: &Value, user: &str) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["userId"] == user)
+        .and_then(|p| p["status"].as_str())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
 pub async fn split(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let text = res.text().await.unwrap_or_default();
