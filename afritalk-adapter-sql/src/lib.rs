@@ -11,17 +11,26 @@
 //!   naive-UTC microsecond timestamps) that every backend's migrations create.
 //! - [`rows`]: row structs and their conversions to and from the domain
 //!   entities (re-validating every stored value).
+//! - [`cached`]: [`Cached`](cached::Cached), which lets diesel keep the
+//!   prepared statement of a fixed-shape `UPDATE` or upsert it would otherwise
+//!   prepare on every call.
 //! - [`functions`]: SQL functions both backends know (`COALESCE`).
 //! - [`error`]: [`SetupError`] for construction and migrations, [`TxError`]
 //!   inside transactions, and the mapping of backend errors to `StoreError`.
 //! - [`store`]: the [`sql_store!`] macro that defines a backend's store type
 //!   and implements `MessageStore`, `NotificationStore`, `AuditLog`,
 //!   `Directory` and `FeatureFlags` on it.
+//! - `statement_log` (feature `testing`, for the adapters' tests): records
+//!   which statements a connection prepared and kept, to prove the hot paths
+//!   are prepared once per connection.
 
+pub mod cached;
 pub mod error;
 pub mod functions;
 pub mod rows;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod statement_log;
 pub mod store;
 
 pub use error::{SetupError, TxError};

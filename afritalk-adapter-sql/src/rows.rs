@@ -1,6 +1,13 @@
 //! Row types of the portable schema and their conversions to and from the
 //! domain entities of `afritalk-ports`. Rows hold plain text, integers and
 //! naive UTC timestamps; conversions to the domain re-validate every value.
+//!
+//! Rows with `Option` fields insert `None` as a bound NULL
+//! (`treat_none_as_default_value = false`), not as `DEFAULT`: no column of
+//! either backend's migrations has a default, so the stored value is the same
+//! NULL, and the insert's SQL text no longer depends on which fields are
+//! `None`, so diesel keeps it prepared (with `DEFAULT` it re-prepares every
+//! insert on Postgres, and on SQLite keeps one statement per pattern of `None`s).
 
 use afritalk_ports::{
     AuditAction, AuditEntry, AuditId, ClientMessageId, Conversation, ConversationId, DirectoryUser,
@@ -118,6 +125,7 @@ impl TryFrom<ConversationRow> for Conversation {
 /// A row of `messages`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct MessageRow {
     /// UUID text.
@@ -257,6 +265,7 @@ fn status_of(rank: i32) -> Result<NotificationStatus, StoreError> {
 /// A row of `notifications`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = notifications)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct NotificationRow {
     /// UUID text.
@@ -328,6 +337,7 @@ impl TryFrom<NotificationRow> for Notification {
 /// A row of `messaging_audit_log`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messaging_audit_log)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct AuditRow {
     /// UUID text.

@@ -12,6 +12,13 @@
 //! of `send` (self-send refusal, the race settlement on a unique violation, the
 //! conversion to `SendOutcome`) stays shared.
 //!
+//! Every query on a hot path has a fixed SQL text, so diesel keeps its prepared
+//! statement per connection: `Option` fields are bound as NULL rather than
+//! `DEFAULT` (see [`rows`](crate::rows)), fixed-shape `UPDATE`s and upserts are
+//! marked with [`Cached`](crate::cached::Cached) (`.cached()`, each with the
+//! reason it qualifies), and no hot query holds an `sql()` literal. The
+//! adapters' `tests/statement_cache.rs` hold them to it.
+//!
 //! Why a macro and not generic functions: diesel-async query bounds for a
 //! generic backend must be spelled out per query and are unreadable; the macro
 //! keeps one readable copy of each query (see STACK.md).
@@ -132,7 +139,8 @@ macro_rules! sql_store {
         const _: () = {
             use $crate::__private::afritalk_ports::{
                 AuditEntry, AuditFilter, AuditLog, ChangeCursor, Conversation, ConversationCursor,
-                ConversationId, ConversationSummary, Directory, DirectoryUser, FeatureFlags,
+                ConversationId, ConversationSummary, DeliveryOutcome, Directory, DirectoryUser,
+                FeatureFlags,
                 Message, MessageContent, MessageId, MessageStore, NewMessage, Notification,
                 NotificationCursor, NotificationId, NotificationStatus, NotificationStore,
                 PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
@@ -141,6 +149,7 @@ macro_rules! sql_store {
             use $crate::__private::diesel::prelude::*;
             use $crate::__private::diesel::sql_types::{BigInt, Text};
             use $crate::__private::diesel_async::{AsyncConnection as _, RunQueryDsl};
+            use $crate::cached::CachedDsl;
             use $crate::error::{db_error, is_unique_violation, TxError};
             use $crate::functions::coalesce;
             use $crate::rows::{
@@ -341,6 +350,8 @@ macro_rules! sql_store {
                                 messages::updated_at.eq(at),
                             ))
                             .returning(MessageRow::as_returning())
+                            // Fixed shape: the same filters and SET columns every call.
+                            .cached()
                             .get_result(tx)
                             .await
                             .optional()?;
@@ -385,6 +396,8 @@ macro_rules! sql_store {
                                 messages::updated_at.eq(at),
                             ))
                             .returning(MessageRow::as_returning())
+                            // Fixed shape: the same filters and SET columns every call.
+                            .cached()
                             .get_result(tx)
                             .await
                             .optional()?;
@@ -408,32 +421,46 @@ macro_rules! sql_store {
                     &self,
                     tenant: &TenantId,
                     id: MessageId,
+                    recipient: &UserId,
                     at: DateTime<Utc>,
-                ) -> StoreResult<Message> {
+                ) -> StoreResult<DeliveryOutcome> {
                     let at = to_db(at);
                     let _writer = self.write_lock().await;
                     let mut pooled = self.conn().await?;
                     let conn: &mut $conn = &mut pooled;
+                    // The common case in one statement: the recipient check and the
+                    // first delivery together.
                     let updated: Option<MessageRow> = $crate::__private::diesel::update(
                         messages::table
                             .filter(messages::tenant_id.eq(tenant.as_str()))
                             .filter(messages::id.eq(id.to_string()))
+                            .filter(messages::recipient_id.eq(recipient.as_str()))
                             .filter(messages::delivered_at.is_null()),
                     )
                     .set((messages::delivered_at.eq(Some(at)), messages::updated_at.eq(at)))
                     .returning(MessageRow::as_returning())
+                    // Fixed shape: the same filters and SET columns every call.
+                    .cached()
                     .get_result(conn)
                     .await
                     .optional()
                     .map_err(|e| db_error("marking a message delivered", e))?;
-                    let row = match updated {
-                        Some(row) => row,
-                        None => message_row(conn, tenant, id)
-                            .await
-                            .map_err(|e| db_error("reading a message", e))?
-                            .ok_or(StoreError::NotFound)?,
-                    };
-                    row.try_into()
+                    if let Some(row) = updated {
+                        return Ok(DeliveryOutcome::Delivered(row.try_into()?));
+                    }
+                    // Nothing changed: the stored row says why.
+                    let row = message_row(conn, tenant, id)
+                        .await
+                        .map_err(|e| db_error("reading a message", e))?
+                        .ok_or(StoreError::NotFound)?;
+                    if row.recipient_id != recipient.as_str() {
+                        return Ok(DeliveryOutcome::NotRecipient(row.try_into()?));
+                    }
+                    if row.delivered_at.is_none() {
+                        // Stored only after the update looked: absent at that time.
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(DeliveryOutcome::AlreadyDelivered(row.try_into()?))
                 }
 
                 async fn mark_read(
@@ -468,6 +495,8 @@ macro_rules! sql_store {
                                 messages::updated_at.eq(at),
                             ))
                             .returning(MessageRow::as_returning())
+                            // Fixed shape: the same filters and SET columns every call.
+                            .cached()
                             .get_results(tx)
                             .await?;
                             if !rows.is_empty() {
@@ -492,17 +521,30 @@ macro_rules! sql_store {
                     limit: PageSize,
                 ) -> StoreResult<Vec<ConversationSummary>> {
                     // Unread count as a correlated subquery: evaluated for the rows of
-                    // the page only, through the partial unread index.
-                    let unread = $crate::__private::diesel::dsl::sql::<BigInt>(
-                        "(SELECT COUNT(*) FROM messages unread \
-                         WHERE unread.tenant_id = conversations.tenant_id \
-                         AND unread.recipient_id = ",
-                    )
-                    .bind::<Text, _>(user.as_str().to_owned())
-                    .sql(
-                        " AND unread.conversation_id = conversations.id \
-                         AND unread.read_at IS NULL AND unread.deleted_at IS NULL)",
-                    );
+                    // the page only, through the partial unread index. Written in the
+                    // DSL, not as an `sql()` literal: diesel never keeps a statement
+                    // holding a literal prepared.
+                    let unread_messages = $crate::__private::diesel::alias!(messages as unread);
+                    let unread = unread_messages
+                        .filter(
+                            unread_messages
+                                .field(messages::tenant_id)
+                                .eq(conversations::tenant_id),
+                        )
+                        .filter(
+                            unread_messages
+                                .field(messages::recipient_id)
+                                .eq(user.as_str().to_owned()),
+                        )
+                        .filter(
+                            unread_messages
+                                .field(messages::conversation_id)
+                                .eq(conversations::id),
+                        )
+                        .filter(unread_messages.field(messages::read_at).is_null())
+                        .filter(unread_messages.field(messages::deleted_at).is_null())
+                        .select($crate::__private::diesel::dsl::count_star())
+                        .single_value();
                     // The page's ids first (keyset, index-ordered, LIMIT), then the
                     // join to each one's last message: the join touches 50 rows, not
                     // every conversation of the user.
@@ -540,7 +582,7 @@ macro_rules! sql_store {
                         ))
                         .order((conversations::last_message_at.desc(), conversations::id.desc()));
                     let mut conn = self.conn().await?;
-                    let rows: Vec<(ConversationRow, Option<MessageRow>, i64)> = query
+                    let rows: Vec<(ConversationRow, Option<MessageRow>, Option<i64>)> = query
                         .load(&mut conn)
                         .await
                         .map_err(|e| db_error("listing conversations", e))?;
@@ -549,7 +591,9 @@ macro_rules! sql_store {
                             Ok(ConversationSummary {
                                 conversation: conversation.try_into()?,
                                 last_message: last.map(Message::try_from).transpose()?,
-                                unread_count: u64::try_from(unread).unwrap_or(0),
+                                unread_count: unread
+                                    .and_then(|n| u64::try_from(n).ok())
+                                    .unwrap_or(0),
                             })
                         })
                         .collect()
@@ -728,6 +772,8 @@ macro_rules! sql_store {
                     )
                     .set(notifications::status_rank.eq(status_rank(status)))
                     .returning(NotificationRow::as_returning())
+                    // Fixed shape: the same filters and SET column every call.
+                    .cached()
                     .get_result(&mut conn)
                     .await
                     .optional()
@@ -873,6 +919,9 @@ macro_rules! sql_store {
                             .do_update()
                             .set(&row)
                             .returning(DirectoryUserRow::as_returning())
+                            // Fixed shape: the row has no `Option` field, so the
+                            // changeset always sets every column.
+                            .cached()
                             .get_result(&mut conn)
                             .await
                             .map_err(|e| db_error("storing a directory user", e))?;
@@ -914,6 +963,8 @@ macro_rules! sql_store {
                             tenant_settings::messaging_enabled.eq(enabled),
                             tenant_settings::updated_at.eq(row.updated_at),
                         ))
+                        // Fixed shape: the same SET columns every call.
+                        .cached()
                         .execute(&mut conn)
                         .await
                         .map_err(|e| db_error("setting a feature flag", e))?;
@@ -975,6 +1026,8 @@ macro_rules! __sql_store_send_rows {
                             conversations::updated_at.eq(first.updated_at),
                         ))
                         .returning(ConversationRow::as_returning())
+                        // Fixed shape: the same SET columns every call.
+                        .cached()
                         .get_result(tx)
                         .await?;
                 let created = conversation.id == first.id;

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use afritalk_ports::{
     AuditAction, AuditCursor, AuditEntry, AuditFilter, ChangeCursor, Conversation,
-    ConversationCursor, Message, MessageContent, NewMessage, NotificationCursor, NotificationKind,
-    NotificationStatus, PageSize, Role, SendOutcome, StoreError, TenantId, UserId,
+    ConversationCursor, DeliveryOutcome, Message, MessageContent, NewMessage, NotificationCursor,
+    NotificationKind, NotificationStatus, PageSize, Role, SendOutcome, StoreError, TenantId,
+    UserId,
 };
 use chrono::{Duration, SubsecRound};
 
@@ -615,7 +616,12 @@ pub async fn timestamps_are_utc_to_the_microsecond(p: Ports) {
 
     // Sub-microsecond input is kept to the microsecond, never rounded up.
     let precise = sent + Duration::nanoseconds(1_000_999);
-    let delivered = p.messages.mark_delivered(&t, m.id, precise).await.unwrap();
+    let delivered = p
+        .messages
+        .mark_delivered(&t, m.id, &b, precise)
+        .await
+        .unwrap()
+        .into_message();
     assert_eq!(delivered.delivered_at, Some(precise.trunc_subsecs(6)));
     let read = p
         .messages
@@ -659,17 +665,95 @@ pub async fn mark_delivered_keeps_the_first_time(p: Ports) {
     let t = tenant("acme");
     let (a, b) = (user("awa"), user("bakary"));
     let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, "reçu ?", at(0))).await;
-    let first = p.messages.mark_delivered(&t, m.id, at(5)).await.unwrap();
+    let DeliveryOutcome::Delivered(first) = p
+        .messages
+        .mark_delivered(&t, m.id, &b, at(5))
+        .await
+        .unwrap()
+    else {
+        panic!("the recipient's first ack delivers");
+    };
     assert_eq!((first.delivered_at, first.updated_at), (Some(at(5)), at(5)));
-    let second = p.messages.mark_delivered(&t, m.id, at(9)).await.unwrap();
-    assert_eq!(second.delivered_at, Some(at(5)));
-    assert_eq!(second.updated_at, at(5));
+    assert_eq!(
+        p.messages.message(&t, m.id).await.unwrap(),
+        Some(first.clone())
+    );
+    let second = p
+        .messages
+        .mark_delivered(&t, m.id, &b, at(9))
+        .await
+        .unwrap();
+    assert_eq!(second, DeliveryOutcome::AlreadyDelivered(first.clone()));
+    assert_eq!(p.messages.message(&t, m.id).await.unwrap(), Some(first));
     let err = p
         .messages
-        .mark_delivered(&t, message_id(), at(9))
+        .mark_delivered(&t, message_id(), &b, at(9))
         .await
         .unwrap_err();
     assert_eq!(err, StoreError::NotFound);
+}
+
+pub async fn mark_delivered_by_a_non_recipient_changes_nothing(p: Ports) {
+    let t = tenant("acme");
+    let (a, b, c) = (user("awa"), user("bakary"), user("chris"));
+    let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, "pour b", at(0))).await;
+    // The sender and a stranger, before any delivery.
+    for who in [&a, &c] {
+        let outcome = p
+            .messages
+            .mark_delivered(&t, m.id, who, at(5))
+            .await
+            .unwrap();
+        assert_eq!(outcome, DeliveryOutcome::NotRecipient(m.clone()));
+    }
+    assert_eq!(p.messages.message(&t, m.id).await.unwrap(), Some(m.clone()));
+    // After the delivery the recipient check still comes first.
+    let delivered = p
+        .messages
+        .mark_delivered(&t, m.id, &b, at(6))
+        .await
+        .unwrap()
+        .into_message();
+    assert_eq!(delivered.delivered_at, Some(at(6)));
+    let outcome = p
+        .messages
+        .mark_delivered(&t, m.id, &a, at(7))
+        .await
+        .unwrap();
+    assert_eq!(outcome, DeliveryOutcome::NotRecipient(delivered.clone()));
+    assert_eq!(p.messages.message(&t, m.id).await.unwrap(), Some(delivered));
+}
+
+pub async fn concurrent_delivery_acks_deliver_exactly_once(p: Ports) {
+    let t = tenant("acme");
+    let (a, b) = (user("awa"), user("bakary"));
+    let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, "8 appareils", at(0))).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (p, t, b) = (p.clone(), t.clone(), b.clone());
+            tokio::spawn(async move {
+                p.messages
+                    .mark_delivered(&t, m.id, &b, at(10 + i))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut delivered = Vec::new();
+    let mut already = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            DeliveryOutcome::Delivered(message) => delivered.push(message),
+            DeliveryOutcome::AlreadyDelivered(message) => already.push(message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delivered.len(), 1, "exactly one ack delivers");
+    assert!(already.iter().all(|m| m == &delivered[0]));
+    assert_eq!(
+        p.messages.message(&t, m.id).await.unwrap(),
+        Some(delivered[0].clone())
+    );
 }
 
 pub async fn mark_read_keeps_first_read_at_and_returns_only_newly_read(p: Ports) {
@@ -686,7 +770,7 @@ pub async fn mark_read_keeps_first_read_at_and_returns_only_newly_read(p: Ports)
     // One from the reader (never marked by their own read) and one deleted.
     let (own, conv, _) = send_ok(&p, new_message(&t, &b, &a, "à moi", at(10))).await;
     p.messages
-        .mark_delivered(&t, sent[1].id, at(11))
+        .mark_delivered(&t, sent[1].id, &b, at(11))
         .await
         .unwrap();
     p.messages
@@ -882,7 +966,10 @@ pub async fn changes_since_follows_updated_at_then_id(p: Ports) {
     let (m3, _, _) = send_ok(&p, new_message(&t, &c, &a, "3", at(10))).await;
     let (_other, _, _) = send_ok(&p, new_message(&t, &b, &c, "not for awa", at(15))).await;
     // m1 changes later than everything else: it moves to the end of the stream.
-    p.messages.mark_delivered(&t, m1.id, at(20)).await.unwrap();
+    p.messages
+        .mark_delivered(&t, m1.id, &b, at(20))
+        .await
+        .unwrap();
 
     let since = |updated_at, id| ChangeCursor { updated_at, id };
     let all = p
@@ -1213,7 +1300,7 @@ pub async fn tenant_isolation_holds_through_every_port_method(p: Ports) {
         .await;
     assert_eq!(delete.unwrap_err(), StoreError::NotFound);
     assert_eq!(
-        mp.mark_delivered(&tb, m.id, at(5)).await.unwrap_err(),
+        mp.mark_delivered(&tb, m.id, &b, at(5)).await.unwrap_err(),
         StoreError::NotFound
     );
     let read = mp.mark_read(

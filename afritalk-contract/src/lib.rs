@@ -23,6 +23,8 @@
 //! - this file: [`Ports`], [`Fixture`], [`run`] and the [`storage_contract!`] macro.
 //! - [`fixtures`]: builders of ids, users, messages, notifications and audit rows.
 //! - [`cases`]: the test cases, one `pub async fn` each, named as sentences.
+//! - [`hot_paths`]: one round of the calls a busy server makes, for the
+//!   adapters' statement-cache tests (not part of the contract).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -34,6 +36,7 @@ use futures::FutureExt;
 
 pub mod cases;
 pub mod fixtures;
+pub mod hot_paths;
 
 /// The storage ports under test; one store usually backs all of them.
 #[derive(Clone)]
@@ -132,6 +135,8 @@ macro_rules! storage_contract {
             unicode_and_emoji_round_trip,
             timestamps_are_utc_to_the_microsecond,
             mark_delivered_keeps_the_first_time,
+            mark_delivered_by_a_non_recipient_changes_nothing,
+            concurrent_delivery_acks_deliver_exactly_once,
             mark_read_keeps_first_read_at_and_returns_only_newly_read,
             edit_and_delete_follow_their_not_found_and_conflict_rules,
             changes_since_follows_updated_at_then_id,

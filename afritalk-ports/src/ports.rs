@@ -72,6 +72,33 @@ pub enum SendOutcome {
     },
 }
 
+/// What [`MessageStore::mark_delivered`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// `delivered_at` was set now; the message as stored.
+    Delivered(Message),
+    /// The message was delivered before: nothing changed, it keeps its first time.
+    AlreadyDelivered(Message),
+    /// The message is addressed to someone else: nothing changed.
+    NotRecipient(Message),
+}
+
+impl DeliveryOutcome {
+    /// The message as stored after the call.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Delivered(m) | Self::AlreadyDelivered(m) | Self::NotRecipient(m) => m,
+        }
+    }
+
+    /// Takes the message as stored after the call.
+    pub fn into_message(self) -> Message {
+        match self {
+            Self::Delivered(m) | Self::AlreadyDelivered(m) | Self::NotRecipient(m) => m,
+        }
+    }
+}
+
 /// Position in a conversation list (ordered by `lastMessageAt` desc, then id desc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationCursor {
@@ -154,14 +181,24 @@ pub trait MessageStore: Send + Sync {
         audit: AuditEntry,
     ) -> StoreResult<Message>;
 
-    /// Sets `delivered_at` (and `updated_at`) if unset and returns the message; a second
-    /// call MUST keep the first time. MUST return `NotFound` if absent.
+    /// Records the first delivery of a message to `recipient`: when the message is
+    /// addressed to `recipient` and has no `delivered_at`, sets `delivered_at` and
+    /// `updated_at` to `at` and returns `Delivered` with the stored message. This is
+    /// the per-message hot path: that common case SHOULD cost one statement (the
+    /// recipient check and the write together).
+    ///
+    /// MUST return `NotFound` if the message is absent, `NotRecipient` (changing
+    /// nothing) if `recipient` is not its recipient (checked first), and
+    /// `AlreadyDelivered` (changing nothing: the first time stays) if it was
+    /// delivered before. Of concurrent calls for one message, exactly one MUST
+    /// return `Delivered`.
     async fn mark_delivered(
         &self,
         tenant: &TenantId,
         id: MessageId,
+        recipient: &UserId,
         at: DateTime<Utc>,
-    ) -> StoreResult<Message>;
+    ) -> StoreResult<DeliveryOutcome>;
 
     /// Marks unread, non-deleted messages addressed to `reader` in the conversation with
     /// `from_seq <= seq <= to_seq` as read at `at` (also setting `delivered_at` where

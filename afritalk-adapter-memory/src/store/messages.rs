@@ -5,8 +5,8 @@ use std::cmp::Reverse;
 
 use afritalk_ports::{
     AuditEntry, ChangeCursor, Conversation, ConversationCursor, ConversationId,
-    ConversationSummary, Message, MessageContent, MessageId, MessageStore, NewMessage, PageSize,
-    ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
+    ConversationSummary, DeliveryOutcome, Message, MessageContent, MessageId, MessageStore,
+    NewMessage, PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -275,19 +275,24 @@ impl MessageStore for MemoryStore {
         &self,
         tenant: &TenantId,
         id: MessageId,
+        recipient: &UserId,
         at: DateTime<Utc>,
-    ) -> StoreResult<Message> {
+    ) -> StoreResult<DeliveryOutcome> {
         let mut state = self.lock();
         let message = state
             .tenants
             .get_mut(tenant)
             .and_then(|data| data.messages.get_mut(&id))
             .ok_or(StoreError::NotFound)?;
-        if message.delivered_at.is_none() {
-            message.delivered_at = Some(at);
-            message.updated_at = at;
+        if &message.recipient_id != recipient {
+            return Ok(DeliveryOutcome::NotRecipient(message.clone()));
         }
-        Ok(message.clone())
+        if message.delivered_at.is_some() {
+            return Ok(DeliveryOutcome::AlreadyDelivered(message.clone()));
+        }
+        message.delivered_at = Some(at);
+        message.updated_at = at;
+        Ok(DeliveryOutcome::Delivered(message.clone()))
     }
 
     async fn mark_read(
@@ -809,12 +814,22 @@ mod tests {
         let store = MemoryStore::new();
         let t = tenant("t");
         let (m, _, _) = send(&store, new_message(&t, "a", "b", "hi", at(0)));
-        let first = block_on(store.mark_delivered(&t, m.id, at(2))).unwrap();
-        assert_eq!((first.delivered_at, first.updated_at), (Some(at(2)), at(2)));
-        let second = block_on(store.mark_delivered(&t, m.id, at(9))).unwrap();
-        assert_eq!(second, first);
+        let b = UserId::parse("b").unwrap();
+        let a = UserId::parse("a").unwrap();
         assert_eq!(
-            block_on(store.mark_delivered(&tenant("x"), m.id, at(9))),
+            block_on(store.mark_delivered(&t, m.id, &a, at(1))).unwrap(),
+            DeliveryOutcome::NotRecipient(m.clone())
+        );
+        let DeliveryOutcome::Delivered(first) =
+            block_on(store.mark_delivered(&t, m.id, &b, at(2))).unwrap()
+        else {
+            panic!("the first call delivers");
+        };
+        assert_eq!((first.delivered_at, first.updated_at), (Some(at(2)), at(2)));
+        let second = block_on(store.mark_delivered(&t, m.id, &b, at(9))).unwrap();
+        assert_eq!(second, DeliveryOutcome::AlreadyDelivered(first));
+        assert_eq!(
+            block_on(store.mark_delivered(&tenant("x"), m.id, &b, at(9))),
             Err(StoreError::NotFound)
         );
     }
@@ -828,7 +843,7 @@ mod tests {
         let (m3, _, _) = send(&store, new_message(&t, "a", "b", "3", at(2)));
         let (m4, _, _) = send(&store, new_message(&t, "a", "b", "4", at(3)));
         let (m5, _, _) = send(&store, new_message(&t, "a", "b", "5", at(4)));
-        block_on(store.mark_delivered(&t, m3.id, at(5))).unwrap();
+        block_on(store.mark_delivered(&t, m3.id, &UserId::parse("b").unwrap(), at(5))).unwrap();
         block_on(store.delete(
             &t,
             m4.id,

@@ -1,8 +1,8 @@
 //! Writing use cases: send, edit, delete, and the ✓✓ receipts (delivered, read).
 
 use afritalk_ports::{
-    Audience, AuditAction, ConflictKind, ConversationId, DeliveredEvent, Message, MessageId,
-    MessagingError, Missing, NewMessage, NewMessageEvent, Notification, NotificationId,
+    Audience, AuditAction, ConflictKind, ConversationId, DeliveredEvent, DeliveryOutcome, Message,
+    MessageId, MessagingError, Missing, NewMessage, NewMessageEvent, Notification, NotificationId,
     NotificationKind, NotificationStatus, NotifyEvent, RateAction, ReadEvent, RealtimeEvent,
     SendOutcome, StoreError,
 };
@@ -291,29 +291,34 @@ impl MessagingService {
     }
 
     /// Records that a recipient device received a message (✓✓) and tells the
-    /// sender's devices with `messaging:delivered`. Idempotent: the first time stays.
+    /// sender's devices with `messaging:delivered`. Idempotent: the first time stays,
+    /// and only the call that set it tells the sender.
     pub async fn mark_delivered(
         &self,
         actor: &Actor,
         id: MessageId,
     ) -> Result<Message, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        let message = self.load_message(actor, id).await?;
-        if side_of(&message, &actor.user)? != Side::Recipient {
-            return Err(MessagingError::Forbidden(
-                "only the recipient acknowledges delivery".into(),
-            ));
-        }
-        if message.delivered_at.is_some() {
-            return Ok(message);
-        }
         let now = self.ports.clock.now();
-        let delivered = self
+        // One store call that checks the recipient and sets the first time together
+        // (one statement in the common case); the rule is applied to what it found.
+        let outcome = self
             .ports
             .messages
-            .mark_delivered(&actor.tenant, id, now)
+            .mark_delivered(&actor.tenant, id, &actor.user, now)
             .await
             .map_err(|e| MessagingError::from_store(e, Missing::Message))?;
+        let delivered = match outcome {
+            DeliveryOutcome::Delivered(message) => message,
+            DeliveryOutcome::AlreadyDelivered(message) => return Ok(message),
+            DeliveryOutcome::NotRecipient(message) => {
+                // Strangers are told it does not exist; the sender is refused.
+                side_of(&message, &actor.user)?;
+                return Err(MessagingError::Forbidden(
+                    "only the recipient acknowledges delivery".into(),
+                ));
+            }
+        };
         if let Some(delivered_at) = delivered.delivered_at {
             let event = RealtimeEvent::MessageDelivered(DeliveredEvent {
                 message_id: delivered.id,

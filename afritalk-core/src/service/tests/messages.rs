@@ -540,34 +540,94 @@ fn the_sender_cannot_mark_their_own_message_read() {
     assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
 }
 
+/// A harness whose store answers every `mark_delivered` of `stored` as a store
+/// would: `NotRecipient` for anyone but its recipient, `Delivered` the first time
+/// and `AlreadyDelivered` after. No `message` read is expected: the store call
+/// decides alone.
+fn delivering(stored: &Message) -> Harness {
+    let mut h = Harness::new(everyone());
+    let state = Arc::new(Mutex::new(stored.clone()));
+    h.messages
+        .expect_mark_delivered()
+        .returning(move |_, _, recipient, at| {
+            let mut m = state.lock().unwrap();
+            if &m.recipient_id != recipient {
+                return Ok(DeliveryOutcome::NotRecipient(m.clone()));
+            }
+            if m.delivered_at.is_some() {
+                return Ok(DeliveryOutcome::AlreadyDelivered(m.clone()));
+            }
+            m.delivered_at = Some(at);
+            m.updated_at = at;
+            Ok(DeliveryOutcome::Delivered(m.clone()))
+        });
+    h
+}
+
 #[test]
 fn delivery_is_told_to_the_sender_only_and_only_the_first_time() {
     let original = message("dg", "emp", 4, TimeDelta::seconds(1));
-    let mut h = holding(&original);
-    let delivered = original.clone();
-    h.messages
-        .expect_mark_delivered()
-        .times(1)
-        .returning(move |_, _, at| {
-            let mut m = delivered.clone();
-            m.delivered_at = Some(at);
-            Ok(m)
-        });
-    let f = h.build();
-    let m = run(f
-        .service
-        .mark_delivered(&staff("emp", Role::Employe), original.id))
-    .unwrap();
+    let f = delivering(&original).build();
+    let emp = staff("emp", Role::Employe);
+    let m = run(f.service.mark_delivered(&emp, original.id)).unwrap();
     assert_eq!(m.delivered_at, Some(now()));
+    let again = run(f.service.mark_delivered(&emp, original.id)).unwrap();
+    assert_eq!(again, m, "the first time stays");
     assert_eq!(
         f.deliveries(),
-        vec![("acme/user:dg".to_string(), "messaging:delivered")]
+        vec![("acme/user:dg".to_string(), "messaging:delivered")],
+        "one event, to the sender, for the first delivery only"
     );
+}
+
+#[test]
+fn only_the_recipient_acknowledges_delivery_and_strangers_see_nothing() {
+    let original = message("dg", "emp", 4, TimeDelta::seconds(1));
+    let f = delivering(&original).build();
     let err = run(f
         .service
         .mark_delivered(&staff("dg", Role::Dg), original.id))
     .unwrap_err();
     assert_eq!(err.code(), "forbidden");
+    let err = run(f
+        .service
+        .mark_delivered(&staff("pdg", Role::Pdg), original.id))
+    .unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::Message));
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn delivering_an_absent_message_is_not_found() {
+    let mut h = Harness::new(everyone());
+    h.messages
+        .expect_mark_delivered()
+        .returning(|_, _, _, _| Err(StoreError::NotFound));
+    let f = h.build();
+    let err = run(f.service.mark_delivered(
+        &staff("emp", Role::Employe),
+        message("dg", "emp", 9, TimeDelta::seconds(1)).id,
+    ))
+    .unwrap_err();
+    assert_eq!(err, MessagingError::NotFound(Missing::Message));
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_disabled_tenant_cannot_acknowledge_delivery() {
+    let mut h = Harness::new(everyone());
+    h.features = MockFeatureFlags::new();
+    h.features
+        .expect_messaging_enabled()
+        .returning(|_| Ok(false));
+    // No mark_delivered expectation: the store is never asked.
+    let f = h.build();
+    let err = run(f.service.mark_delivered(
+        &staff("emp", Role::Employe),
+        message("dg", "emp", 4, TimeDelta::seconds(1)).id,
+    ))
+    .unwrap_err();
+    assert_eq!(err, MessagingError::FeatureDisabled);
 }
 
 #[test]
