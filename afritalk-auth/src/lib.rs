@@ -9,7 +9,9 @@
 //! - [`identity`]: [`Identity`], who a token speaks for, convertible to an
 //!   [`afritalk_core::Actor`]; [`Operation`], what a request wants to do.
 //! - [`mint`]: [`TokenMinter`], signs new tokens.
-//! - [`verify`]: [`TokenVerifier`], checks a token for a tenant and an operation.
+//! - [`verify`]: [`TokenVerifier`], checks a token for a tenant and an operation,
+//!   either at once or as [`open`](TokenVerifier::open) (signatures, once) then
+//!   [`VerifiedToken`] authorized as often as needed (a socket per event).
 //! - [`error`]: [`AuthError`] (verification) and [`MintError`], each with a stable code.
 //!
 //! ## Token format
@@ -41,4 +43,4 @@ pub use error::{AuthError, MintError};
 pub use identity::{Identity, Operation};
 pub use keys::{RootKeyPair, RootPublicKey};
 pub use mint::TokenMinter;
-pub use verify::{MAX_TOKEN_BLOCKS, MAX_TOKEN_LEN, TokenVerifier};
+pub use verify::{MAX_TOKEN_BLOCKS, MAX_TOKEN_LEN, TokenVerifier, VerifiedToken};

@@ -1,7 +1,15 @@
 //! Verifying tokens with the root public key only: size caps before parsing, an
 //! authorizer that states time, operation and the requested tenant, explicit
 //! limits, and identity read from the authority block alone.
+//!
+//! Verification is split in two so that a long-lived connection pays for the
+//! signatures once: [`TokenVerifier::open`] decodes the token and checks its
+//! signature chain (the expensive part, Ed25519), and the resulting
+//! [`VerifiedToken`] runs the authorizer (time, operation, tenant) as often as
+//! needed without any signature work. [`TokenVerifier::verify`] does both.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use afritalk_core::ActorKind;
@@ -43,13 +51,21 @@ impl TokenVerifier {
         Self { root }
     }
 
-    /// Verifies `token` for an `operation` on `tenant` and returns who it speaks for.
+    /// Verifies `token` for an `operation` on `tenant` and returns who it speaks for:
+    /// [`open`](Self::open) then [`VerifiedToken::authorize`].
     pub fn verify(
         &self,
         token: &str,
         tenant: &TenantId,
         operation: Operation,
     ) -> Result<Identity, AuthError> {
+        self.open(token)?.authorize(tenant, operation)
+    }
+
+    /// Decodes `token` and checks its signature chain with the root key, after the
+    /// size cap and before the block cap. This says nothing yet about expiry,
+    /// tenant or operation: authorize the result for each use.
+    pub fn open(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::Malformed("empty token".into()));
@@ -65,7 +81,68 @@ impl TokenVerifier {
                 "token has more than {MAX_TOKEN_BLOCKS} blocks"
             )));
         }
-        let mut authorizer = authorizer!(
+        Ok(VerifiedToken {
+            biscuit: Arc::new(biscuit),
+        })
+    }
+}
+
+/// A token whose signatures verified with the root key (see
+/// [`TokenVerifier::open`]), ready to be authorized any number of times without
+/// signature work. The time is read at each authorization, so a kept token stops
+/// being accepted when it expires. Cheap to clone. Its `Debug` output shows the
+/// block count only: the token itself is a bearer credential and never printed.
+#[derive(Clone)]
+pub struct VerifiedToken {
+    biscuit: Arc<Biscuit>,
+}
+
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("blocks", &self.biscuit.block_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedToken {
+    /// Authorizes an `operation` on `tenant` now and returns who the token speaks
+    /// for, with the same checks and errors as [`TokenVerifier::verify`].
+    pub fn authorize(
+        &self,
+        tenant: &TenantId,
+        operation: Operation,
+    ) -> Result<Identity, AuthError> {
+        let mut authorizer = self.authorizer(tenant, operation)?;
+        let outcome = authorizer.authorize();
+        let claims = Claims::query(&mut authorizer)?;
+        match outcome {
+            Ok(_) => claims.into_identity(tenant),
+            Err(err) => Err(refusal(err, &claims, tenant)),
+        }
+    }
+
+    /// Whether the token still allows an `operation` on `tenant` now: the
+    /// authorizer of [`authorize`](Self::authorize) without reading the identity
+    /// when it allows, for re-checking a token already authorized once (its
+    /// identity claims cannot change, so only [`authorize`](Self::authorize)
+    /// validates them). A refusal is classified exactly as by
+    /// [`authorize`](Self::authorize): expired, wrong tenant, or operation refused.
+    pub fn permits(&self, tenant: &TenantId, operation: Operation) -> Result<(), AuthError> {
+        let mut authorizer = self.authorizer(tenant, operation)?;
+        match authorizer.authorize() {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let claims = Claims::query(&mut authorizer)?;
+                Err(refusal(err, &claims, tenant))
+            }
+        }
+    }
+
+    /// The authorizer stating the current time, the operation, the limits, and
+    /// the one policy: allow if the authority block names `tenant` and a user.
+    fn authorizer(&self, tenant: &TenantId, operation: Operation) -> Result<Authorizer, AuthError> {
+        authorizer!(
             r#"
             operation({operation});
             allow if tenant({tenant}), user($u);
@@ -75,17 +152,19 @@ impl TokenVerifier {
         )
         .time()
         .set_limits(LIMITS)
-        .build(&biscuit)
-        .map_err(logic_error)?;
-        let outcome = authorizer.authorize();
-        let claims = Claims::query(&mut authorizer)?;
-        match outcome {
-            Ok(_) => claims.into_identity(tenant),
-            Err(TokenError::FailedLogic(
-                Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
-            )) => Err(classify_refusal(&checks, &claims, tenant)),
-            Err(other) => Err(logic_error(other)),
-        }
+        .build(&self.biscuit)
+        .map_err(logic_error)
+    }
+}
+
+/// The error of a failed authorization: a refusal is classified, anything else
+/// (limits, bad rules) is malformed.
+fn refusal(err: TokenError, claims: &Claims, tenant: &TenantId) -> AuthError {
+    match err {
+        TokenError::FailedLogic(
+            Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
+        ) => classify_refusal(&checks, claims, tenant),
+        other => logic_error(other),
     }
 }
 
@@ -388,5 +467,171 @@ mod tests {
             verifier.verify(&token, &acme, Operation::Read),
             Err(AuthError::Malformed(_))
         ));
+    }
+
+    fn assert_send_sync_debug_clone<T: Send + Sync + fmt::Debug + Clone>() {}
+
+    #[test]
+    fn a_verified_token_is_shareable_and_never_prints_itself() {
+        assert_send_sync_debug_clone::<VerifiedToken>();
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        let printed = format!("{:?}", verifier.open(&token).unwrap());
+        assert_eq!(printed, "VerifiedToken { blocks: 1, .. }");
+    }
+
+    #[test]
+    fn an_opened_token_is_refused_once_expired() {
+        let (minter, verifier) = setup();
+        let acme = tenant("acme");
+        // Expiry is stored truncated to the second: two seconds ahead leaves at
+        // least one whole second of validity for the first checks, even on a
+        // slow machine, and the loop below then waits for the refusal.
+        let expires = SystemTime::now() + Duration::from_secs(2);
+        let token = minter.mint_until(&staff(Role::Dg), expires).unwrap();
+        let opened = verifier.open(&token).unwrap();
+        assert_eq!(
+            opened.authorize(&acme, Operation::Read).unwrap(),
+            staff(Role::Dg)
+        );
+        assert_eq!(opened.permits(&acme, Operation::Read), Ok(()));
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        while secs(SystemTime::now()) <= secs(expires) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            opened.authorize(&acme, Operation::Read).unwrap_err(),
+            AuthError::Expired
+        );
+        assert_eq!(
+            opened.permits(&acme, Operation::Read).unwrap_err(),
+            AuthError::Expired
+        );
+    }
+
+    #[test]
+    fn an_already_expired_token_opens_but_is_refused_as_expired() {
+        let (minter, verifier) = setup();
+        let past = SystemTime::now() - Duration::from_secs(10);
+        let token = minter.mint_until(&staff(Role::Pdg), past).unwrap();
+        let opened = verifier.open(&token).unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                opened
+                    .authorize(&tenant("acme"), Operation::Read)
+                    .unwrap_err(),
+                AuthError::Expired
+            );
+        }
+    }
+
+    #[test]
+    fn a_read_only_token_opened_once_permits_reads_and_refuses_writes() {
+        let (minter, verifier) = setup();
+        let acme = tenant("acme");
+        let token = minter.mint(&staff(Role::Employe), hour()).unwrap();
+        let read_only = attenuate(&token, &verifier, block!(r#"check if operation("read");"#));
+        let opened = verifier.open(&read_only).unwrap();
+        assert_eq!(
+            opened.authorize(&acme, Operation::Read).unwrap(),
+            staff(Role::Employe)
+        );
+        assert_eq!(opened.permits(&acme, Operation::Read), Ok(()));
+        assert_eq!(
+            opened.permits(&acme, Operation::Write),
+            Err(AuthError::OperationRefused)
+        );
+        assert_eq!(
+            opened.authorize(&acme, Operation::Write),
+            Err(AuthError::OperationRefused)
+        );
+        // And reads stay allowed after a refused write.
+        assert_eq!(opened.permits(&acme, Operation::Read), Ok(()));
+    }
+
+    #[test]
+    fn permits_and_authorize_agree_on_every_outcome() {
+        let (minter, verifier) = setup();
+        let past = SystemTime::now() - Duration::from_secs(10);
+        let valid = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        let expired = minter.mint_until(&staff(Role::Dg), past).unwrap();
+        let read_only = attenuate(&valid, &verifier, block!(r#"check if operation("read");"#));
+        let short = attenuate(
+            &valid,
+            &verifier,
+            block!("check if time($t), $t <= {past};", past = past),
+        );
+        let forged = attenuate(&valid, &verifier, block!(r#"tenant("other");"#));
+        let expired_read_only = attenuate(
+            &expired,
+            &verifier,
+            block!(r#"check if operation("read");"#),
+        );
+        let cases = [
+            (&valid, "acme", Operation::Write, Ok(())),
+            (
+                &valid,
+                "other",
+                Operation::Read,
+                Err(AuthError::WrongTenant),
+            ),
+            (&expired, "acme", Operation::Read, Err(AuthError::Expired)),
+            (&expired, "other", Operation::Read, Err(AuthError::Expired)),
+            (&read_only, "acme", Operation::Read, Ok(())),
+            (
+                &read_only,
+                "acme",
+                Operation::Write,
+                Err(AuthError::OperationRefused),
+            ),
+            (
+                &read_only,
+                "other",
+                Operation::Write,
+                Err(AuthError::WrongTenant),
+            ),
+            (&short, "acme", Operation::Read, Err(AuthError::Expired)),
+            (
+                &forged,
+                "other",
+                Operation::Read,
+                Err(AuthError::WrongTenant),
+            ),
+            (
+                &expired_read_only,
+                "acme",
+                Operation::Write,
+                Err(AuthError::Expired),
+            ),
+        ];
+        for (i, (token, t, operation, expected)) in cases.into_iter().enumerate() {
+            let opened = verifier.open(token).unwrap();
+            let t = tenant(t);
+            let authorized = opened.authorize(&t, operation).map(|_| ());
+            let permitted = opened.permits(&t, operation);
+            let verified = verifier.verify(token, &t, operation).map(|_| ());
+            assert_eq!(authorized, expected, "case {i}: authorize");
+            assert_eq!(permitted, expected, "case {i}: permits");
+            assert_eq!(verified, expected, "case {i}: verify");
+        }
+    }
+
+    #[test]
+    fn opening_applies_the_caps_and_the_signature_check() {
+        let (minter, verifier) = setup();
+        let (_, other_verifier) = setup();
+        let token = minter.mint(&staff(Role::Pdg), hour()).unwrap();
+        assert_eq!(
+            other_verifier.open(&token).unwrap_err(),
+            AuthError::BadSignature
+        );
+        let huge = "A".repeat(MAX_TOKEN_LEN + 1);
+        assert!(matches!(verifier.open(&huge), Err(AuthError::Malformed(_))));
+        assert!(matches!(verifier.open(" "), Err(AuthError::Malformed(_))));
+        let mut long = token;
+        for _ in 0..MAX_TOKEN_BLOCKS {
+            long = attenuate(&long, &verifier, block!(r#"check if operation("read");"#));
+        }
+        assert!(matches!(verifier.open(&long), Err(AuthError::Malformed(_))));
     }
 }

@@ -52,16 +52,21 @@ pub(crate) fn client_ip(
     }
 }
 
-/// Verifies `token` for `operation` on the tenant named by the path. A path tenant
-/// that is not even a valid id cannot be the token's: it is a tenant mismatch.
+/// The tenant named by the path. A path tenant that is not even a valid id
+/// cannot be the token's: it is a tenant mismatch.
+pub(crate) fn path_tenant(path_tenant: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(path_tenant).map_err(|_| ApiError::Auth(afritalk_auth::AuthError::WrongTenant))
+}
+
+/// Verifies `token` (signatures and authorizer, once) for `operation` on the
+/// tenant named by the path.
 pub(crate) fn verify(
     app: &AppInner,
     token: &str,
     path_tenant: &str,
     operation: Operation,
 ) -> Result<Identity, ApiError> {
-    let tenant = TenantId::parse(path_tenant)
-        .map_err(|_| ApiError::Auth(afritalk_auth::AuthError::WrongTenant))?;
+    let tenant = self::path_tenant(path_tenant)?;
     Ok(app.verifier.verify(token, &tenant, operation)?)
 }
 

@@ -9,9 +9,8 @@ pub(crate) mod handlers;
 pub(crate) mod sink;
 
 use std::fmt;
-use std::sync::Arc;
 
-use afritalk_auth::Operation;
+use afritalk_auth::{Operation, VerifiedToken};
 use afritalk_core::Actor;
 use afritalk_ports::{Audience, ConnectionId, PageSize};
 use serde::Deserialize;
@@ -30,11 +29,10 @@ pub(crate) struct Session {
     pub(crate) actor: Actor,
     /// Whether the token allows writes (an attenuated read-only token does not).
     pub(crate) can_write: bool,
-    /// The handshake token, checked again on every event so that a socket does
+    /// The handshake token, its signatures verified once at connect; it is
+    /// authorized again on every event (no signature work) so that a socket does
     /// not outlive its token's expiry.
-    pub(crate) token: Arc<str>,
-    /// The verifier (root public key) to check it with.
-    pub(crate) verifier: afritalk_auth::TokenVerifier,
+    pub(crate) token: VerifiedToken,
 }
 
 /// The handshake's `auth` object.
@@ -71,9 +69,10 @@ fn handshake_token(s: &SocketRef, auth: Option<ConnectAuth>) -> Option<String> {
     })
 }
 
-/// Connect middleware: verifies the token for the path's tenant, refreshes the
-/// directory, records the connection (staff only, checked by the core), and
-/// keeps the [`Session`]. Nothing is emitted before it succeeds.
+/// Connect middleware: opens the token once (signatures) and authorizes it for
+/// reads and writes on the path's tenant, refreshes the directory, records the
+/// connection (staff only, checked by the core), and keeps the [`Session`].
+/// Nothing is emitted before it succeeds.
 pub(crate) async fn authenticate(
     s: SocketRef,
     State(app): State<App>,
@@ -87,8 +86,11 @@ pub(crate) async fn authenticate(
         .ok_or(ApiError::RouteNotFound)?;
     let token = handshake_token(&s, auth.ok()).ok_or(ApiError::MissingToken)?;
     let inner = &app.inner;
-    let identity = auth::verify(inner, &token, &tenant, Operation::Read)?;
-    let can_write = auth::verify(inner, &token, &tenant, Operation::Write).is_ok();
+    let tenant = auth::path_tenant(&tenant)?;
+    let token = inner.verifier.open(&token)?;
+    let identity = token.authorize(&tenant, Operation::Read)?;
+    // Read was authorized with the identity claims, so the lighter check suffices.
+    let can_write = token.permits(&tenant, Operation::Write).is_ok();
     let peer = parts.extensions.get::<PeerAddr>().copied();
     let mut actor = identity.to_actor();
     if let Some(ip) = auth::client_ip(inner, &parts.headers, peer) {
@@ -106,8 +108,7 @@ pub(crate) async fn authenticate(
     s.extensions.insert(Session {
         actor,
         can_write,
-        token: Arc::from(token),
-        verifier: inner.verifier.clone(),
+        token,
     });
     Ok(())
 }
