@@ -36,7 +36,11 @@ pub async fn serve(
         .ping_timeout(config.ping_timeout)
         .max_payload(u64::try_from(ws_cap).unwrap_or(u64::MAX))
         .max_buffer_size(128)
-        .ws_read_buffer_size(4 * 1024)
+        // Every socket keeps a read buffer of this size for its whole life;
+        // our frames are small (a send is a few hundred bytes), and larger
+        // ones (up to the cap) are simply read in more chunks. 1 KiB instead
+        // of 4 KiB: 24 → 21 KiB of RSS per idle socket at 10,000 sockets.
+        .ws_read_buffer_size(1024)
         .ws_max_message_size(ws_cap)
         .ws_max_frame_size(ws_cap)
         .build_with_inner_svc(warp::service(crate::router::filter(app.clone())));
