@@ -437,12 +437,18 @@ async fn an_oversize_websocket_message_closes_the_socket_and_stores_nothing() {
 async fn a_socket_does_not_outlive_its_token() {
     let app = spawn_app().await;
     company(&app).await;
-    let short = app.mint(T, "dg", ActorKind::Staff(Role::Dg), Duration::from_secs(2));
+    // The clients start first: the first start in a run installs the npm
+    // packages, which can take longer than the token lives.
     let mut c = Clients::start().await;
+    // Expiry and the authorizer's clock both have whole-second precision, so a
+    // token minted with a 3 s lifetime is accepted for at least 2 s (time to
+    // connect and ping on a slow machine) and at most 4 s after minting.
+    let minted = tokio::time::Instant::now();
+    let short = app.mint(T, "dg", ActorKind::Staff(Role::Dg), Duration::from_secs(3));
     c.connect(&app, "dg", T, &short, "websocket").await.unwrap();
     let ack = c.emit("dg", "presence:ping", json!({})).await;
     assert_eq!(ack["ok"], true, "{ack}");
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    tokio::time::sleep_until(minted + Duration::from_millis(4_300)).await;
     let ack = c
         .emit(
             "dg",
