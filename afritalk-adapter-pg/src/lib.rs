@@ -16,12 +16,19 @@
 //! ## Layout
 //! - this file: [`PgStore`] (defined by `afritalk_adapter_sql::sql_store!`, which
 //!   holds every query), its constructor and [`PgStore::migrate`].
-//! - `send.rs`: the one Postgres-specific query, `MessageStore::send` as a
-//!   single writable-CTE statement (one round trip instead of seven or eight).
+//! - `batched.rs`: [`BatchedSend`], the write of `MessageStore::send`: a lone
+//!   send is written at once, concurrent ones are grouped into one statement.
+//! - `send.rs`: one send as a single writable-CTE statement (one round trip
+//!   instead of seven or eight).
+//! - `send_batch.rs`: many sends as one statement of the same shape.
 //! - `migrations/`: the Postgres flavour of the portable schema, embedded in
 //!   the binary ([`MIGRATIONS`]).
 
+mod batched;
 mod send;
+mod send_batch;
+
+pub use batched::{BatchedSend, SendStatistics};
 
 use afritalk_adapter_sql::SetupError;
 use diesel_async::AsyncPgConnection;
@@ -41,7 +48,7 @@ afritalk_adapter_sql::sql_store! {
         connection: AsyncPgConnection,
         backend: diesel::pg::Pg,
         write_transaction: transaction,
-        send_statement: crate::send::send_in_one_statement,
+        send_path: crate::batched::BatchedSend,
     }
 }
 
@@ -73,6 +80,12 @@ impl PgStore {
             reason: e.to_string(),
         })?);
         Ok(Self::from_pool(pool, false))
+    }
+
+    /// How sends were written so far: how many were grouped into shared
+    /// statements (for tests and benchmarks).
+    pub fn send_statistics(&self) -> SendStatistics {
+        self.send_path.statistics()
     }
 
     /// Applies the pending embedded migrations (idempotent; safe to run on every start).

@@ -46,7 +46,7 @@ use afritalk_adapter_sql::rows::{
     AuditRow, ConversationRow, MessageRow, NotificationRow, SendRows,
 };
 use afritalk_adapter_sql::schema::{conversations, messages};
-use afritalk_ports::NewMessage;
+use afritalk_adapter_sql::send_path::SendInput;
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -56,24 +56,24 @@ use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamp};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// The columns of `messages`, in schema order (the order `MessageRow` loads).
-const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, seq, sender_id, recipient_id, \
+pub(crate) const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, seq, sender_id, recipient_id, \
      content, related_entity_type, related_entity_id, client_message_id, read_at, delivered_at, \
      edited_at, deleted_at, created_at, updated_at";
 
 /// The columns of `conversations`, in schema order (the order `ConversationRow` loads).
-const CONVERSATION_COLUMNS: &str =
+pub(crate) const CONVERSATION_COLUMNS: &str =
     "id, tenant_id, user_one_id, user_two_id, created_at, updated_at, last_message_at, last_seq";
 
 /// The columns of `notifications`, in the order [`push_notification`] binds them.
-const NOTIFICATION_COLUMNS: &str = "id, tenant_id, user_id, title, message, kind, status_rank, \
+pub(crate) const NOTIFICATION_COLUMNS: &str = "id, tenant_id, user_id, title, message, kind, status_rank, \
      related_entity_type, related_entity_id, push_sent, push_sent_at, created_at";
 
 /// The columns of `messaging_audit_log`, in the order [`push_audit`] binds them.
-const AUDIT_COLUMNS: &str =
+pub(crate) const AUDIT_COLUMNS: &str =
     "id, tenant_id, user_id, action, entity_type, entity_id, details, ip_address, created_at";
 
 /// `prefix.col, prefix.col, …` for a column list.
-fn prefixed(prefix: &str, columns: &str) -> String {
+pub(crate) fn prefixed(prefix: &str, columns: &str) -> String {
     columns
         .split(',')
         .map(|column| format!("{prefix}.{}", column.trim()))
@@ -82,13 +82,15 @@ fn prefixed(prefix: &str, columns: &str) -> String {
 }
 
 /// The conversation columns as the upsert returns them.
-static CV_COLUMNS: LazyLock<String> = LazyLock::new(|| prefixed("cv", CONVERSATION_COLUMNS));
+pub(crate) static CV_COLUMNS: LazyLock<String> =
+    LazyLock::new(|| prefixed("cv", CONVERSATION_COLUMNS));
 /// The conversation columns in the final select.
-static C_COLUMNS: LazyLock<String> = LazyLock::new(|| prefixed("c", CONVERSATION_COLUMNS));
+pub(crate) static C_COLUMNS: LazyLock<String> =
+    LazyLock::new(|| prefixed("c", CONVERSATION_COLUMNS));
 /// The message columns of the stored message in the final select.
-static M_COLUMNS: LazyLock<String> = LazyLock::new(|| prefixed("m", MESSAGE_COLUMNS));
+pub(crate) static M_COLUMNS: LazyLock<String> = LazyLock::new(|| prefixed("m", MESSAGE_COLUMNS));
 /// A NULL per conversation column, then the found message's columns, in the final select.
-static DUPLICATE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static DUPLICATE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let nulls = CONVERSATION_COLUMNS
         .split(',')
         .map(|_| "NULL, ")
@@ -96,16 +98,10 @@ static DUPLICATE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!("{nulls}{}", prefixed("e", MESSAGE_COLUMNS))
 });
 
-/// The whole send as one statement (see the module documentation).
-struct SendStatement<'a> {
-    /// The conversation a first message creates (`last_seq = 1`).
-    conversation: &'a ConversationRow,
-    /// The message; its `conversation_id` and `seq` are taken from the upsert instead.
-    message: &'a MessageRow,
-    notification: &'a NotificationRow,
-    send_audit: &'a AuditRow,
-    conversation_audit: &'a AuditRow,
-}
+/// The whole send as one statement (see the module documentation). The
+/// message's `conversation_id` and `seq` are not bound: the statement takes
+/// them from the upsert.
+struct SendStatement<'a>(&'a SendInput);
 
 /// The static identity under which diesel caches the prepared statement.
 struct SendStatementId;
@@ -194,7 +190,7 @@ fn push_audit<'b>(out: &mut AstPass<'_, 'b, Pg>, a: &'b AuditRow) -> QueryResult
 
 impl QueryFragment<Pg> for SendStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let (c, m) = (self.conversation, self.message);
+        let (c, m) = (&self.0.first, &self.0.message);
 
         // The retry lookup, on the unique (tenant_id, sender_id, client_message_id)
         // index; a NULL client id matches nothing.
@@ -261,16 +257,16 @@ impl QueryFragment<Pg> for SendStatement<'_> {
         out.push_sql("), n AS (INSERT INTO notifications (");
         out.push_sql(NOTIFICATION_COLUMNS);
         out.push_sql(") SELECT ");
-        push_notification(&mut out, self.notification)?;
+        push_notification(&mut out, &self.0.notification)?;
         out.push_sql(" FROM c");
 
         // conversation.create (only when created), then message.send.
         out.push_sql("), a AS (INSERT INTO messaging_audit_log (");
         out.push_sql(AUDIT_COLUMNS);
         out.push_sql(") SELECT ");
-        push_audit(&mut out, self.conversation_audit)?;
+        push_audit(&mut out, &self.0.conversation_audit)?;
         out.push_sql(" FROM c WHERE c.created UNION ALL SELECT ");
-        push_audit(&mut out, self.send_audit)?;
+        push_audit(&mut out, &self.0.send_audit)?;
         out.push_sql(" FROM c");
 
         // One row: what was stored, or what was found.
@@ -285,29 +281,14 @@ impl QueryFragment<Pg> for SendStatement<'_> {
     }
 }
 
-/// `MessageStore::send`'s write on Postgres: the `send_statement` hook of
-/// `sql_store!`. One statement, one round trip, all or nothing (see the module
-/// documentation); `first` is the conversation a first message creates.
+/// One send as one statement: one round trip, all or nothing (see the module
+/// documentation).
 pub(crate) async fn send_in_one_statement(
     conn: &mut AsyncPgConnection,
-    new: &NewMessage,
-    first: &ConversationRow,
+    input: &SendInput,
 ) -> Result<SendRows, TxError> {
-    // `conversation_id` and `seq` of this row are not bound: the statement takes
-    // them from the upsert.
-    let message = MessageRow::new_at(new, &first.id, first.last_seq);
-    let notification = NotificationRow::from(&new.notification);
-    let send_audit = AuditRow::from(&new.send_audit);
-    let conversation_audit = AuditRow::from(&new.conversation_audit);
-    let statement = SendStatement {
-        conversation: first,
-        message: &message,
-        notification: &notification,
-        send_audit: &send_audit,
-        conversation_audit: &conversation_audit,
-    };
     let (conversation, message, created): (Option<ConversationRow>, MessageRow, bool) =
-        statement.get_result(conn).await?;
+        SendStatement(input).get_result(conn).await?;
     Ok(match conversation {
         Some(conversation) => SendRows::Stored {
             conversation,

@@ -64,7 +64,7 @@ fn related_cols(related: Option<&RelatedEntity>) -> (Option<String>, Option<Stri
 }
 
 /// A row of `conversations`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = conversations)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct ConversationRow {
@@ -123,7 +123,7 @@ impl TryFrom<ConversationRow> for Conversation {
 }
 
 /// A row of `messages`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = messages)]
 #[diesel(treat_none_as_default_value = false)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -263,7 +263,7 @@ fn status_of(rank: i32) -> Result<NotificationStatus, StoreError> {
 }
 
 /// A row of `notifications`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = notifications)]
 #[diesel(treat_none_as_default_value = false)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -335,7 +335,7 @@ impl TryFrom<NotificationRow> for Notification {
 }
 
 /// A row of `messaging_audit_log`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = messaging_audit_log)]
 #[diesel(treat_none_as_default_value = false)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]

@@ -7,9 +7,10 @@
 //! that opens a write transaction, so both backends run the very same queries.
 //!
 //! One exception, by design: the write of `MessageStore::send`, the hot path,
-//! may be replaced by a backend's own single statement (`send_statement`; the
-//! Postgres adapter uses one writable-CTE statement, one round trip). The rest
-//! of `send` (self-send refusal, the race settlement on a unique violation, the
+//! may be replaced by a backend's own [`SendPath`](crate::send_path::SendPath)
+//! (`send_path`; the Postgres adapter writes a send as one writable-CTE
+//! statement, and concurrent sends as one statement together). The rest of
+//! `send` (self-send refusal, the race settlement on a unique violation, the
 //! conversion to `SendOutcome`) stays shared.
 //!
 //! Every query on a hot path has a fixed SQL text, so diesel keeps its prepared
@@ -33,21 +34,17 @@
 ///         connection: diesel_async::AsyncPgConnection,
 ///         backend: diesel::pg::Pg,
 ///         write_transaction: transaction,
-///         // Optional: the backend's own send statement (see below).
-///         send_statement: crate::send::send_in_one_statement,
+///         // Optional: the backend's own write of a send (see below).
+///         send_path: crate::send::BatchedSend,
 ///     }
 /// }
 /// ```
 ///
-/// `send_statement`, when given, is an
-/// `async fn(&mut Conn, &NewMessage, &ConversationRow) -> Result<SendRows, TxError>`
-/// that performs the whole send (idempotency lookup included) atomically; it
-/// gets the conversation row a first message would create
-/// ([`ConversationRow::first_for`](crate::rows::ConversationRow::first_for)).
-/// It MUST write nothing when it returns `SendRows::Duplicate` or an error, and
-/// report a unique violation as `TxError::Db(UniqueViolation)` (the shared code
-/// then looks the client message id up again, which settles racing retries).
-/// Without it, the send is a lookup followed by one transaction of portable
+/// `send_path`, when given, is a type implementing
+/// [`SendPath`](crate::send_path::SendPath) for the connection type: it is
+/// built once from the pool by `from_pool` and performs the whole send
+/// (idempotency lookup included) atomically, under the contract stated on the
+/// trait. Without it, the send is a lookup followed by one transaction of portable
 /// statements (`write_transaction`).
 ///
 /// The generated type has a private constructor
@@ -64,7 +61,7 @@ macro_rules! sql_store {
             connection: $conn:ty,
             backend: $db:ty,
             write_transaction: $tx:ident,
-            $(send_statement: $send:path,)?
+            $(send_path: $send:ty,)?
         }
     ) => {
         $(#[$meta])*
@@ -75,6 +72,8 @@ macro_rules! sql_store {
             writer: ::std::option::Option<
                 ::std::sync::Arc<$crate::__private::tokio::sync::Mutex<()>>,
             >,
+            /// The backend's own write of a send, if it has one.
+            send_path: $crate::__sql_store_send_path!(type; $($send)?),
         }
 
         impl ::std::fmt::Debug for $name {
@@ -92,6 +91,7 @@ macro_rules! sql_store {
                 serialize_writes: bool,
             ) -> Self {
                 Self {
+                    send_path: $crate::__sql_store_send_path!(new pool; $($send)?),
                     pool,
                     messaging_default: true,
                     writer: serialize_writes.then(|| {
@@ -185,7 +185,7 @@ macro_rules! sql_store {
                     .optional()
             }
 
-            $crate::__sql_store_send_rows!($conn, $tx; $($send)?);
+            $crate::__sql_store_send_rows!($name, $conn, $tx; $($send)?);
 
             async fn message_row(
                 conn: &mut $conn,
@@ -223,9 +223,7 @@ macro_rules! sql_store {
                         ));
                     };
                     let _writer = self.write_lock().await;
-                    let mut pooled = self.conn().await?;
-                    let conn: &mut $conn = &mut pooled;
-                    match send_rows(conn, &new, &first).await {
+                    match send_rows(self, &new, first).await {
                         Ok(SendRows::Stored {
                             conversation,
                             message,
@@ -241,6 +239,8 @@ macro_rules! sql_store {
                         Err(err) if is_unique_violation(&err) => {
                             // Rolled back. A concurrent retry may have won the race
                             // on the client message id; otherwise an id was reused.
+                            let mut pooled = self.conn().await?;
+                            let conn: &mut $conn = &mut pooled;
                             let winner = message_by_client_id(conn, &new)
                                 .await
                                 .map_err(|e| db_error("looking up a client message id", e))?;
@@ -975,32 +975,59 @@ macro_rules! sql_store {
     };
 }
 
-/// Defines `send_rows(conn, new, first)`, the writing part of `MessageStore::send`,
-/// inside [`sql_store!`]: the backend's `send_statement` hook when it gives one,
-/// else the portable transaction below. Either way it returns the rows as
+/// The type and the constructor of a store's `send_path` field inside
+/// [`sql_store!`]: the backend's [`SendPath`](crate::send_path::SendPath) when it
+/// gives one, else `()` (the portable send needs no state).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_store_send_path {
+    (type; $send:ty) => {
+        $send
+    };
+    (type;) => {
+        ()
+    };
+    (new $pool:ident; $send:ty) => {
+        <$send as $crate::send_path::SendPath<_>>::new($pool.clone())
+    };
+    (new $pool:ident;) => {
+        ()
+    };
+}
+
+/// Defines `send_rows(store, new, first)`, the writing part of `MessageStore::send`,
+/// inside [`sql_store!`]: the backend's `send_path` when it gives one, else the
+/// portable transaction below. Either way it returns the rows as
 /// [`SendRows`](crate::rows::SendRows), or a [`TxError`](crate::TxError) after
 /// which nothing is written (the caller settles unique violations).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __sql_store_send_rows {
-    ($conn:ty, $tx:ident; $send:path) => {
-        /// The send through the backend's own statement.
+    ($name:ident, $conn:ty, $tx:ident; $send:ty) => {
+        /// The send through the backend's own send path.
         async fn send_rows(
-            conn: &mut $conn,
+            store: &$name,
             new: &NewMessage,
-            first: &ConversationRow,
+            first: ConversationRow,
         ) -> Result<SendRows, TxError> {
-            $send(conn, new, first).await
+            use $crate::send_path::SendPath as _;
+            store
+                .send_path
+                .send($crate::send_path::SendInput::new(new, first))
+                .await
         }
     };
-    ($conn:ty, $tx:ident;) => {
+    ($name:ident, $conn:ty, $tx:ident;) => {
         /// The send as a lookup (for retries) and then one transaction of portable
         /// statements.
         async fn send_rows(
-            conn: &mut $conn,
+            store: &$name,
             new: &NewMessage,
-            first: &ConversationRow,
+            first: ConversationRow,
         ) -> Result<SendRows, TxError> {
+            let first = &first;
+            let mut pooled = store.conn().await?;
+            let conn: &mut $conn = &mut pooled;
             // Fast path for retries; the unique index settles races (caller).
             if let Some(message) = message_by_client_id(conn, new).await? {
                 return Ok(SendRows::Duplicate(message));

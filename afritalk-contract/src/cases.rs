@@ -278,6 +278,164 @@ pub async fn concurrent_sends_get_gapless_unique_seqs(p: Ports) {
     );
 }
 
+/// Sends of many conversations at once (the Postgres store writes them in
+/// shared statements): retries, an already stored client id and a send that
+/// fails among them, and each send still gets the answer it would get alone.
+pub async fn concurrent_sends_across_conversations_each_get_their_own_answer(p: Ports) {
+    let t = tenant("acme");
+    const PAIRS: usize = 20;
+    let senders: Vec<UserId> = (0..PAIRS).map(|i| user(&format!("s{i:02}"))).collect();
+    let recipients: Vec<UserId> = (0..PAIRS).map(|i| user(&format!("r{i:02}"))).collect();
+    // Pair 0 already has a message, whose client id one of the sends reuses.
+    let (earlier, _, _) = send_ok(
+        &p,
+        with_client_id(
+            new_message(&t, &senders[0], &recipients[0], "avant", at(0)),
+            "earlier",
+        ),
+    )
+    .await;
+    // A send that fails midway: its notification id is taken.
+    let taken = notification(&t, &recipients[1], NotificationKind::Alert, at(0));
+    p.notifications.create(taken.clone()).await.unwrap();
+    let mut doomed = new_message(&t, &senders[1], &recipients[1], "perdu", at(1));
+    doomed.notification.id = taken.id;
+
+    // Three sends per pair (both directions), five of them retried at once.
+    let mut sends = Vec::new();
+    for (i, (s, r)) in senders.iter().zip(&recipients).enumerate() {
+        for n in 0..3 {
+            let (from, to) = if n == 1 { (r, s) } else { (s, r) };
+            let client_id = format!("c{i}-{n}");
+            let content = format!("p{i} m{n}");
+            sends.push(with_client_id(
+                new_message(&t, from, to, &content, at(10)),
+                &client_id,
+            ));
+            if n == 0 && i % 4 == 0 {
+                let retry = new_message(&t, from, to, &content, at(10));
+                sends.push(with_client_id(retry, &client_id));
+            }
+        }
+    }
+    let replay = with_client_id(
+        new_message(&t, &senders[0], &recipients[0], "avant", at(11)),
+        "earlier",
+    );
+    sends.push(replay);
+    let doomed_id = doomed.message_id;
+    sends.push(doomed);
+    let client_ids: Vec<Option<String>> = sends
+        .iter()
+        .map(|n| n.client_message_id.as_ref().map(|c| c.as_str().to_owned()))
+        .collect();
+    // Polled together from one task, so every send is queued before the first
+    // is written.
+    let outcomes = futures::future::join_all(sends.into_iter().map(|n| p.messages.send(n))).await;
+
+    let mut stored: std::collections::BTreeMap<String, Vec<Message>> = Default::default();
+    let mut duplicates: std::collections::BTreeMap<String, Vec<Message>> = Default::default();
+    let mut created = 0;
+    let mut failures = 0;
+    for (outcome, client_id) in outcomes.into_iter().zip(client_ids) {
+        match (outcome, client_id) {
+            (
+                Ok(SendOutcome::Stored {
+                    message,
+                    conversation_created,
+                    ..
+                }),
+                Some(id),
+            ) => {
+                created += usize::from(conversation_created);
+                stored.entry(id).or_default().push(message);
+            }
+            (Ok(SendOutcome::Duplicate { message }), Some(id)) => {
+                duplicates.entry(id).or_default().push(message);
+            }
+            (Err(err), None) => {
+                assert!(
+                    matches!(err, StoreError::Conflict(_) | StoreError::Unavailable(_)),
+                    "{err:?}"
+                );
+                failures += 1;
+            }
+            (other, id) => panic!("unexpected answer {other:?} for client id {id:?}"),
+        }
+    }
+    assert_eq!(failures, 1, "only the doomed send fails");
+    assert_eq!(p.messages.message(&t, doomed_id).await.unwrap(), None);
+    assert_eq!(
+        p.notifications.notification(&t, taken.id).await.unwrap(),
+        Some(taken)
+    );
+    assert_eq!(duplicates.remove("earlier"), Some(vec![earlier.clone()]));
+    assert_eq!(stored.len(), PAIRS * 3, "one stored message per client id");
+    for (id, messages) in &stored {
+        assert_eq!(messages.len(), 1, "{id} stored once");
+    }
+    for (id, found) in &duplicates {
+        assert_eq!(
+            found, &stored[id],
+            "the retry of {id} gets the stored message"
+        );
+    }
+    assert_eq!(duplicates.len(), PAIRS / 4);
+    assert_eq!(created, PAIRS - 1, "pair 0 existed");
+
+    // Every conversation holds its messages once, with gapless seqs.
+    for (i, (s, r)) in senders.iter().zip(&recipients).enumerate() {
+        let conv = p
+            .messages
+            .conversation_between(&t, &pair(s, r))
+            .await
+            .unwrap()
+            .unwrap();
+        let history = all_history(&p, &t, &conv).await;
+        let expected = if i == 0 { 4 } else { 3 };
+        let seqs: Vec<i64> = history.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=expected).collect::<Vec<i64>>(), "pair {i}");
+        assert_eq!(conv.last_seq, expected);
+        for n in 0..3 {
+            let message = &stored[&format!("c{i}-{n}")][0];
+            assert!(history.contains(message), "pair {i} holds its message {n}");
+        }
+    }
+    let sent = PAIRS * 3 + 1;
+    assert_eq!(audits(&p, &t, AuditAction::MessageSend).await.len(), sent);
+    assert_eq!(
+        audits(&p, &t, AuditAction::ConversationCreate).await.len(),
+        PAIRS
+    );
+    // Each recipient got one notification per message sent to them (two per
+    // pair), plus pair 0's earlier one and pair 1's injected one.
+    assert_eq!(
+        p.notifications
+            .unread_count(&t, &recipients[0])
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        p.notifications
+            .unread_count(&t, &recipients[1])
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        p.notifications
+            .unread_count(&t, &recipients[2])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        p.notifications.unread_count(&t, &senders[2]).await.unwrap(),
+        1
+    );
+}
+
 pub async fn failed_send_leaves_nothing_half_written(p: Ports) {
     let t = tenant("acme");
     let (a, b) = (user("awa"), user("bakary"));

@@ -129,6 +129,7 @@ macro_rules! storage_contract {
             retry_with_same_client_message_id_returns_the_stored_message_and_writes_nothing,
             concurrent_retries_store_exactly_one_message,
             concurrent_sends_get_gapless_unique_seqs,
+            concurrent_sends_across_conversations_each_get_their_own_answer,
             failed_send_leaves_nothing_half_written,
             history_and_catch_up_are_stable_while_messages_arrive,
             conversation_list_orders_latest_first_with_last_message_and_unread_count,
