@@ -16,19 +16,24 @@
 //! ## Layout
 //! - this file: [`PgStore`] (defined by `afritalk_adapter_sql::sql_store!`, which
 //!   holds every query), its constructor and [`PgStore::migrate`].
-//! - `batched.rs`: [`BatchedSend`], the write of `MessageStore::send`: a lone
-//!   send is written at once, concurrent ones are grouped into one statement.
+//! - `hot_paths.rs`: [`PgHotPaths`], the writes of sends and first deliveries
+//!   (✓✓), each through a `batcher.rs` queue: a lone write is done at once,
+//!   concurrent ones are grouped into one statement.
 //! - `send.rs`: one send as a single writable-CTE statement (one round trip
-//!   instead of seven or eight).
-//! - `send_batch.rs`: many sends as one statement of the same shape.
+//!   instead of seven or eight); `send_batch.rs`: many sends as one statement
+//!   of the same shape.
+//! - `delivery.rs`: first deliveries as one guarded `UPDATE` over arrays.
 //! - `migrations/`: the Postgres flavour of the portable schema, embedded in
 //!   the binary ([`MIGRATIONS`]).
 
-mod batched;
+mod batcher;
+mod delivery;
+mod hot_paths;
 mod send;
 mod send_batch;
 
-pub use batched::{BatchedSend, SendStatistics};
+pub use batcher::BatchStatistics;
+pub use hot_paths::PgHotPaths;
 
 use afritalk_adapter_sql::SetupError;
 use diesel_async::AsyncPgConnection;
@@ -48,7 +53,7 @@ afritalk_adapter_sql::sql_store! {
         connection: AsyncPgConnection,
         backend: diesel::pg::Pg,
         write_transaction: transaction,
-        send_path: crate::batched::BatchedSend,
+        hot_paths: crate::hot_paths::PgHotPaths,
     }
 }
 
@@ -84,8 +89,13 @@ impl PgStore {
 
     /// How sends were written so far: how many were grouped into shared
     /// statements (for tests and benchmarks).
-    pub fn send_statistics(&self) -> SendStatistics {
-        self.send_path.statistics()
+    pub fn send_statistics(&self) -> BatchStatistics {
+        self.hot_paths.send_statistics()
+    }
+
+    /// How first deliveries (✓✓) were written so far.
+    pub fn delivery_statistics(&self) -> BatchStatistics {
+        self.hot_paths.delivery_statistics()
     }
 
     /// Applies the pending embedded migrations (idempotent; safe to run on every start).

@@ -42,11 +42,11 @@
 use std::sync::LazyLock;
 
 use afritalk_adapter_sql::TxError;
+use afritalk_adapter_sql::hot_paths::SendInput;
 use afritalk_adapter_sql::rows::{
     AuditRow, ConversationRow, MessageRow, NotificationRow, SendRows,
 };
 use afritalk_adapter_sql::schema::{conversations, messages};
-use afritalk_adapter_sql::send_path::SendInput;
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

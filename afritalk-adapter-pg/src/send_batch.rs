@@ -2,9 +2,9 @@
 //!
 //! Under load, what a send costs Postgres is mostly per statement and per
 //! commit (executor start, snapshot, WAL flush wait, two context switches),
-//! not per row. [`BatchedSend`](crate::batched::BatchedSend) therefore
-//! hands the sends that queued up while others were being written to this
-//! statement, which writes them all in one implicit transaction:
+//! not per row. [`SendWrite`] therefore has the sends that queued up while
+//! others were being written (see `batcher.rs`) written by this statement, all
+//! in one implicit transaction:
 //!
 //! ```sql
 //! WITH i AS (SELECT ord, jsonb_populate_record(NULL::conversations, …) AS c,     -- one row per send,
@@ -23,7 +23,8 @@
 //! ```
 //!
 //! It is the single-send statement of `send.rs` over a set of rows, with the
-//! same guarantees per send, under two conditions the batcher ensures: no two
+//! same guarantees per send, under two conditions the batcher ensures (they are
+//! the sends' keys): no two
 //! sends of a batch share a conversation pair (one `ON CONFLICT DO UPDATE`
 //! cannot touch a row twice, and each send must see its own `seq`), nor a
 //! client message id. The upsert takes the conversations' row locks in pair
@@ -44,18 +45,19 @@
 use std::sync::LazyLock;
 
 use afritalk_adapter_sql::TxError;
+use afritalk_adapter_sql::hot_paths::SendInput;
 use afritalk_adapter_sql::rows::{ConversationRow, MessageRow, SendRows};
 use afritalk_adapter_sql::schema::{conversations, messages};
-use afritalk_adapter_sql::send_path::SendInput;
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::batcher::BatchWrite;
 use crate::send::{
     AUDIT_COLUMNS, C_COLUMNS, CONVERSATION_COLUMNS, CV_COLUMNS, DUPLICATE_COLUMNS, M_COLUMNS,
-    MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, prefixed,
+    MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, prefixed, send_in_one_statement,
 };
 
 /// The statement's text (it binds one parameter, the JSON array of sends).
@@ -161,10 +163,62 @@ impl QueryFragment<Pg> for BatchStatement {
     }
 }
 
+/// Sends, as the batcher groups them.
+pub(crate) struct SendWrite;
+
+/// What two sends of one batch must not share.
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) enum SendKey {
+    /// The conversation pair: tenant, lower user id, higher user id.
+    Pair(String, String, String),
+    /// The client message id: tenant, sender, client id.
+    ClientId(String, String, String),
+}
+
+#[async_trait::async_trait]
+impl BatchWrite for SendWrite {
+    type Input = SendInput;
+    type Output = SendRows;
+    type Key = SendKey;
+
+    fn keys(input: &SendInput) -> Vec<SendKey> {
+        let (first, message) = (&input.first, &input.message);
+        let pair = SendKey::Pair(
+            first.tenant_id.clone(),
+            first.user_one_id.clone(),
+            first.user_two_id.clone(),
+        );
+        let client_id = message.client_message_id.as_ref().map(|client_id| {
+            SendKey::ClientId(
+                message.tenant_id.clone(),
+                message.sender_id.clone(),
+                client_id.clone(),
+            )
+        });
+        std::iter::once(pair).chain(client_id).collect()
+    }
+
+    async fn write_one(
+        &self,
+        conn: &mut AsyncPgConnection,
+        input: &SendInput,
+    ) -> Result<SendRows, TxError> {
+        send_in_one_statement(conn, input).await
+    }
+
+    async fn write_many(
+        &self,
+        conn: &mut AsyncPgConnection,
+        inputs: &[SendInput],
+    ) -> Result<Vec<SendRows>, TxError> {
+        send_batch(conn, inputs).await
+    }
+}
+
 /// Writes `sends` (no two sharing a conversation pair or a client message id)
 /// in one statement; the results are in the order of `sends`. On error nothing
 /// was written.
-pub(crate) async fn send_batch(
+async fn send_batch(
     conn: &mut AsyncPgConnection,
     sends: &[SendInput],
 ) -> Result<Vec<SendRows>, TxError> {

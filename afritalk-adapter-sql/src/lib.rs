@@ -17,8 +17,8 @@
 //! - [`functions`]: SQL functions both backends know (`COALESCE`).
 //! - [`error`]: [`SetupError`] for construction and migrations, [`TxError`]
 //!   inside transactions, and the mapping of backend errors to `StoreError`.
-//! - [`send_path`]: [`SendPath`](send_path::SendPath), a backend's own write
-//!   of a send, and the rows it receives.
+//! - [`hot_paths`]: [`HotPaths`](hot_paths::HotPaths), a backend's own writes
+//!   of a send and of a first delivery, and what they receive.
 //! - [`store`]: the [`sql_store!`] macro that defines a backend's store type
 //!   and implements `MessageStore`, `NotificationStore`, `AuditLog`,
 //!   `Directory` and `FeatureFlags` on it.
@@ -29,9 +29,9 @@
 pub mod cached;
 pub mod error;
 pub mod functions;
+pub mod hot_paths;
 pub mod rows;
 pub mod schema;
-pub mod send_path;
 #[cfg(feature = "testing")]
 pub mod statement_log;
 pub mod store;

@@ -6,12 +6,13 @@
 //! the macro only substitutes the connection type, the backend and the method
 //! that opens a write transaction, so both backends run the very same queries.
 //!
-//! One exception, by design: the write of `MessageStore::send`, the hot path,
-//! may be replaced by a backend's own [`SendPath`](crate::send_path::SendPath)
-//! (`send_path`; the Postgres adapter writes a send as one writable-CTE
-//! statement, and concurrent sends as one statement together). The rest of
-//! `send` (self-send refusal, the race settlement on a unique violation, the
-//! conversion to `SendOutcome`) stays shared.
+//! One exception, by design: the two writes every message makes, the send and
+//! the first delivery (✓✓), may be replaced by a backend's own
+//! [`HotPaths`](crate::hot_paths::HotPaths) (`hot_paths`; the Postgres adapter
+//! writes a send as one writable-CTE statement, and groups concurrent sends or
+//! deliveries into one statement each). The rest of those port methods
+//! (self-send refusal, the race settlement on a unique violation, the
+//! explanation of an ack that changed nothing, the conversions) stays shared.
 //!
 //! Every query on a hot path has a fixed SQL text, so diesel keeps its prepared
 //! statement per connection: `Option` fields are bound as NULL rather than
@@ -34,18 +35,18 @@
 ///         connection: diesel_async::AsyncPgConnection,
 ///         backend: diesel::pg::Pg,
 ///         write_transaction: transaction,
-///         // Optional: the backend's own write of a send (see below).
-///         send_path: crate::send::BatchedSend,
+///         // Optional: the backend's own writes of the hot paths (see below).
+///         hot_paths: crate::hot_paths::PgHotPaths,
 ///     }
 /// }
 /// ```
 ///
-/// `send_path`, when given, is a type implementing
-/// [`SendPath`](crate::send_path::SendPath) for the connection type: it is
-/// built once from the pool by `from_pool` and performs the whole send
-/// (idempotency lookup included) atomically, under the contract stated on the
-/// trait. Without it, the send is a lookup followed by one transaction of portable
-/// statements (`write_transaction`).
+/// `hot_paths`, when given, is a type implementing
+/// [`HotPaths`](crate::hot_paths::HotPaths) for the store's pool: it is built
+/// once from the pool by `from_pool` and writes sends and first deliveries
+/// under the contract stated on the trait. Without it, the send is a lookup
+/// followed by one transaction of portable statements (`write_transaction`)
+/// and a first delivery is one guarded `UPDATE`.
 ///
 /// The generated type has a private constructor
 /// `from_pool(pool, serialize_writes: bool)`, the public builder
@@ -61,7 +62,7 @@ macro_rules! sql_store {
             connection: $conn:ty,
             backend: $db:ty,
             write_transaction: $tx:ident,
-            $(send_path: $send:ty,)?
+            $(hot_paths: $paths:ty,)?
         }
     ) => {
         $(#[$meta])*
@@ -72,8 +73,8 @@ macro_rules! sql_store {
             writer: ::std::option::Option<
                 ::std::sync::Arc<$crate::__private::tokio::sync::Mutex<()>>,
             >,
-            /// The backend's own write of a send, if it has one.
-            send_path: $crate::__sql_store_send_path!(type; $($send)?),
+            /// The backend's own writes of the hot paths, if it has them.
+            hot_paths: $crate::__sql_store_hot_paths!(type; $($paths)?),
         }
 
         impl ::std::fmt::Debug for $name {
@@ -91,7 +92,7 @@ macro_rules! sql_store {
                 serialize_writes: bool,
             ) -> Self {
                 Self {
-                    send_path: $crate::__sql_store_send_path!(new pool; $($send)?),
+                    hot_paths: $crate::__sql_store_hot_paths!(new pool; $($paths)?),
                     pool,
                     messaging_default: true,
                     writer: serialize_writes.then(|| {
@@ -185,7 +186,7 @@ macro_rules! sql_store {
                     .optional()
             }
 
-            $crate::__sql_store_send_rows!($name, $conn, $tx; $($send)?);
+            $crate::__sql_store_hot_paths!(fns $name, $conn, $tx; $($paths)?);
 
             async fn message_row(
                 conn: &mut $conn,
@@ -424,31 +425,24 @@ macro_rules! sql_store {
                     recipient: &UserId,
                     at: DateTime<Utc>,
                 ) -> StoreResult<DeliveryOutcome> {
-                    let at = to_db(at);
                     let _writer = self.write_lock().await;
-                    let mut pooled = self.conn().await?;
-                    let conn: &mut $conn = &mut pooled;
-                    // The common case in one statement: the recipient check and the
+                    // The common case in one write: the recipient check and the
                     // first delivery together.
-                    let updated: Option<MessageRow> = $crate::__private::diesel::update(
-                        messages::table
-                            .filter(messages::tenant_id.eq(tenant.as_str()))
-                            .filter(messages::id.eq(id.to_string()))
-                            .filter(messages::recipient_id.eq(recipient.as_str()))
-                            .filter(messages::delivered_at.is_null()),
-                    )
-                    .set((messages::delivered_at.eq(Some(at)), messages::updated_at.eq(at)))
-                    .returning(MessageRow::as_returning())
-                    // Fixed shape: the same filters and SET columns every call.
-                    .cached()
-                    .get_result(conn)
-                    .await
-                    .optional()
-                    .map_err(|e| db_error("marking a message delivered", e))?;
+                    let input = $crate::hot_paths::DeliveryInput {
+                        tenant_id: tenant.as_str().to_owned(),
+                        id: id.to_string(),
+                        recipient_id: recipient.as_str().to_owned(),
+                        at: to_db(at),
+                    };
+                    let updated = first_delivery(self, input)
+                        .await
+                        .map_err(|e| e.into_store("marking a message delivered"))?;
                     if let Some(row) = updated {
                         return Ok(DeliveryOutcome::Delivered(row.try_into()?));
                     }
                     // Nothing changed: the stored row says why.
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
                     let row = message_row(conn, tenant, id)
                         .await
                         .map_err(|e| db_error("reading a message", e))?
@@ -975,49 +969,78 @@ macro_rules! sql_store {
     };
 }
 
-/// The type and the constructor of a store's `send_path` field inside
-/// [`sql_store!`]: the backend's [`SendPath`](crate::send_path::SendPath) when it
-/// gives one, else `()` (the portable send needs no state).
+/// What [`sql_store!`] generates for its optional `hot_paths`: the type and
+/// the constructor of the store's `hot_paths` field (the backend's
+/// [`HotPaths`](crate::hot_paths::HotPaths), else `()`), and the functions
+/// `send_rows(store, new, first)` and `first_delivery(store, input)` that the
+/// port methods call (through the backend's hot paths, else portable code).
+/// Either way a failed write returns a [`TxError`](crate::TxError) after which
+/// nothing is written (the callers settle unique violations).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __sql_store_send_path {
-    (type; $send:ty) => {
-        $send
+macro_rules! __sql_store_hot_paths {
+    (type; $paths:ty) => {
+        $paths
     };
     (type;) => {
         ()
     };
-    (new $pool:ident; $send:ty) => {
-        <$send as $crate::send_path::SendPath<_>>::new($pool.clone())
+    (new $pool:ident; $paths:ty) => {
+        <$paths as $crate::hot_paths::HotPaths<_>>::new($pool.clone())
     };
     (new $pool:ident;) => {
         ()
     };
-}
-
-/// Defines `send_rows(store, new, first)`, the writing part of `MessageStore::send`,
-/// inside [`sql_store!`]: the backend's `send_path` when it gives one, else the
-/// portable transaction below. Either way it returns the rows as
-/// [`SendRows`](crate::rows::SendRows), or a [`TxError`](crate::TxError) after
-/// which nothing is written (the caller settles unique violations).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __sql_store_send_rows {
-    ($name:ident, $conn:ty, $tx:ident; $send:ty) => {
-        /// The send through the backend's own send path.
+    (fns $name:ident, $conn:ty, $tx:ident; $paths:ty) => {
+        /// The send through the backend's own hot paths.
         async fn send_rows(
             store: &$name,
             new: &NewMessage,
             first: ConversationRow,
         ) -> Result<SendRows, TxError> {
-            use $crate::send_path::SendPath as _;
+            use $crate::hot_paths::HotPaths as _;
             store
-                .send_path
-                .send($crate::send_path::SendInput::new(new, first))
+                .hot_paths
+                .send($crate::hot_paths::SendInput::new(new, first))
                 .await
         }
+
+        /// A first delivery through the backend's own hot paths.
+        async fn first_delivery(
+            store: &$name,
+            input: $crate::hot_paths::DeliveryInput,
+        ) -> Result<Option<MessageRow>, TxError> {
+            use $crate::hot_paths::HotPaths as _;
+            store.hot_paths.first_delivery(input).await
+        }
     };
-    ($name:ident, $conn:ty, $tx:ident;) => {
+    (fns $name:ident, $conn:ty, $tx:ident;) => {
+        /// A first delivery as one guarded update.
+        async fn first_delivery(
+            store: &$name,
+            input: $crate::hot_paths::DeliveryInput,
+        ) -> Result<Option<MessageRow>, TxError> {
+            let mut pooled = store.conn().await?;
+            let conn: &mut $conn = &mut pooled;
+            Ok($crate::__private::diesel::update(
+                messages::table
+                    .filter(messages::tenant_id.eq(&input.tenant_id))
+                    .filter(messages::id.eq(&input.id))
+                    .filter(messages::recipient_id.eq(&input.recipient_id))
+                    .filter(messages::delivered_at.is_null()),
+            )
+            .set((
+                messages::delivered_at.eq(Some(input.at)),
+                messages::updated_at.eq(input.at),
+            ))
+            .returning(MessageRow::as_returning())
+            // Fixed shape: the same filters and SET columns every call.
+            .cached()
+            .get_result(conn)
+            .await
+            .optional()?)
+        }
+
         /// The send as a lookup (for retries) and then one transaction of portable
         /// statements.
         async fn send_rows(

@@ -914,6 +914,95 @@ pub async fn concurrent_delivery_acks_deliver_exactly_once(p: Ports) {
     );
 }
 
+/// Acknowledgements of many messages at once (the Postgres store writes them
+/// in shared statements): each gets the answer it would get alone.
+pub async fn concurrent_acks_of_many_messages_each_get_their_own_answer(p: Ports) {
+    let t = tenant("acme");
+    let (a, b) = (user("awa"), user("bakary"));
+    let mut messages = Vec::new();
+    for i in 0..30 {
+        let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, &format!("m{i}"), at(i))).await;
+        messages.push(m);
+    }
+    // Message 0 was delivered before; message 1 is acknowledged twice.
+    let first = p
+        .messages
+        .mark_delivered(&t, messages[0].id, &b, at(100))
+        .await
+        .unwrap();
+    assert!(matches!(first, DeliveryOutcome::Delivered(_)));
+    let unknown = message_id();
+    let mut acks = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        // Every fifth ack comes from the sender, who cannot deliver.
+        let by = if i % 5 == 4 { &a } else { &b };
+        acks.push((m.id, by.clone(), at(200 + i64::try_from(i).unwrap())));
+    }
+    acks.push((messages[1].id, b.clone(), at(300)));
+    acks.push((unknown, b.clone(), at(301)));
+    // Polled together from one task, so every ack is queued before the first
+    // is written.
+    let outcomes = futures::future::join_all(
+        acks.iter()
+            .map(|(id, by, when)| p.messages.mark_delivered(&t, *id, by, *when)),
+    )
+    .await;
+
+    let mut delivered_1 = 0;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let Some(m) = messages.get(i) else {
+            if i == 30 {
+                match outcome.unwrap() {
+                    DeliveryOutcome::Delivered(found) => {
+                        assert_eq!(found.delivered_at, Some(at(300)));
+                        delivered_1 += 1;
+                    }
+                    DeliveryOutcome::AlreadyDelivered(found) => {
+                        assert_eq!(found.delivered_at, Some(at(201)));
+                    }
+                    other => panic!("second ack of message 1: {other:?}"),
+                }
+            } else {
+                assert_eq!(
+                    outcome.unwrap_err(),
+                    StoreError::NotFound,
+                    "unknown message"
+                );
+            }
+            continue;
+        };
+        let outcome = outcome.unwrap();
+        let stored = p.messages.message(&t, m.id).await.unwrap().unwrap();
+        assert_eq!(
+            outcome.message(),
+            &stored,
+            "ack {i} returns the stored message"
+        );
+        match outcome {
+            DeliveryOutcome::AlreadyDelivered(found) if i == 1 => {
+                // Message 1's other ack came first.
+                assert_eq!(found.delivered_at, Some(at(300)));
+            }
+            DeliveryOutcome::AlreadyDelivered(found) => {
+                assert_eq!(i, 0, "only message 0 was delivered before, got {found:?}");
+                assert_eq!(found.delivered_at, Some(at(100)), "it keeps its first time");
+            }
+            DeliveryOutcome::NotRecipient(found) => {
+                assert_eq!(i % 5, 4, "ack {i}");
+                assert_eq!(found.delivered_at, None, "a sender's ack changes nothing");
+            }
+            DeliveryOutcome::Delivered(found) => {
+                assert!(i != 0 && i % 5 != 4, "ack {i}");
+                let expected = at(200 + i64::try_from(i).unwrap());
+                assert_eq!(found.delivered_at, Some(expected), "ack {i}");
+                assert_eq!(found.updated_at, expected);
+                delivered_1 += usize::from(i == 1);
+            }
+        }
+    }
+    assert_eq!(delivered_1, 1, "one of message 1's two acks delivers it");
+}
+
 pub async fn mark_read_keeps_first_read_at_and_returns_only_newly_read(p: Ports) {
     let t = tenant("acme");
     let (a, b) = (user("awa"), user("bakary"));

@@ -130,6 +130,7 @@ macro_rules! storage_contract {
             concurrent_retries_store_exactly_one_message,
             concurrent_sends_get_gapless_unique_seqs,
             concurrent_sends_across_conversations_each_get_their_own_answer,
+            concurrent_acks_of_many_messages_each_get_their_own_answer,
             failed_send_leaves_nothing_half_written,
             history_and_catch_up_are_stable_while_messages_arrive,
             conversation_list_orders_latest_first_with_last_message_and_unread_count,
