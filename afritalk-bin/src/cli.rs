@@ -18,6 +18,7 @@ Environment:
   AFRITALK_LISTEN                listen address (default 127.0.0.1:8080)
   DATABASE_URL                   postgres://… for PostgreSQL (default: SQLite in the data directory)
   AFRITALK_DB_POOL_SIZE          storage connections (default 16)
+  AFRITALK_REDIS_POOL_SIZE       Redis command connections, with REDIS_URL (default 64)
   AFRITALK_ROOT_PUBLIC_KEY       root public key (hex) to verify tokens with; no private key needed
   AFRITALK_ROOT_PRIVATE_KEY      root private key (hex) for `token` (default: the data directory's)
   AFRITALK_ALLOWED_ORIGINS       comma-separated Origin allowlist for the realtime handshake

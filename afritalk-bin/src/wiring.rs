@@ -184,7 +184,7 @@ pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, Re
     };
     let fail = |e: StoreError| RealtimeError(e.to_string());
     let pool =
-        afritalk_adapter_redis::connect_pool(url.expose(), config.db_pool_size).map_err(fail)?;
+        afritalk_adapter_redis::connect_pool(url.expose(), config.redis_pool_size).map_err(fail)?;
     let prefix = config.redis_prefix.clone();
     let presence = Arc::new(RedisPresence::new(
         pool.clone(),
