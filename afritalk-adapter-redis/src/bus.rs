@@ -32,7 +32,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{connection, unavailable};
+use crate::commands::SharedCommands;
+use crate::unavailable;
 
 /// How the subscriber watches and re-establishes its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +219,7 @@ type SinkSlot = Arc<RwLock<Option<Arc<dyn EventSink>>>>;
 /// Publishing succeeds when Redis accepted the event, whether or not any node is
 /// subscribed; it returns `Unavailable` when Redis cannot be reached.
 pub struct RedisEventBus {
-    pool: Pool,
+    commands: SharedCommands,
     client: Client,
     channel: String,
     options: BusOptions,
@@ -240,7 +241,7 @@ impl RedisEventBus {
     ) -> StoreResult<Self> {
         let client = Client::open(url).map_err(|e| unavailable("event bus URL", e))?;
         Ok(Self {
-            pool,
+            commands: SharedCommands::new(pool),
             client,
             channel: format!("{}events", prefix.into()),
             options,
@@ -334,7 +335,7 @@ impl fmt::Debug for RedisEventBus {
 impl EventPublisher for RedisEventBus {
     async fn publish(&self, audience: Audience, event: RealtimeEvent) -> StoreResult<()> {
         let body = encode(&audience, &event)?;
-        let mut conn = connection(&self.pool, "publishing an event").await?;
+        let mut conn = self.commands.get("publishing an event").await?;
         let _receivers: i64 = redis::cmd("PUBLISH")
             .arg(&self.channel)
             .arg(body)

@@ -2,7 +2,9 @@
 //!
 //! The adapters that let several identical AfriTalk nodes behave as one:
 //! presence, realtime event fan-out and rate limiting shared through Redis.
-//! Commands go through a [`deadpool_redis::Pool`]; the event bus's subscriber
+//! Commands go through a [`deadpool_redis::Pool`], from which each adapter
+//! takes one multiplexed connection that all its calls share (`commands.rs`
+//! says why); the event bus's subscriber
 //! holds its own dedicated pub/sub connection and re-subscribes by itself
 //! after Redis restarts.
 //!
@@ -53,6 +55,7 @@
 //! ```
 
 pub mod bus;
+mod commands;
 pub mod presence;
 pub mod rate_limit;
 
@@ -93,12 +96,4 @@ pub fn connect_pool(url: &str, max_size: usize) -> StoreResult<Pool> {
 /// Wraps a Redis failure as `Unavailable`, saying what was being done.
 pub(crate) fn unavailable(context: &str, error: impl Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {context}: {error}"))
-}
-
-/// A pooled connection, or `Unavailable` saying what it was for.
-pub(crate) async fn connection(
-    pool: &Pool,
-    context: &str,
-) -> StoreResult<deadpool_redis::Connection> {
-    pool.get().await.map_err(|e| unavailable(context, e))
 }

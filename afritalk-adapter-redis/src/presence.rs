@@ -29,7 +29,8 @@ use chrono::{DateTime, Utc};
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Script};
 
-use crate::{connection, unavailable};
+use crate::commands::SharedCommands;
+use crate::unavailable;
 
 /// Shared Lua helpers, prepended to every presence script.
 const LUA_HELPERS: &str = r#"
@@ -137,7 +138,7 @@ impl Default for PresenceOptions {
 /// sockets every [`heartbeat_interval`](Self::heartbeat_interval), which also
 /// rebuilds everything after Redis lost its data.
 pub struct RedisPresence {
-    pool: Pool,
+    commands: SharedCommands,
     prefix: String,
     options: PresenceOptions,
     connect: Script,
@@ -154,7 +155,7 @@ impl RedisPresence {
     pub fn new(pool: Pool, prefix: impl Into<String>, options: PresenceOptions) -> Self {
         let script = |body: &str| Script::new(&format!("{LUA_HELPERS}{body}"));
         Self {
-            pool,
+            commands: SharedCommands::new(pool),
             prefix: prefix.into(),
             options,
             connect: script(CONNECT),
@@ -195,7 +196,26 @@ impl RedisPresence {
         for (tenant, user, conn) in live {
             by_user.entry((tenant, user)).or_default().push(conn);
         }
-        let mut conn = connection(&self.pool, "presence heartbeat").await?;
+        let entries: Vec<_> = by_user.into_iter().collect();
+        // Re-announcing is idempotent, and it is the repair after Redis
+        // restarted: the shared connection may have died with the old server
+        // since its last use, so a failed attempt (which drops that
+        // connection) is made once more on a fresh one rather than waiting a
+        // whole heartbeat.
+        match self.reannounce_once(&entries, at).await {
+            Ok(()) => Ok(()),
+            Err(_) => self.reannounce_once(&entries, at).await,
+        }
+    }
+
+    /// One attempt of [`reannounce`](Self::reannounce), with the live
+    /// connections grouped by user.
+    async fn reannounce_once(
+        &self,
+        entries: &[((&TenantId, &UserId), Vec<&ConnectionId>)],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut conn = self.commands.get("presence heartbeat").await?;
         // EVALSHA in a pipeline does not fall back to EVAL: load the script first,
         // as a Redis that restarted has forgotten it.
         self.reannounce
@@ -203,7 +223,6 @@ impl RedisPresence {
             .load_async(&mut conn)
             .await
             .map_err(|e| unavailable("presence heartbeat: loading script", e))?;
-        let entries: Vec<_> = by_user.into_iter().collect();
         for batch in entries.chunks(REANNOUNCE_BATCH) {
             let mut pipe = redis::pipe();
             for ((tenant, user), conns) in batch {
@@ -282,7 +301,7 @@ impl PresenceTracker for RedisPresence {
         connection_id: &ConnectionId,
         at: DateTime<Utc>,
     ) -> StoreResult<PresenceChange> {
-        let mut conn = connection(&self.pool, "presence connect").await?;
+        let mut conn = self.commands.get("presence connect").await?;
         let facts: Facts = self
             .connect
             .key(self.conns_key(tenant, user))
@@ -305,7 +324,7 @@ impl PresenceTracker for RedisPresence {
         connection_id: &ConnectionId,
         at: DateTime<Utc>,
     ) -> StoreResult<PresenceChange> {
-        let mut conn = connection(&self.pool, "presence disconnect").await?;
+        let mut conn = self.commands.get("presence disconnect").await?;
         let facts: Facts = self
             .disconnect
             .key(self.conns_key(tenant, user))
@@ -338,7 +357,7 @@ impl PresenceTracker for RedisPresence {
         user: &UserId,
         at: DateTime<Utc>,
     ) -> StoreResult<PresenceChange> {
-        let mut conn = connection(&self.pool, "presence touch").await?;
+        let mut conn = self.commands.get("presence touch").await?;
         let facts: Facts = self
             .touch
             .key(self.conns_key(tenant, user))
@@ -353,7 +372,7 @@ impl PresenceTracker for RedisPresence {
     }
 
     async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
-        let mut conn = connection(&self.pool, "presence snapshot").await?;
+        let mut conn = self.commands.get("presence snapshot").await?;
         let (secs, micros): (i64, i64) = redis::cmd("TIME")
             .query_async(&mut conn)
             .await

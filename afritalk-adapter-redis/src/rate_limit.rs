@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
 
-use crate::{connection, unavailable};
+use crate::commands::SharedCommands;
+use crate::unavailable;
 
 /// KEYS: the window. ARGV: window (µs), max attempts.
 /// Answers {1, 0} when allowed (and recorded), {0, µs until a slot frees} when refused.
@@ -47,7 +48,7 @@ return {0, retry}
 /// `retry_after` is the time until the oldest allowed attempt leaves the window.
 /// Time is Redis's clock, so nodes with skewed clocks share one window.
 pub struct RedisRateLimiter {
-    pool: Pool,
+    commands: SharedCommands,
     prefix: String,
     limits: RateLimits,
     check: Script,
@@ -57,7 +58,7 @@ impl RedisRateLimiter {
     /// A limiter applying `limits` over `pool`, with every key under `prefix`.
     pub fn new(pool: Pool, prefix: impl Into<String>, limits: RateLimits) -> Self {
         Self {
-            pool,
+            commands: SharedCommands::new(pool),
             prefix: prefix.into(),
             limits,
             check: Script::new(CHECK),
@@ -100,7 +101,7 @@ impl RateLimiter for RedisRateLimiter {
         let window_us = u64::try_from(limit.per.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let mut conn = connection(&self.pool, "rate limit").await?;
+        let mut conn = self.commands.get("rate limit").await?;
         let (allowed, retry_us): (i64, i64) = self
             .check
             .key(self.key(tenant, user, action))

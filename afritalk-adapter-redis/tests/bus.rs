@@ -14,7 +14,7 @@ use afritalk_ports::{
     StoreError, TypingEvent,
 };
 use chrono::DateTime;
-use common::{Namespace, PrivateRedis, RecordingSink, tenant, user};
+use common::{Namespace, PrivateRedis, RecordingSink, eventually, tenant, user};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -201,18 +201,12 @@ async fn the_subscriber_reconnects_by_itself_after_redis_restarts() {
 
     // Same bus, same sink: delivery resumes. The pool may need a try to drop its
     // dead connection.
-    let mut published = false;
-    for _ in 0..20 {
-        if bus
-            .publish(audience.clone(), presence_event("after"))
+    let published = eventually(async || {
+        bus.publish(audience.clone(), presence_event("after"))
             .await
             .is_ok()
-        {
-            published = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert!(published, "publishing did not recover after the restart");
     let got = sink.wait_for(2, WAIT).await;
     assert_eq!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use afritalk_adapter_redis::{PresenceOptions, RedisPresence, connect_pool};
 use afritalk_ports::{ConnectionId, PresenceTracker, StoreError};
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{Namespace, tenant, user};
+use common::{Namespace, PrivateRedis, tenant, user};
 
 fn conn(id: &str) -> ConnectionId {
     ConnectionId::new(id)
@@ -299,4 +299,22 @@ async fn an_unreachable_redis_is_reported_as_unavailable() {
             .await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn the_first_reannounce_after_a_restart_works_though_its_connection_died() {
+    let mut redis = PrivateRedis::start();
+    let pool = connect_pool(&redis.url(), 4).unwrap();
+    let presence = RedisPresence::new(pool, "afritalk:", PresenceOptions::default());
+    let (t, u) = (tenant("t"), user("u"));
+    presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+
+    // Restarted empty right after a use: the shared connection is dead, and
+    // recent enough not to be checked first.
+    redis.restart();
+    let live = [(t.clone(), u.clone(), conn("c1"))];
+    presence.reannounce(&live, t0()).await.unwrap();
+    let after = presence.snapshot(&t).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].connections, 1);
 }

@@ -5,12 +5,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use afritalk_adapter_redis::{RedisRateLimiter, connect_pool};
 use afritalk_ports::{RateAction, RateDecision, RateLimit, RateLimiter, RateLimits, StoreError};
 
-use common::{Namespace, tenant, user};
+use common::{Namespace, PrivateRedis, eventually, tenant, user};
 
 fn limiter(ns: &Namespace, max: u32, per: Duration) -> RedisRateLimiter {
     let limits = RateLimits::default().with(RateAction::Send, RateLimit::new(max, per));
@@ -216,4 +217,69 @@ async fn an_unreachable_redis_is_reported_as_unavailable() {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+}
+
+/// The clients connected to `redis`, this query's own connection left out.
+async fn clients(redis: &PrivateRedis) -> usize {
+    let client = deadpool_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let list: String = deadpool_redis::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.lines().count() - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_share_one_connection_which_is_replaced_after_a_restart() {
+    let mut redis = PrivateRedis::start();
+    let pool = connect_pool(&redis.url(), 16).unwrap();
+    let limits = RateLimits::default().with(
+        RateAction::Send,
+        RateLimit::new(1000, Duration::from_secs(10)),
+    );
+    let limiter = Arc::new(RedisRateLimiter::new(pool, "afritalk:", limits));
+    let checks: Vec<_> = (0..64)
+        .map(|i| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter
+                    .check(&tenant("t"), &user(&format!("u{i}")), RateAction::Send)
+                    .await
+            })
+        })
+        .collect();
+    for check in checks {
+        assert_eq!(check.await.unwrap().unwrap(), RateDecision::Allowed);
+    }
+    // Pooled, 64 concurrent calls would have opened up to 16 connections.
+    assert_eq!(clients(&redis).await, 1);
+
+    redis.restart();
+    // Unused for over a second, the connection is checked before use: the
+    // first call after the restart already works.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let first = limiter
+        .check(&tenant("t"), &user("first"), RateAction::Send)
+        .await;
+    assert_eq!(first.unwrap(), RateDecision::Allowed);
+    assert_eq!(clients(&redis).await, 1);
+
+    // Restarted under a busy connection, a call may find it closed; it is
+    // then replaced, and calls succeed again.
+    limiter
+        .check(&tenant("t"), &user("busy"), RateAction::Send)
+        .await
+        .unwrap();
+    redis.restart();
+    let recovered = eventually(async || {
+        limiter
+            .check(&tenant("t"), &user("after"), RateAction::Send)
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(recovered, "the limiter did not reconnect after the restart");
+    assert_eq!(clients(&redis).await, 1);
 }

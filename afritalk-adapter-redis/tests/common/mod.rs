@@ -199,3 +199,15 @@ pub fn tenant(id: &str) -> TenantId {
 pub fn user(id: &str) -> UserId {
     UserId::parse(id).unwrap()
 }
+
+/// Tries `attempt` up to 20 times, 50 ms apart, until it succeeds; whether it
+/// did (for calls that may fail once while a connection is replaced).
+pub async fn eventually(mut attempt: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..20 {
+        if attempt().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -1,0 +1,148 @@
+//! The command connection an adapter's calls share.
+//!
+//! A connection checked out of a `deadpool_redis::Pool` is the caller's alone
+//! until it is returned, and every checkout first proves the connection alive
+//! with an `UNWATCH` + `PING` round trip. So each command cost two round
+//! trips and held a slot through both: at 3,000 messages/s across two nodes
+//! (five or so commands per message) the slots ran out, calls waited past the
+//! pool's timeout, and 31,000 realtime events were never published. Yet the
+//! connections are redis' multiplexed ones, which pipeline any number of
+//! concurrent commands over one socket by themselves.
+//!
+//! [`SharedCommands`] therefore takes one connection out of the pool and lets
+//! every call of its adapter use it at once, with no checkout. A call that
+//! finds it broken (Redis restarted, the socket closed) drops it, and the
+//! next call takes a fresh one from the pool, with the pool's timeouts. A
+//! connection left unused for a second is first checked with a `PING`: a
+//! busy node never pays for it, and a quiet adapter does not fail its first
+//! call on a connection that died while nobody used it. A connection used
+//! just before Redis restarted still fails one call (as a call in flight
+//! during the restart would); the presence re-announce, which is the repair
+//! after a restart, tries once more on a fresh connection.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use afritalk_ports::StoreResult;
+use deadpool_redis::Pool;
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+use deadpool_redis::redis::{self, Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+use crate::unavailable;
+
+/// How long the shared connection may go unused before it is checked first.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// The shared connection and when a call last took it.
+struct Slot {
+    conn: MultiplexedConnection,
+    taken: Instant,
+}
+
+/// One adapter's Redis command connection, shared by all its calls.
+#[derive(Clone)]
+pub(crate) struct SharedCommands {
+    pool: Pool,
+    current: Arc<Mutex<Option<Slot>>>,
+}
+
+impl SharedCommands {
+    /// Commands over connections taken from `pool` (one at a time).
+    pub(crate) fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            current: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A handle on the shared connection, connecting first if there is none;
+    /// `Unavailable`, saying what it was for (`context`), if Redis cannot be
+    /// reached.
+    pub(crate) async fn get(&self, context: &str) -> StoreResult<Command> {
+        let cached = self.slot().as_mut().map(|slot| {
+            let idle = slot.taken.elapsed();
+            slot.taken = Instant::now();
+            (slot.conn.clone(), idle)
+        });
+        if let Some((mut conn, idle)) = cached {
+            let alive = idle < IDLE_CHECK
+                || redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok();
+            if alive {
+                return Ok(Command {
+                    conn,
+                    shared: self.clone(),
+                });
+            }
+            *self.slot() = None;
+        }
+        let pooled = self.pool.get().await.map_err(|e| unavailable(context, e))?;
+        let conn = deadpool_redis::Connection::take(pooled);
+        // Two calls may both have connected after a failure: the later one
+        // stays shared, the other's connection lives as long as its call.
+        *self.slot() = Some(Slot {
+            conn: conn.clone(),
+            taken: Instant::now(),
+        });
+        Ok(Command {
+            conn,
+            shared: self.clone(),
+        })
+    }
+
+    /// The current connection (a poisoned lock only means a call panicked
+    /// while swapping it: the slot is still a valid `Option`).
+    fn slot(&self) -> MutexGuard<'_, Option<Slot>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One call's handle on the shared connection: it forgets the connection when
+/// a command finds it broken, so that the next call connects again.
+pub(crate) struct Command {
+    conn: MultiplexedConnection,
+    shared: SharedCommands,
+}
+
+impl Command {
+    /// Forgets the shared connection if `error` says it is no longer usable
+    /// (a timeout under load or a script error leaves it in place).
+    fn after(&self, error: &RedisError) {
+        if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
+            *self.shared.slot() = None;
+        }
+    }
+}
+
+impl ConnectionLike for Command {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = self.conn.req_packed_command(cmd).await;
+            if let Err(error) = &result {
+                self.after(error);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = self.conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(error) = &result {
+                self.after(error);
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
