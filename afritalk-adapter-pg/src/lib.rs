@@ -23,6 +23,9 @@
 //!   instead of seven or eight); `send_batch.rs`: many sends as one statement
 //!   of the same shape.
 //! - `delivery.rs`: first deliveries as one guarded `UPDATE` over arrays.
+//! - `statistics.rs`: [`PgStore::keep_statistics`], which analyzes the tables
+//!   itself where the server's autovacuum is off (generic plans made without
+//!   statistics are kept for good).
 //! - `migrations/`: the Postgres flavour of the portable schema, embedded in
 //!   the binary ([`MIGRATIONS`]).
 
@@ -31,9 +34,11 @@ mod delivery;
 mod hot_paths;
 mod send;
 mod send_batch;
+mod statistics;
 
 pub use batcher::BatchStatistics;
 pub use hot_paths::PgHotPaths;
+pub use statistics::StatisticsKeeping;
 
 use afritalk_adapter_sql::SetupError;
 use diesel_async::AsyncPgConnection;

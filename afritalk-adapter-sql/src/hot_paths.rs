@@ -51,7 +51,7 @@ impl SendInput {
 }
 
 /// One first delivery (✓✓) to write: the message, its recipient, and when.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryInput {
     /// The message's tenant.
     pub tenant_id: String,

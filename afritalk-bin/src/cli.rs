@@ -19,6 +19,7 @@ Environment:
   DATABASE_URL                   postgres://… for PostgreSQL (default: SQLite in the data directory)
   AFRITALK_DB_POOL_SIZE          storage connections (default 16)
   AFRITALK_REDIS_POOL_SIZE       Redis command connections, with REDIS_URL (default 64)
+  AFRITALK_PG_ANALYZE            auto|off: analyze the Postgres tables while autovacuum is off (default auto)
   AFRITALK_ROOT_PUBLIC_KEY       root public key (hex) to verify tokens with; no private key needed
   AFRITALK_ROOT_PRIVATE_KEY      root private key (hex) for `token` (default: the data directory's)
   AFRITALK_ALLOWED_ORIGINS       comma-separated Origin allowlist for the realtime handshake

@@ -53,6 +53,10 @@ pub struct Config {
     pub db_pool_size: usize,
     /// Connections in the Redis command pool (`AFRITALK_REDIS_POOL_SIZE`).
     pub redis_pool_size: usize,
+    /// Whether the server analyzes its Postgres tables itself while the
+    /// database's autovacuum is off (`AFRITALK_PG_ANALYZE`: `auto`, the
+    /// default, or `off`).
+    pub pg_analyze: bool,
     /// Root private key in hex (`AFRITALK_ROOT_PRIVATE_KEY`); only `token` needs it.
     pub root_private_key: Option<Secret>,
     /// Root public key in hex (`AFRITALK_ROOT_PUBLIC_KEY`); when set, the server
@@ -157,14 +161,24 @@ impl Config {
             }
         };
         let db_pool_size = pool_size("AFRITALK_DB_POOL_SIZE", get("AFRITALK_DB_POOL_SIZE"), 16)?;
-        // Each realtime event, presence touch and rate-limit check holds a
-        // Redis connection for one round trip; with 16, a node saturated near
-        // 600 msg/s waited past the pool timeout and dropped events.
+        // The pool the Redis adapters take their shared connections from (one
+        // each, replaced after a failure): its size matters only while many
+        // calls reconnect at once.
         let redis_pool_size = pool_size(
             "AFRITALK_REDIS_POOL_SIZE",
             get("AFRITALK_REDIS_POOL_SIZE"),
             64,
         )?;
+        let pg_analyze = match get("AFRITALK_PG_ANALYZE").as_deref() {
+            None | Some("auto") => true,
+            Some("off") => false,
+            Some(_) => {
+                return Err(ConfigError {
+                    name: "AFRITALK_PG_ANALYZE",
+                    reason: "must be auto or off".into(),
+                });
+            }
+        };
         let messaging_default_enabled = match get("AFRITALK_MESSAGING_DEFAULT").as_deref() {
             None | Some("enabled") | Some("true") | Some("on") => true,
             Some("disabled") | Some("false") | Some("off") => false,
@@ -187,6 +201,7 @@ impl Config {
             database,
             db_pool_size,
             redis_pool_size,
+            pg_analyze,
             root_private_key: get("AFRITALK_ROOT_PRIVATE_KEY").map(Secret::new),
             root_public_key: get("AFRITALK_ROOT_PUBLIC_KEY"),
             allowed_origins,
@@ -241,6 +256,7 @@ mod tests {
     fn no_configuration_means_the_embedded_default() {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.pg_analyze);
         assert_eq!(
             c.database,
             Database::Sqlite(PathBuf::from("./afritalk-data/afritalk.db"))
@@ -269,6 +285,12 @@ mod tests {
         assert_eq!(
             config(&[("AFRITALK_DB_POOL_SIZE", "0")]).unwrap_err().name,
             "AFRITALK_DB_POOL_SIZE"
+        );
+        assert_eq!(
+            config(&[("AFRITALK_PG_ANALYZE", "sometimes")])
+                .unwrap_err()
+                .name,
+            "AFRITALK_PG_ANALYZE"
         );
         assert_eq!(
             config(&[("AFRITALK_REDIS_POOL_SIZE", "lots")])

@@ -8,7 +8,7 @@ use afritalk_adapter_memory::{
     CachedDirectory, CachedFeatureFlags, LocalEventBus, LocalPresence, LocalRateLimiter,
     SystemClock, UuidV7Ids,
 };
-use afritalk_adapter_pg::PgStore;
+use afritalk_adapter_pg::{PgStore, StatisticsKeeping};
 use afritalk_adapter_redis::{
     BusOptions, PresenceOptions, RedisEventBus, RedisPresence, RedisRateLimiter,
 };
@@ -20,6 +20,10 @@ use afritalk_ports::{
 };
 
 use crate::config::{Config, Database};
+
+/// How often the Postgres store checks whether its tables need analyzing
+/// (one small catalog query while autovacuum is off, a settings read otherwise).
+const STATISTICS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A storage backend could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +121,14 @@ pub async fn open_storage(config: &Config) -> Result<Storage, StorageError> {
                 .map_err(fail)?
                 .with_messaging_default(config.messaging_default_enabled);
             store.migrate().await.map_err(fail)?;
-            tracing::info!("storage: PostgreSQL");
+            if config.pg_analyze {
+                // Ends with the store's pool; see afritalk-adapter-pg's statistics.rs.
+                store.keep_statistics(
+                    StatisticsKeeping::WhenAutovacuumIsOff,
+                    STATISTICS_CHECK_INTERVAL,
+                );
+            }
+            tracing::info!(analyze = config.pg_analyze, "storage: PostgreSQL");
             Ok(Storage::from_store("postgres", store))
         }
     }

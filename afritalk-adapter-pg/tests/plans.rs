@@ -1,0 +1,250 @@
+//! The hot statements keep a good plan whatever Postgres knew when it made it.
+//!
+//! A statement prepared once per connection soon runs on one generic plan,
+//! made from what the planner believes at that moment and kept until the
+//! table's statistics change. Where autovacuum is off, or before its first
+//! analyze, that belief is a table of a few pages with default selectivities,
+//! and a statement whose best plan depends on it keeps a young table's plan
+//! (a sequential scan, or the wrong index) as the table grows to millions of
+//! rows. These tests take the statement the store really ran, prepare it on a
+//! young table with generic plans forced, and read its plan; and they check
+//! that the store's statistics keeper analyzes the tables that changed, as
+//! autovacuum would (which makes the sessions plan their statements again).
+//!
+//! Server: as for the contract tests (`AFRITALK_TEST_DATABASE_URL`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use afritalk_adapter_pg::{PgStore, StatisticsKeeping};
+use afritalk_adapter_sql::statement_log::StatementLog;
+use afritalk_contract::fixtures::{at, new_message, tenant, user, with_client_id};
+use afritalk_contract::hot_paths;
+use afritalk_ports::MessageStore;
+use common::{admin, drop_database, new_database};
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The generic plan of `sql` (prepared with `types`, run with `args`) on the
+/// database at `url`, as EXPLAIN prints it.
+async fn generic_plan(url: &str, sql: &str, types: &str, args: &str) -> String {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query(format!("PREPARE probe({types}) AS {sql}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN EXECUTE probe({args})"))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_delivery_probes_the_key_even_on_a_plan_made_for_a_young_table() {
+    let log = StatementLog::new();
+    let (name, url) = new_database(&mut admin().await).await;
+    let store = PgStore::connect(&url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut pooled = store.pool().get().await.unwrap();
+    pooled.set_instrumentation(log.recorder());
+    drop(pooled);
+
+    // One message stored, one ack: the table is a page, as in a new deployment.
+    let acks = hot_paths::delivery_acks(&store, || log.take().sequence).await;
+    let delivery = &acks.first[0];
+    assert!(delivery.starts_with("WITH acks AS MATERIALIZED"));
+
+    let plan = generic_plan(
+        &url,
+        delivery,
+        "text",
+        "'[{\"tenant_id\": \"acme\", \"id\": \"m\", \"recipient_id\": \"bakary\", \"at\": \"2026-01-01T00:00:00\"}]'",
+    )
+    .await;
+    // A scan of `messages`, or an index other than the key (the recipient's
+    // index ends with `id` and looks as selective), would read more rows as
+    // the table grows: every ack must be one probe of the key.
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(
+        plan.contains("Index Scan using messages_pkey on messages"),
+        "{plan}"
+    );
+    assert_eq!(
+        plan.matches("Index Scan").count(),
+        1,
+        "one index probe per ack: {plan}"
+    );
+    assert!(plan.contains("Tid Scan on messages m"), "{plan}");
+
+    // And Postgres does settle on that generic plan (the store has one
+    // session): a shape whose calls each look cheaper planned afresh would
+    // be planned on every ack.
+    for _ in 0..8 {
+        hot_paths::delivery_acks(&store, Vec::new).await;
+    }
+    let mut session = store.pool().get().await.unwrap();
+    let generic = number(
+        &mut session,
+        "SELECT generic_plans::float8 AS value FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH acks AS MATERIALIZED%'",
+    )
+    .await;
+    assert!(generic >= 1.0, "never ran on its generic plan");
+    drop(session);
+
+    drop(store);
+    drop_database(&mut admin().await, &name).await;
+}
+
+/// Stores sends `range` of awa to bakary, each with its own client id.
+async fn send_range(store: &PgStore, range: std::ops::Range<i64>) {
+    let (t, a, b) = (tenant("acme"), user("awa"), user("bakary"));
+    for i in range {
+        let send = with_client_id(new_message(&t, &a, &b, "bonjour", at(i)), &format!("c-{i}"));
+        store.send(send).await.unwrap();
+    }
+}
+
+/// Waits until the sessions have reported all `sent` sends to the
+/// statistics: each backend reports its counts up to ten seconds after its
+/// transactions, and a count reported after an analyze would be taken for a
+/// change made since.
+async fn reported(conn: &mut AsyncPgConnection, sent: i64) {
+    let inserted = "SELECT coalesce(min(n_tup_ins), 0)::float8 AS value FROM pg_stat_user_tables \
+                    WHERE relname IN ('messages', 'notifications', 'messaging_audit_log')";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while number(conn, inserted).await < sent as f64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        number(conn, inserted).await,
+        sent as f64,
+        "sends not reported"
+    );
+}
+
+/// Runs the keeper until it analyzes `table` (sessions report their row
+/// counts a moment after their transactions); what the last pass analyzed.
+async fn refresh_until(store: &PgStore, table: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let analyzed = store
+            .refresh_statistics(StatisticsKeeping::Always)
+            .await
+            .unwrap();
+        if analyzed.iter().any(|t| t == table) || Instant::now() > deadline {
+            return analyzed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A number read from the catalog.
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    value: f64,
+}
+
+/// The single number `sql` selects (as `value`).
+async fn number(conn: &mut AsyncPgConnection, sql: &str) -> f64 {
+    let row: Number = diesel::sql_query(sql).get_result(conn).await.unwrap();
+    row.value
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_statistics_keeper_analyzes_the_tables_that_changed_at_autovacuums_pace() {
+    let (name, url) = new_database(&mut admin().await).await;
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    // The keeper is the only one to analyze here, whatever the server's
+    // autovacuum setting.
+    for table in [
+        "messages",
+        "notifications",
+        "messaging_audit_log",
+        "conversations",
+        "directory_users",
+    ] {
+        diesel::sql_query(format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    send_range(&store, 0..80).await;
+    reported(&mut conn, 80).await;
+    let analyzed = refresh_until(&store, "messages").await;
+    // One conversation written 80 times counts as well; the directory did
+    // not change.
+    for table in [
+        "messages",
+        "notifications",
+        "messaging_audit_log",
+        "conversations",
+    ] {
+        assert!(
+            analyzed.iter().any(|t| t == table),
+            "{table} changed by 80 rows, not analyzed: {analyzed:?}"
+        );
+    }
+    assert!(
+        !analyzed.iter().any(|t| t == "directory_users"),
+        "{analyzed:?}"
+    );
+    // The planner now knows the table's size (never analyzed: -1).
+    let rows = "SELECT reltuples::float8 AS value FROM pg_class WHERE relname = 'messages'";
+    assert_eq!(number(&mut conn, rows).await, 80.0);
+    // Nothing changed since: nothing to do.
+    let again = store
+        .refresh_statistics(StatisticsKeeping::Always)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    // 60 more rows: past the threshold (50 + 8), but the table was analyzed
+    // seconds ago and has not doubled: left for later.
+    send_range(&store, 80..140).await;
+    reported(&mut conn, 140).await;
+    let changed = "SELECT n_mod_since_analyze::float8 AS value FROM pg_stat_user_tables \
+                   WHERE relname = 'messages'";
+    assert_eq!(number(&mut conn, changed).await, 60.0);
+    let spaced = store
+        .refresh_statistics(StatisticsKeeping::Always)
+        .await
+        .unwrap();
+    assert!(!spaced.iter().any(|t| t == "messages"), "{spaced:?}");
+
+    // 30 more: more rows changed than the table held, so it is young and
+    // growing fast, and analyzed again at once.
+    send_range(&store, 140..170).await;
+    reported(&mut conn, 170).await;
+    let grown = refresh_until(&store, "messages").await;
+    assert!(grown.iter().any(|t| t == "messages"), "{grown:?}");
+    assert_eq!(number(&mut conn, rows).await, 170.0);
+
+    drop((conn, store));
+    drop_database(&mut admin().await, &name).await;
+}
