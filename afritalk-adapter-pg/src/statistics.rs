@@ -27,6 +27,8 @@
 
 use std::time::Duration;
 
+use afritalk_adapter_sql::error::db_error;
+use afritalk_ports::{StoreError, StoreResult};
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -60,11 +62,9 @@ pub enum StatisticsKeeping {
 impl PgStore {
     /// Analyzes, once, the schema's tables due for it (see the module
     /// documentation; none if `keeping` leaves it to autovacuum); returns the
-    /// tables analyzed.
-    pub async fn refresh_statistics(
-        &self,
-        keeping: StatisticsKeeping,
-    ) -> Result<Vec<String>, diesel::result::Error> {
+    /// tables analyzed. A database that cannot be reached or refuses the
+    /// catalog queries is `Unavailable`, as for every port call.
+    pub async fn refresh_statistics(&self, keeping: StatisticsKeeping) -> StoreResult<Vec<String>> {
         refresh(self.pool(), keeping).await
     }
 
@@ -101,16 +101,18 @@ impl PgStore {
 async fn refresh(
     pool: &Pool<AsyncPgConnection>,
     keeping: StatisticsKeeping,
-) -> Result<Vec<String>, diesel::result::Error> {
+) -> StoreResult<Vec<String>> {
+    const CONTEXT: &str = "refreshing planner statistics";
     let mut conn = pool
         .get()
         .await
-        .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+        .map_err(|e| StoreError::Unavailable(format!("no connection for {CONTEXT}: {e}")))?;
     if keeping == StatisticsKeeping::WhenAutovacuumIsOff {
         let autovacuum: Autovacuum =
             diesel::sql_query("SELECT current_setting('autovacuum')::bool AS on")
                 .get_result(&mut *conn)
-                .await?;
+                .await
+                .map_err(|e| db_error(CONTEXT, e))?;
         if autovacuum.on {
             return Ok(Vec::new());
         }
@@ -125,13 +127,15 @@ async fn refresh(
            OR s.n_mod_since_analyze > greatest(c.reltuples, 0))",
     )
     .load(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| db_error(CONTEXT, e))?;
     let mut analyzed = Vec::with_capacity(stale.len());
     for Stale { relname } in stale {
         let quoted = relname.replace('"', "\"\"");
         diesel::sql_query(format!("ANALYZE \"{quoted}\""))
             .execute(&mut *conn)
-            .await?;
+            .await
+            .map_err(|e| db_error(CONTEXT, e))?;
         analyzed.push(relname);
     }
     Ok(analyzed)

@@ -248,3 +248,24 @@ async fn the_statistics_keeper_analyzes_the_tables_that_changed_at_autovacuums_p
     drop((conn, store));
     drop_database(&mut admin().await, &name).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_statistics_keeper_reports_a_lost_database_as_unavailable() {
+    let (name, url) = new_database(&mut admin().await).await;
+    let store = PgStore::connect(&url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(
+        store
+            .refresh_statistics(StatisticsKeeping::Always)
+            .await
+            .is_ok()
+    );
+
+    // The database goes away under the store (its sessions are ended).
+    drop_database(&mut admin().await, &name).await;
+    let lost = store.refresh_statistics(StatisticsKeeping::Always).await;
+    assert!(
+        matches!(lost, Err(afritalk_ports::StoreError::Unavailable(_))),
+        "{lost:?}"
+    );
+}
