@@ -217,6 +217,12 @@ async fn the_statistics_keeper_analyzes_the_tables_that_changed_at_autovacuums_p
     // The planner now knows the table's size (never analyzed: -1).
     let rows = "SELECT reltuples::float8 AS value FROM pg_class WHERE relname = 'messages'";
     assert_eq!(number(&mut conn, rows).await, 80.0);
+    // From a small sample: 80 distinct ids make a histogram of at most 11
+    // bounds at the keeper's target of 10 (81 at the default 100).
+    let bounds = "SELECT array_length(histogram_bounds::text::text[], 1)::float8 AS value \
+                  FROM pg_stats WHERE tablename = 'messages' AND attname = 'id'";
+    let bounds = number(&mut conn, bounds).await;
+    assert!((2.0..=11.0).contains(&bounds), "{bounds} histogram bounds");
     // Nothing changed since: nothing to do.
     let again = store
         .refresh_statistics(StatisticsKeeping::Always)
@@ -236,9 +242,12 @@ async fn the_statistics_keeper_analyzes_the_tables_that_changed_at_autovacuums_p
         .await
         .unwrap();
     assert!(!spaced.iter().any(|t| t == "messages"), "{spaced:?}");
+    // Nor is its one conversation, updated 60 times: a table that changes
+    // without growing waits its minute too.
+    assert!(!spaced.iter().any(|t| t == "conversations"), "{spaced:?}");
 
-    // 30 more: more rows changed than the table held, so it is young and
-    // growing fast, and analyzed again at once.
+    // 30 more: the table has more than doubled since its analyze, so it is
+    // young and growing fast, and analyzed again at once.
     send_range(&store, 140..170).await;
     reported(&mut conn, 170).await;
     let grown = refresh_until(&store, "messages").await;
