@@ -101,6 +101,11 @@ pub struct TrafficArgs {
     /// The server's per-user send allowance per 10 s, only used to warn (default 30).
     #[arg(long, default_value_t = 30)]
     pub send_limit: u32,
+    /// Also write every message's due time and latency to this CSV file, to
+    /// see when the slow deliveries happened (they come in bursts) and line
+    /// them up with the server's and Postgres's logs.
+    #[arg(long)]
+    pub latencies_csv: Option<std::path::PathBuf>,
 }
 
 /// Options of `idle`.

@@ -14,7 +14,7 @@
 //! and the second half receives on the second one.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,16 @@ struct Run {
     id: u32,
     /// Time zero of every `_ns` value.
     epoch: Instant,
+    /// `epoch` as Unix time in ns (for the latencies CSV).
+    epoch_unix_ns: u64,
     /// Due time of message 0, in ns after `epoch` (set when the timetable starts).
     start_ns: AtomicU64,
     rate: f64,
     warmup: u64,
     users: Vec<String>,
     flags: Vec<AtomicU8>,
+    /// Each message's send → receive latency in µs (0: not received).
+    latencies_us: Vec<AtomicU32>,
     latency: Mutex<Histogram<u64>>,
     ack_latency: Mutex<Histogram<u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -104,9 +108,15 @@ impl Run {
         }
         self.received.fetch_add(1, Ordering::Relaxed);
         self.last_receive_ns.fetch_max(now, Ordering::Relaxed);
+        let us = (now.saturating_sub(due) / 1000).max(1);
+        if let Some(slot) = self
+            .latencies_us
+            .get(usize::try_from(seq).unwrap_or(usize::MAX))
+        {
+            slot.store(u32::try_from(us).unwrap_or(u32::MAX), Ordering::Relaxed);
+        }
         if seq >= self.warmup {
-            let us = now.saturating_sub(due) / 1000;
-            let _ = lock(&self.latency).record(us.max(1));
+            let _ = lock(&self.latency).record(us);
         }
     }
 }
@@ -294,11 +304,13 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
     let run = Arc::new(Run {
         id: seconds_now().wrapping_mul(2_654_435_761) ^ std::process::id(),
         epoch: Instant::now(),
+        epoch_unix_ns: unix_now_ns(),
         start_ns: AtomicU64::new(0),
         rate: args.rate,
         warmup,
         users: users.clone(),
         flags: (0..total).map(|_| AtomicU8::new(0)).collect(),
+        latencies_us: (0..total).map(|_| AtomicU32::new(0)).collect(),
         latency: Mutex::new(stats::histogram().map_err(|e| SetupError(e.to_string()))?),
         ack_latency: Mutex::new(stats::histogram().map_err(|e| SetupError(e.to_string()))?),
         errors: Mutex::new(BTreeMap::new()),
@@ -401,6 +413,9 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         if received && !acked {
             received_unacked += 1;
         }
+    }
+    if let Some(path) = &args.latencies_csv {
+        write_latencies(&run, path).map_err(|e| SetupError(format!("{}: {e}", path.display())))?;
     }
     let measured_received = lock(&run.latency).len();
     let first_measured_due = run.due_ns(warmup);
@@ -511,6 +526,31 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
 
 fn senders_len(two_nodes: bool, users: usize) -> usize {
     if two_nodes { users / 2 } else { users }
+}
+
+/// Writes `seq,due_unix_s,latency_us,measured` for every message of the run
+/// (latency empty when it was not received).
+fn write_latencies(run: &Run, path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "seq,due_unix_s,latency_us,measured")?;
+    for (seq, slot) in (0u64..).zip(&run.latencies_us) {
+        let due = (run.epoch_unix_ns + run.due_ns(seq)) as f64 / 1e9;
+        let latency = match slot.load(Ordering::Relaxed) {
+            0 => String::new(),
+            us => us.to_string(),
+        };
+        writeln!(out, "{seq},{due:.6},{latency},{}", seq >= run.warmup)?;
+    }
+    out.flush()
+}
+
+/// The wall clock as Unix time in ns.
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn seconds_now() -> u32 {

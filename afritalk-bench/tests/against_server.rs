@@ -6,10 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use afritalk_bench::cli::{Cli, Scenario};
 use afritalk_bench::client::{self, Endpoint, EventHandler};
 use afritalk_bench::setup::{self, Planned, Tokens};
+use afritalk_bench::traffic;
 use afritalk_bin::app::Application;
 use afritalk_bin::config::{Config, Database};
+use clap::Parser;
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -147,6 +150,72 @@ async fn the_client_sends_receives_and_acks_through_the_real_server() {
     for s in fleet.sockets.iter().flatten() {
         s.close();
     }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_latency_scenario_writes_every_message_to_its_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_lookup(|_| None).unwrap();
+    config.data_dir = dir.path().join("data");
+    config.database = Database::Sqlite(config.data_dir.join("afritalk.db"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let app = Application::build(config.clone()).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    // 20 msg/s for 1 s after 0.5 s of warm-up: 30 messages, 10 of them warm-up.
+    let csv = dir.path().join("latencies.csv");
+    let data_dir = config.data_dir.display().to_string();
+    let cli = Cli::try_parse_from([
+        "afritalk-bench",
+        "latency",
+        "--url",
+        &url,
+        "--data-dir",
+        &data_dir,
+        "--rate",
+        "20",
+        "--users",
+        "4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "500ms",
+        "--latencies-csv",
+        &csv.display().to_string(),
+    ])
+    .unwrap();
+    let Scenario::Latency(args) = cli.scenario else {
+        panic!("not the latency scenario");
+    };
+    traffic::run(args, false).await.unwrap();
+
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("seq,due_unix_s,latency_us,measured"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 30, "{text}");
+    for (seq, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], seq.to_string());
+        // Every message arrived, after its due time and within seconds.
+        let latency: u64 = row[2].parse().unwrap_or_else(|_| panic!("{text}"));
+        assert!((1..5_000_000).contains(&latency), "{text}");
+        assert_eq!(row[3], if seq >= 10 { "true" } else { "false" });
+    }
+    // Due times follow the timetable: 50 ms apart, in today's Unix time.
+    let due = |i: usize| rows[i][1].parse::<f64>().unwrap();
+    assert!((due(29) - due(0) - 1.45).abs() < 1e-3, "{text}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - 60.0..now).contains(&due(29)), "{text}");
+
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
