@@ -35,6 +35,41 @@ impl EventHandler for Recorder {
     fn on_close(&self, _socket: usize, _reason: &str) {}
 }
 
+/// The real server on the embedded default, in process, on a free port.
+struct Server {
+    url: String,
+    config: Config,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(dir: &std::path::Path) -> Self {
+        let mut config = Config::from_lookup(|_| None).unwrap();
+        config.data_dir = dir.join("data");
+        config.database = Database::Sqlite(config.data_dir.join("afritalk.db"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build(config.clone()).await.unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            config,
+            stop,
+            task,
+        }
+    }
+
+    /// Shuts the server down and waits (a while) for it to finish.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
 async fn eventually(what: &str, check: impl Fn() -> bool) {
     for _ in 0..200 {
         if check() {
@@ -48,16 +83,8 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_sends_receives_and_acks_through_the_real_server() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::from_lookup(|_| None).unwrap();
-    config.data_dir = dir.path().join("data");
-    config.database = Database::Sqlite(config.data_dir.join("afritalk.db"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let app = Application::build(config.clone()).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
+    let server = Server::start(dir.path()).await;
+    let (url, config) = (server.url.clone(), server.config.clone());
 
     let root = setup::root_key(None, Some(&config.data_dir)).unwrap();
     let tokens = Tokens::new(root, "bench", Duration::from_secs(600)).unwrap();
@@ -150,23 +177,14 @@ async fn the_client_sends_receives_and_acks_through_the_real_server() {
     for s in fleet.sockets.iter().flatten() {
         s.close();
     }
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_latency_scenario_writes_every_message_to_its_csv() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::from_lookup(|_| None).unwrap();
-    config.data_dir = dir.path().join("data");
-    config.database = Database::Sqlite(config.data_dir.join("afritalk.db"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let app = Application::build(config.clone()).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
+    let server = Server::start(dir.path()).await;
+    let (url, config) = (server.url.clone(), server.config.clone());
 
     // 20 msg/s for 1 s after 0.5 s of warm-up: 30 messages, 10 of them warm-up.
     let csv = dir.path().join("latencies.csv");
@@ -216,6 +234,5 @@ async fn the_latency_scenario_writes_every_message_to_its_csv() {
         .as_secs_f64();
     assert!((now - 60.0..now).contains(&due(29)), "{text}");
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    server.stop().await;
 }
