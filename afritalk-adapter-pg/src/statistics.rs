@@ -23,9 +23,10 @@
 //! than doubled in rows since (a young table growing fast). Analyzing a table
 //! makes every connection plan its statements on that table again, now with
 //! statistics, which is why a changed table is not analyzed at every check:
-//! `conversations`, a few rows each updated by every send, once counted as
-//! "changed more rows than it held" and was analyzed every five seconds, and
-//! the replanning that followed showed as bursts of slow deliveries.
+//! `conversations`, one row per pair updated by every send in it, once
+//! counted as "changed more rows than it held" and was analyzed every five
+//! seconds, and the replanning that followed showed as bursts of slow
+//! deliveries.
 //! With autovacuum on, it only reads the setting.
 
 use std::time::Duration;
@@ -104,9 +105,8 @@ impl PgStore {
 /// rather than the default 30,000. What the hot statements' plans need is
 /// the tables' size and whether a key is selective, which a small sample
 /// tells as well; the default sample took 130 ms of a core per analyze of a
-/// 25,000-row `messages` (its 4,000-character contents included), against
-/// 20 ms, and on a two-core server that pause showed in the deliveries of
-/// the moment.
+/// 25,000-row `messages`, against 20 ms, and on a two-core server that pause
+/// showed in the deliveries of the moment.
 const SAMPLE: &str = "SET LOCAL default_statistics_target = 10";
 
 /// One pass of the keeper, on a connection of `pool`.
