@@ -20,7 +20,7 @@
 //!
 //! which is, per acknowledgement, the portable guarded update: only the
 //! recipient delivers, and only the first time. A lone acknowledgement runs
-//! the same statement with arrays of one. A batch never holds one message
+//! the same statement with a batch of one. A batch never holds one message
 //! twice (its key), so each returned row answers exactly one acknowledgement;
 //! an acknowledgement without a row changed nothing, and the shared code reads
 //! the message to say why.

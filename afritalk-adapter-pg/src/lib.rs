@@ -22,7 +22,8 @@
 //! - `send.rs`: one send as a single writable-CTE statement (one round trip
 //!   instead of seven or eight); `send_batch.rs`: many sends as one statement
 //!   of the same shape.
-//! - `delivery.rs`: first deliveries as one guarded `UPDATE` over arrays.
+//! - `delivery.rs`: first deliveries as one guarded `UPDATE`: a primary-key
+//!   probe per acknowledgement, from one JSON array.
 //! - `statistics.rs`: [`PgStore::keep_statistics`], which analyzes the tables
 //!   itself where the server's autovacuum is off (generic plans made without
 //!   statistics are kept for good).
