@@ -359,6 +359,39 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_event_emitted_while_connecting_is_answered() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let mut c = Clients::start().await;
+    // socket.io-client sends a buffered emit the moment the connect packet
+    // arrives; each socket must already have its handlers by then.
+    for i in 0..20 {
+        let ack = c
+            .emit_while_connecting(
+                &app,
+                &format!("dg{i}"),
+                T,
+                &dg,
+                "messaging:send",
+                json!({ "toUserId": "emp", "content": format!("early {i}") }),
+            )
+            .await;
+        assert_eq!(ok_ack(&ack)["message"]["content"], format!("early {i}"));
+    }
+    let emp = app.token(T, "emp", Role::Employe);
+    let (_, history) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversation/dg"), &emp)
+        .await;
+    assert_eq!(
+        history["messages"].as_array().unwrap().len(),
+        20,
+        "{history}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_expired_and_attenuated_tokens_are_refused() {
     let app = spawn_app().await;
     company(&app).await;

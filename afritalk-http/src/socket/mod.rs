@@ -71,8 +71,14 @@ fn handshake_token(s: &SocketRef, auth: Option<ConnectAuth>) -> Option<String> {
 
 /// Connect middleware: opens the token once (signatures) and authorizes it for
 /// reads and writes on the path's tenant, refreshes the directory, records the
-/// connection (staff only, checked by the core), and keeps the [`Session`].
-/// Nothing is emitted before it succeeds.
+/// connection (staff only, checked by the core), keeps the [`Session`], joins
+/// the socket's rooms and registers its events. Nothing is emitted before it
+/// succeeds.
+///
+/// Rooms and events are set up here rather than in [`on_connect`] because
+/// socketioxide sends the client its connect packet before it spawns the
+/// connect handler: a client that emits as soon as it is connected could
+/// otherwise reach a socket with no handler yet, and get no ack at all.
 pub(crate) async fn authenticate(
     s: SocketRef,
     State(app): State<App>,
@@ -105,16 +111,21 @@ pub(crate) async fn authenticate(
         .service
         .connect(&actor, &ConnectionId::new(s.id.to_string()))
         .await?;
+    s.join(Audience::User(actor.tenant.clone(), actor.user.clone()).room());
+    s.join(Audience::Tenant(actor.tenant.clone()).room());
+    handlers::register(&s);
+    s.on_disconnect(on_disconnect);
     s.extensions.insert(Session {
         actor,
         can_write,
         token,
     });
+    inner.metrics.socket_opened();
     Ok(())
 }
 
-/// After authentication: join the rooms, register the events, and watch the
-/// presence of the first page of conversation partners.
+/// After the connect packet: watch the presence of the first page of
+/// conversation partners (a query the handshake need not wait for).
 pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
     let Some(session) = s.extensions.get::<Session>() else {
         // The middleware always stores it; without it the socket is useless.
@@ -122,12 +133,6 @@ pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
         return;
     };
     let actor = &session.actor;
-    app.inner.metrics.socket_opened();
-    s.join(Audience::User(actor.tenant.clone(), actor.user.clone()).room());
-    s.join(Audience::Tenant(actor.tenant.clone()).room());
-    handlers::register(&s);
-    s.on_disconnect(on_disconnect);
-
     match app
         .inner
         .service

@@ -169,6 +169,26 @@ impl Clients {
         report["data"].clone()
     }
 
+    /// Connects socket `name` and, without waiting for the connection, emits
+    /// `event`: socket.io-client buffers it and sends it right after the
+    /// server's connect packet. Returns the server's ack.
+    pub async fn emit_while_connecting(
+        &mut self,
+        app: &TestApp,
+        name: &str,
+        tenant: &str,
+        token: &str,
+        event: &str,
+        data: Value,
+    ) -> Value {
+        self.command(json!({
+            "op": "connect", "client": name, "url": app.address,
+            "path": app.socket_path(tenant), "token": token, "transports": ["websocket"],
+        }))
+        .await;
+        self.emit(name, event, data).await
+    }
+
     /// Emits `event` without asking for an ack.
     pub async fn emit_raw(&mut self, name: &str, event: &str, data: Value) {
         self.command(json!({ "op": "emitRaw", "client": name, "event": event, "data": data }))
