@@ -106,6 +106,10 @@ pub struct TrafficArgs {
     /// them up with the server's and Postgres's logs.
     #[arg(long)]
     pub latencies_csv: Option<std::path::PathBuf>,
+    /// The server's process id (repeat for two nodes), to report its CPU time
+    /// per message beside Postgres's and Redis's, which are found by name.
+    #[arg(long)]
+    pub server_pid: Vec<u32>,
 }
 
 /// Options of `idle`.

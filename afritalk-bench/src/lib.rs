@@ -31,6 +31,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cpu;
 pub mod idle;
 pub mod protocol;
 pub mod setup;

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::cli::TrafficArgs;
 use crate::client::{Endpoint, EventHandler, SocketHandle};
+use crate::cpu::{CpuSnapshot, CpuUse};
 use crate::setup::{self, Planned, SetupError, Tokens};
 use crate::stats::{self, Progress, percentiles};
 use crate::sys;
@@ -368,6 +369,12 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         }
     });
     let handles = Arc::new(fleet.sockets);
+    let cpu_meter = {
+        let run = run.clone();
+        let servers = args.server_pid.clone();
+        let last = warmup + measured.saturating_sub(1);
+        tokio::task::spawn_blocking(move || measure_cpu(&run, &servers, warmup, last, measured))
+    };
     let sched = {
         let run = run.clone();
         let handles = handles.clone();
@@ -394,6 +401,7 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
     }
     progress.stop();
     let load_after = sys::load_average();
+    let cpu = cpu_meter.await.ok();
 
     // Account for every message.
     let (mut lost, mut unacked, mut received_unacked) = (0u64, 0u64, 0u64);
@@ -450,6 +458,10 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         "machine            {} CPUs; load average {load_before} before, {load_after} after",
         sys::cpus()
     );
+    if let Some(cpu) = &cpu {
+        println!("cpu (measured)     {}", cpu.machine_line());
+        println!("cpu per message    {}", cpu.per_message_line());
+    }
     println!(
         "users              {} ({} senders, each writing to user i+{half}; {} connected)",
         args.users,
@@ -522,6 +534,22 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         }
     );
     Ok(())
+}
+
+/// Snapshots the CPU counters when message `first` is due and again when
+/// message `last` is, and returns what was spent per message in between.
+fn measure_cpu(run: &Run, servers: &[u32], first: u64, last: u64, messages: u64) -> CpuUse {
+    let sleep_until = |seq: u64| {
+        let due = run.due_ns(seq);
+        let now = run.now_ns();
+        if due > now {
+            std::thread::sleep(Duration::from_nanos(due - now));
+        }
+    };
+    sleep_until(first);
+    let before = CpuSnapshot::take(servers);
+    sleep_until(last);
+    before.until(&CpuSnapshot::take(servers), messages)
 }
 
 fn senders_len(two_nodes: bool, users: usize) -> usize {
