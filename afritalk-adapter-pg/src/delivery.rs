@@ -2,8 +2,9 @@
 //!
 //! Every message is acknowledged by its recipient's socket, so under load
 //! there are as many ✓✓ updates as sends, each with its own commit. Through
-//! the batcher (`batcher.rs`) the acknowledgements that queue up while others
-//! are written share one statement:
+//! the batcher (`batcher.rs`) the acknowledgements that arrive within a few
+//! milliseconds of each other, or queue up while others are written, share
+//! one statement:
 //!
 //! ```sql
 //! WITH acks AS MATERIALIZED (
@@ -83,6 +84,13 @@ impl BatchWrite for DeliveryWrite {
     type Output = Option<MessageRow>;
     /// The message id: one acknowledgement per message in a batch.
     type Key = String;
+    /// One writer that lingers: nobody waits on a ✓✓ but the sender's tick,
+    /// and a few milliseconds there let the acknowledgements of a busy node
+    /// share statements (at 1,000 messages/s without lingering nearly every
+    /// one went alone; lingering 5 ms cut Postgres's CPU per message by about
+    /// 10 % and the server's by 6 %).
+    const WRITERS: usize = 1;
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
     fn keys(input: &DeliveryInput) -> Vec<String> {
         vec![input.id.clone()]

@@ -2,16 +2,20 @@
 //! deliveries, into shared statements, and each call still gets the answer it
 //! would get alone (the contract cases these run assert that); these tests
 //! check that grouping did happen, including a batch of sends that failed and
-//! was written again one send at a time.
+//! was written again one send at a time, and acknowledgements that arrived one
+//! after the other but within the deliveries' linger.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
 use std::future::Future;
+use std::time::Duration;
 
 use afritalk_adapter_pg::{BatchStatistics, PgStore};
 use afritalk_contract::Ports;
+use afritalk_contract::fixtures::{at, new_message, tenant, user};
+use afritalk_ports::{DeliveryOutcome, SendOutcome};
 use common::{admin, drop_database, new_database};
 
 /// Runs `case` on a store over a fresh database and returns what `statistics`
@@ -69,4 +73,44 @@ async fn concurrent_delivery_acks_share_statements() {
         "a batch holds several acks: {after:?}"
     );
     assert_eq!(after.failed_batches, 0, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_a_millisecond_apart_share_one_statement() {
+    let (before, after) = statistics_around(
+        |p: Ports| async move {
+            let t = tenant("acme");
+            let (a, b) = (user("awa"), user("bakary"));
+            let mut ids = Vec::new();
+            for i in 0..2 {
+                let new = new_message(&t, &a, &b, &format!("m{i}"), at(i));
+                match p.messages.send(new).await.unwrap() {
+                    SendOutcome::Stored { message, .. } => ids.push(message.id),
+                    other => panic!("{other:?}"),
+                }
+            }
+            // Not polled together: the second ack is made a millisecond after
+            // the first has started its writer.
+            let first = tokio::spawn({
+                let (p, t, b, id) = (p.clone(), t.clone(), b.clone(), ids[0]);
+                async move { p.messages.mark_delivered(&t, id, &b, at(100)).await }
+            });
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let second = p.messages.mark_delivered(&t, ids[1], &b, at(101)).await;
+            for outcome in [first.await.unwrap(), second] {
+                assert!(
+                    matches!(outcome, Ok(DeliveryOutcome::Delivered(_))),
+                    "{outcome:?}"
+                );
+            }
+        },
+        PgStore::delivery_statistics,
+    )
+    .await;
+    assert_eq!(before, BatchStatistics::default());
+    assert_eq!(
+        (after.batches, after.batched),
+        (1, 2),
+        "both acks in one statement: {after:?}"
+    );
 }
