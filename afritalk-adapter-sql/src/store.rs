@@ -539,9 +539,10 @@ macro_rules! sql_store {
                         .filter(unread_messages.field(messages::deleted_at).is_null())
                         .select($crate::__private::diesel::dsl::count_star())
                         .single_value();
-                    // The page's ids first (keyset, index-ordered, LIMIT), then the
-                    // join to each one's last message: the join touches 50 rows, not
-                    // every conversation of the user.
+                    // The page's ids first (keyset; each side of the pair found by
+                    // its index, then sorted and cut by LIMIT), then the join to each
+                    // one's last message: the join touches 50 rows, not every
+                    // conversation of the user.
                     let mut page_ids = conversations::table
                         .filter(conversations::tenant_id.eq(tenant.as_str().to_owned()))
                         .filter(
