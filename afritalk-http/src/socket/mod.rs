@@ -120,7 +120,6 @@ pub(crate) async fn authenticate(
         can_write,
         token,
     });
-    inner.metrics.socket_opened();
     Ok(())
 }
 
@@ -132,6 +131,9 @@ pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
         let _ = s.disconnect();
         return;
     };
+    // Counted here, not in the middleware: a socket whose connect packet
+    // could not be sent never gets this handler, nor a disconnect one.
+    app.inner.metrics.socket_opened();
     let actor = &session.actor;
     match app
         .inner
