@@ -160,12 +160,14 @@ impl From<WireAudience> for Audience {
     }
 }
 
-/// One published event on the channel.
+/// One published event on the channel: written with the event's
+/// [`WirePayload`](afritalk_ports::WirePayload) (no intermediate tree), read
+/// back with a [`Value`] to rebuild the event from.
 #[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
+struct Envelope<P> {
     audience: WireAudience,
     name: String,
-    payload: Value,
+    payload: P,
 }
 
 /// The channel message for an event.
@@ -173,14 +175,14 @@ fn encode(audience: &Audience, event: &RealtimeEvent) -> StoreResult<String> {
     serde_json::to_string(&Envelope {
         audience: audience.into(),
         name: event.name().to_owned(),
-        payload: event.payload(),
+        payload: event.wire_payload(),
     })
     .map_err(|e| StoreError::Unavailable(format!("redis: encoding {}: {e}", event.name())))
 }
 
 /// Rebuilds the audience and event from a channel message.
 fn decode(raw: &[u8]) -> Result<(Audience, RealtimeEvent), String> {
-    let envelope: Envelope = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    let envelope: Envelope<Value> = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
     let Envelope {
         audience,
         name,

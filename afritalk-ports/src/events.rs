@@ -152,19 +152,66 @@ impl RealtimeEvent {
 
     /// The JSON payload as sent to clients.
     pub fn payload(&self) -> serde_json::Value {
-        let result = match self {
-            RealtimeEvent::MessageNew(e) => serde_json::to_value(e),
-            RealtimeEvent::MessageRead(e) => serde_json::to_value(e),
-            RealtimeEvent::MessageDelivered(e) => serde_json::to_value(e),
-            RealtimeEvent::MessageEdited(m) | RealtimeEvent::MessageDeleted(m) => {
-                serde_json::to_value(m)
-            }
-            RealtimeEvent::PresenceUpdate(e) => serde_json::to_value(e),
-            RealtimeEvent::NotifyNew(e) => serde_json::to_value(e),
-            RealtimeEvent::TypingStart(e) | RealtimeEvent::TypingStop(e) => serde_json::to_value(e),
-        };
         // These types only hold strings, numbers, timestamps and ids, which
         // always serialize; a failure would be a programming error.
-        result.unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(self.wire_payload()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The payload as it serializes on the wire, without building a
+    /// [`serde_json::Value`] first: for writers that serialize it straight
+    /// into a frame (every delivery does, so the tree would be garbage at once).
+    pub fn wire_payload(&self) -> WirePayload<'_> {
+        WirePayload(self)
+    }
+}
+
+/// A [`RealtimeEvent`]'s payload, serialized as clients receive it (see
+/// [`RealtimeEvent::wire_payload`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WirePayload<'a>(&'a RealtimeEvent);
+
+impl Serialize for WirePayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            RealtimeEvent::MessageNew(e) => e.serialize(serializer),
+            RealtimeEvent::MessageRead(e) => e.serialize(serializer),
+            RealtimeEvent::MessageDelivered(e) => e.serialize(serializer),
+            RealtimeEvent::MessageEdited(m) | RealtimeEvent::MessageDeleted(m) => {
+                m.serialize(serializer)
+            }
+            RealtimeEvent::PresenceUpdate(e) => e.serialize(serializer),
+            RealtimeEvent::NotifyNew(e) => e.serialize(serializer),
+            RealtimeEvent::TypingStart(e) | RealtimeEvent::TypingStop(e) => e.serialize(serializer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_wire_payload_is_the_inner_event_untagged_in_camel_case() {
+        let typing = TypingEvent {
+            conversation_id: ConversationId::parse("0192f0c4-2d8e-7c3a-9b1e-5f2a6d7e8f90").unwrap(),
+            user_id: UserId::parse("awa").unwrap(),
+        };
+        let expected = serde_json::json!({
+            "conversationId": "0192f0c4-2d8e-7c3a-9b1e-5f2a6d7e8f90",
+            "userId": "awa",
+        });
+        for event in [
+            RealtimeEvent::TypingStart(typing.clone()),
+            RealtimeEvent::TypingStop(typing),
+        ] {
+            let written = serde_json::to_string(&event.wire_payload()).unwrap();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&written).unwrap(),
+                expected
+            );
+            assert_eq!(event.payload(), expected);
+        }
     }
 }

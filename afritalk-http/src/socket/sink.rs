@@ -32,7 +32,8 @@ impl EventSink for SocketSink {
             return;
         };
         let room = audience.room();
-        let payload = event.payload();
+        // Serialized straight into each frame, never as a `Value` tree.
+        let payload = event.wire_payload();
         let name = event.name();
         match (audience, event) {
             (Audience::User(_, user), RealtimeEvent::MessageNew(new))
