@@ -135,11 +135,8 @@ impl Clients {
         token: &str,
         transport: &str,
     ) -> Result<String, String> {
-        self.command(json!({
-            "op": "connect", "client": name, "url": app.address,
-            "path": app.socket_path(tenant), "token": token, "transports": [transport],
-        }))
-        .await;
+        self.command(connect_command(app, name, tenant, token, transport))
+            .await;
         let report = self
             .wait_for(|r| {
                 r["client"] == name && (r["kind"] == "connected" || r["kind"] == "connect_error")
@@ -181,11 +178,8 @@ impl Clients {
         event: &str,
         data: Value,
     ) -> Value {
-        self.command(json!({
-            "op": "connect", "client": name, "url": app.address,
-            "path": app.socket_path(tenant), "token": token, "transports": ["websocket"],
-        }))
-        .await;
+        self.command(connect_command(app, name, tenant, token, "websocket"))
+            .await;
         self.emit(name, event, data).await
     }
 
@@ -220,6 +214,14 @@ impl Clients {
             .await
             .expect("disconnected");
     }
+}
+
+/// The driver command that connects socket `name` to `tenant`'s endpoint.
+fn connect_command(app: &TestApp, name: &str, tenant: &str, token: &str, transport: &str) -> Value {
+    json!({
+        "op": "connect", "client": name, "url": app.address,
+        "path": app.socket_path(tenant), "token": token, "transports": [transport],
+    })
 }
 
 impl Drop for Clients {
