@@ -6,7 +6,9 @@
 //! cannot share a pooled one) that hands every event to the node's attached
 //! [`EventSink`] — including the events this node published itself, so a
 //! publishing node delivers locally exactly once, through the same path as the
-//! others. The sink alone decides which local sockets are in the audience.
+//! others. The sink alone decides which local sockets are in the audience; an
+//! event whose audience has none here ([`EventSink::has_audience`]) is dropped
+//! with its payload unparsed, which is most events once there are many nodes.
 //!
 //! The subscriber reconnects by itself: when its connection closes or stops
 //! answering pings, it retries with exponential backoff and re-subscribes. Events
@@ -28,7 +30,7 @@ use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Client, Msg, aio::PubSubSink};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -65,6 +67,7 @@ pub struct BusMetrics {
     published: AtomicU64,
     received: AtomicU64,
     delivered: AtomicU64,
+    not_here: AtomicU64,
     malformed: AtomicU64,
     reconnects: AtomicU64,
     gap_micros: AtomicU64,
@@ -85,6 +88,12 @@ impl BusMetrics {
     /// Received events handed to the attached sink.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Received events left alone because no socket of this node was in
+    /// their audience (the sink said so).
+    pub fn not_here(&self) -> u64 {
+        self.not_here.load(Ordering::Relaxed)
     }
 
     /// Received messages that could not be decoded (and were dropped).
@@ -162,7 +171,7 @@ impl From<WireAudience> for Audience {
 
 /// One published event on the channel: written with the event's
 /// [`WirePayload`](afritalk_ports::WirePayload) (no intermediate tree), read
-/// back with a [`Value`] to rebuild the event from.
+/// back with the payload as raw JSON (see [`Received`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope<P> {
     audience: WireAudience,
@@ -180,22 +189,44 @@ fn encode(audience: &Audience, event: &RealtimeEvent) -> StoreResult<String> {
     .map_err(|e| StoreError::Unavailable(format!("redis: encoding {}: {e}", event.name())))
 }
 
+/// A channel message whose audience is read and whose payload is not parsed
+/// yet: a node with no socket in the audience drops it without parsing it.
+struct Received<'a> {
+    audience: Audience,
+    name: String,
+    payload: &'a RawValue,
+}
+
+impl Received<'_> {
+    /// Reads the envelope of a channel message.
+    fn open(raw: &[u8]) -> Result<Received<'_>, String> {
+        let envelope: Envelope<&RawValue> =
+            serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+        Ok(Received {
+            audience: envelope.audience.into(),
+            name: envelope.name,
+            payload: envelope.payload,
+        })
+    }
+
+    /// Parses the payload into the event its name says.
+    fn event(&self) -> Result<RealtimeEvent, String> {
+        rebuild(&self.name, self.payload.get()).map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
 /// Rebuilds the audience and event from a channel message.
+#[cfg(test)]
 fn decode(raw: &[u8]) -> Result<(Audience, RealtimeEvent), String> {
-    let envelope: Envelope<Value> = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-    let Envelope {
-        audience,
-        name,
-        payload,
-    } = envelope;
-    let event = rebuild(&name, payload).map_err(|e| format!("{name}: {e}"))?;
-    Ok((audience.into(), event))
+    let received = Received::open(raw)?;
+    let event = received.event()?;
+    Ok((received.audience, event))
 }
 
 /// The event named `name` with `payload` as its wire JSON. Must know every name
 /// that [`RealtimeEvent::name`] gives (the round-trip test holds it to that).
-fn rebuild(name: &str, payload: Value) -> Result<RealtimeEvent, String> {
-    use serde_json::from_value as parse;
+fn rebuild(name: &str, payload: &str) -> Result<RealtimeEvent, String> {
+    use serde_json::from_str as parse;
     let err = |e: serde_json::Error| e.to_string();
     Ok(match name {
         "messaging:new" => RealtimeEvent::MessageNew(parse(payload).map_err(err)?),
@@ -445,10 +476,31 @@ impl Subscriber {
         }
     }
 
-    /// Decodes one message and hands it to the sink, in arrival order.
+    /// Decodes one message and hands it to the sink, in arrival order, unless
+    /// the sink has no socket in its audience (most events of a many-node
+    /// cluster are for sockets on other nodes: their payload is not parsed).
     async fn handle(&self, message: &Msg) {
         self.metrics.received.fetch_add(1, Ordering::Relaxed);
-        let (audience, event) = match decode(message.get_payload_bytes()) {
+        let decoded = Received::open(message.get_payload_bytes());
+        // Clone the Arc and release the lock before awaiting the sink.
+        let sink = self
+            .sink
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let decoded = match decoded {
+            Ok(received)
+                if sink
+                    .as_ref()
+                    .is_some_and(|s| !s.has_audience(&received.audience)) =>
+            {
+                self.metrics.not_here.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(received) => received.event().map(|event| (received.audience, event)),
+            Err(error) => Err(error),
+        };
+        let (audience, event) = match decoded {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
@@ -456,12 +508,6 @@ impl Subscriber {
                 return;
             }
         };
-        // Clone the Arc and release the lock before awaiting the sink.
-        let sink = self
-            .sink
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         if let Some(sink) = sink {
             sink.deliver(&audience, &event).await;
             self.metrics.delivered.fetch_add(1, Ordering::Relaxed);

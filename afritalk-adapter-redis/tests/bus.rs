@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use afritalk_adapter_redis::deadpool_redis::redis;
 use afritalk_adapter_redis::{BusOptions, RedisEventBus, connect_pool};
 use afritalk_ports::{
     Audience, ConversationId, EventPublisher, PresenceEvent, PresenceStatus, RealtimeEvent,
@@ -125,6 +126,59 @@ async fn an_event_published_on_one_node_reaches_every_node_once_with_its_audienc
     }
     assert_eq!(node1.metrics().published(), 3);
     assert_eq!(node2.metrics().published(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_no_socket_in_the_audience_leaves_the_event_unparsed() {
+    let ns = Namespace::new().await;
+    let (everyone, all_sink) = node(&ns.url, &ns).await;
+    // The second node has sockets of acme only.
+    let acme_only =
+        RedisEventBus::new(&ns.url, ns.pool.clone(), &ns.prefix, fast_options()).unwrap();
+    let acme_sink = Arc::new(RecordingSink::only(tenant("acme")));
+    acme_only.attach(acme_sink.clone()).unwrap();
+    assert!(acme_only.wait_subscribed(WAIT).await);
+
+    let for_globex = (
+        Audience::User(tenant("globex"), user("kofi")),
+        typing_event("zed"),
+    );
+    let for_acme = (Audience::Tenant(tenant("acme")), presence_event("awa"));
+    everyone
+        .publish(for_globex.0.clone(), for_globex.1.clone())
+        .await
+        .unwrap();
+    // A payload no node could parse, for an audience the second node does
+    // not have: it is left alone there, not counted as malformed.
+    let mut conn = ns.pool.get().await.unwrap();
+    let unparsable = r#"{"audience":{"kind":"tenant","tenant":"globex"},"name":"typing:start","payload":{"x":1}}"#;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(everyone.channel())
+        .arg(unparsable)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    everyone
+        .publish(for_acme.0.clone(), for_acme.1.clone())
+        .await
+        .unwrap();
+
+    assert_eq!(all_sink.wait_for(2, WAIT).await.len(), 2);
+    assert_eq!(acme_sink.wait_for(1, WAIT).await, vec![for_acme.clone()]);
+    assert!(eventually(async || acme_only.metrics().received() == 3).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(acme_sink.delivered(), vec![for_acme.clone()]);
+    let here = acme_only.metrics();
+    assert_eq!(
+        (here.delivered(), here.not_here(), here.malformed()),
+        (1, 2, 0)
+    );
+    let all = everyone.metrics();
+    assert_eq!(all_sink.delivered(), vec![for_globex, for_acme]);
+    assert_eq!(
+        (all.delivered(), all.not_here(), all.malformed()),
+        (2, 0, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

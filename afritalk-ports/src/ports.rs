@@ -427,6 +427,14 @@ pub trait EventPublisher: Send + Sync {
 pub trait EventSink: Send + Sync {
     /// Emits the event to this node's sockets in `audience`'s room, and to no other socket.
     async fn deliver(&self, audience: &Audience, event: &RealtimeEvent);
+
+    /// Whether any of this node's sockets is in `audience`'s room now. A bus that
+    /// hands every node every event MAY skip (and not even decode) the events
+    /// this says no to; it MUST NOT skip one it says yes to. The default says yes
+    /// to all.
+    fn has_audience(&self, _audience: &Audience) -> bool {
+        true
+    }
 }
 
 /// An action counted by the rate limiter.

@@ -157,9 +157,19 @@ impl Drop for PrivateRedis {
 pub struct RecordingSink {
     delivered: Mutex<Vec<(Audience, RealtimeEvent)>>,
     changed: Notify,
+    /// The only tenant with sockets on this node, if it is not every tenant.
+    only: Option<TenantId>,
 }
 
 impl RecordingSink {
+    /// A sink of a node whose sockets all belong to `tenant`.
+    pub fn only(tenant: TenantId) -> Self {
+        Self {
+            only: Some(tenant),
+            ..Self::default()
+        }
+    }
+
     /// What was delivered so far.
     pub fn delivered(&self) -> Vec<(Audience, RealtimeEvent)> {
         self.delivered.lock().unwrap().clone()
@@ -189,6 +199,10 @@ impl EventSink for RecordingSink {
             .unwrap()
             .push((audience.clone(), event.clone()));
         self.changed.notify_waiters();
+    }
+
+    fn has_audience(&self, audience: &Audience) -> bool {
+        self.only.as_ref().is_none_or(|t| audience.tenant() == t)
     }
 }
 

@@ -62,6 +62,14 @@ impl EventSink for SocketSink {
             }
         }
     }
+
+    fn has_audience(&self, audience: &Audience) -> bool {
+        self.app
+            .inner
+            .io
+            .get()
+            .is_some_and(|io| !io.to(audience.room()).sockets().is_empty())
+    }
 }
 
 /// Marks the message delivered on the first recipient ack (later ones change
