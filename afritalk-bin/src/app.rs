@@ -222,12 +222,14 @@ fn bus_metrics_text(m: &BusMetrics) -> String {
          # TYPE afritalk_bus_events_total counter\n\
          afritalk_bus_events_total{{stage=\"published\"}} {}\n\
          afritalk_bus_events_total{{stage=\"received\"}} {}\n\
+         afritalk_bus_events_total{{stage=\"not_here\"}} {}\n\
          afritalk_bus_events_total{{stage=\"malformed\"}} {}\n",
         m.reconnects(),
         m.gap_seconds_total(),
         u8::from(m.is_subscribed()),
         m.published(),
         m.received(),
+        m.not_here(),
         m.malformed(),
     )
 }

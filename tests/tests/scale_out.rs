@@ -85,6 +85,22 @@ async fn two_nodes_sharing_postgres_and_redis_behave_as_one() {
     assert_eq!(read["ok"], true, "{read}");
     let read = c.next_event("dg@1", "messaging:read").await;
     assert_eq!(read["messageId"], id.as_str());
+    // Node 2 has no socket of the DG: it left those receipts unparsed.
+    let mut not_here = 0;
+    for _ in 0..50 {
+        let res = node2.http.get(node2.url("/metrics")).send().await.unwrap();
+        let text = res.text().await.unwrap();
+        not_here = text
+            .lines()
+            .find_map(|l| l.strip_prefix("afritalk_bus_events_total{stage=\"not_here\"} "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if not_here >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(not_here >= 2, "node 2 parsed the DG's receipts: {not_here}");
 
     // Exactly once per socket: no second copy arrives.
     assert!(
