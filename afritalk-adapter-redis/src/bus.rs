@@ -481,37 +481,38 @@ impl Subscriber {
     /// cluster are for sockets on other nodes: their payload is not parsed).
     async fn handle(&self, message: &Msg) {
         self.metrics.received.fetch_add(1, Ordering::Relaxed);
-        let decoded = Received::open(message.get_payload_bytes());
+        let received = match Received::open(message.get_payload_bytes()) {
+            Ok(received) => received,
+            Err(error) => return self.drop_malformed(&error),
+        };
         // Clone the Arc and release the lock before awaiting the sink.
         let sink = self
             .sink
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let decoded = match decoded {
-            Ok(received)
-                if sink
-                    .as_ref()
-                    .is_some_and(|s| !s.has_audience(&received.audience)) =>
-            {
-                self.metrics.not_here.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Ok(received) => received.event().map(|event| (received.audience, event)),
-            Err(error) => Err(error),
+        if sink
+            .as_ref()
+            .is_some_and(|s| !s.has_audience(&received.audience))
+        {
+            self.metrics.not_here.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let event = match received.event() {
+            Ok(event) => event,
+            Err(error) => return self.drop_malformed(&error),
         };
-        let (audience, event) = match decoded {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(channel = %self.channel, %error, "event bus dropped an undecodable message");
-                return;
-            }
-        };
+        let audience = received.audience;
         if let Some(sink) = sink {
             sink.deliver(&audience, &event).await;
             self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts and logs a channel message that could not be decoded.
+    fn drop_malformed(&self, error: &str) {
+        self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(channel = %self.channel, %error, "event bus dropped an undecodable message");
     }
 }
 
