@@ -39,7 +39,7 @@ mod statistics;
 
 pub use batcher::BatchStatistics;
 pub use hot_paths::PgHotPaths;
-pub use statistics::StatisticsKeeping;
+pub use statistics::{StatisticsKeeping, YOUNG_ROWS};
 
 use afritalk_adapter_sql::SetupError;
 use diesel_async::AsyncPgConnection;

@@ -19,14 +19,20 @@
 //! the schema's tables changed since their last analyze
 //! (`pg_stat_user_tables`), and analyzes those past autovacuum's default
 //! threshold (50 rows plus a tenth of the table) that were last analyzed a
-//! minute ago or more (autovacuum's default pace), or never, or have more
-//! than doubled in rows since (a young table growing fast). Analyzing a table
+//! minute ago or more (autovacuum's default pace), or never, or are still
+//! young (analyzed at fewer than [`YOUNG_ROWS`] rows) and have more than
+//! doubled since. Analyzing a table
 //! makes every connection plan its statements on that table again, now with
 //! statistics, which is why a changed table is not analyzed at every check:
 //! `conversations`, one row per pair updated by every send in it, once
 //! counted as "changed more rows than it held" and was analyzed every five
 //! seconds, and the replanning that followed showed as bursts of slow
-//! deliveries.
+//! deliveries. For the same reason a grown table waits its minute: doubling
+//! from 5,000 to 10,000 to 20,000 rows in a new deployment's first half
+//! minute at 1,000 messages/s once meant nine analyzes, each followed by a
+//! burst of 10–30 slow deliveries, for plans that no longer change past a
+//! thousand rows (the planner scales what it knows to the table's current
+//! size on disk).
 //! With autovacuum on, it only reads the setting.
 
 use std::time::Duration;
@@ -109,6 +115,13 @@ impl PgStore {
 /// showed in the deliveries of the moment.
 const SAMPLE: &str = "SET LOCAL default_statistics_target = 10";
 
+/// The analyzed size under which a table counts as young and is analyzed
+/// again as soon as it doubles, without waiting its minute: below it the
+/// first plans, made on a handful of rows, may be wrong for the table a
+/// moment later; above it what the plans need (which keys are selective) is
+/// known, and the planner scales row counts to the table's current size.
+pub const YOUNG_ROWS: u32 = 1_000;
+
 /// One pass of the keeper, on a connection of `pool`.
 async fn refresh(
     pool: &Pool<AsyncPgConnection>,
@@ -136,8 +149,9 @@ async fn refresh(
          AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0) \
          AND (greatest(s.last_analyze, s.last_autoanalyze) IS NULL \
            OR greatest(s.last_analyze, s.last_autoanalyze) < now() - interval '60 seconds' \
-           OR s.n_live_tup > 2 * greatest(c.reltuples, 0))",
+           OR (c.reltuples < $1 AND s.n_live_tup > 2 * greatest(c.reltuples, 0)))",
     )
+    .bind::<diesel::sql_types::Float, _>(YOUNG_ROWS as f32)
     .load(&mut *conn)
     .await
     .map_err(|e| db_error(CONTEXT, e))?;

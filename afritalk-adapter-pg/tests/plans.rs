@@ -19,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use afritalk_adapter_pg::{PgStore, StatisticsKeeping};
+use afritalk_adapter_pg::{PgStore, StatisticsKeeping, YOUNG_ROWS};
 use afritalk_adapter_sql::statement_log::StatementLog;
 use afritalk_contract::fixtures::{at, new_message, tenant, user, with_client_id};
 use afritalk_contract::hot_paths;
@@ -142,6 +142,21 @@ async fn reported(conn: &mut AsyncPgConnection, sent: i64) {
     );
 }
 
+/// Waits until `rows` directory inserts have been reported to the statistics.
+async fn directory_reported(conn: &mut AsyncPgConnection, rows: u32) {
+    let inserted = "SELECT n_tup_ins::float8 AS value FROM pg_stat_user_tables \
+                    WHERE relname = 'directory_users'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while number(conn, inserted).await < f64::from(rows) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        number(conn, inserted).await,
+        f64::from(rows),
+        "inserts not reported"
+    );
+}
+
 /// Runs the keeper until it analyzes `table` (sessions report their row
 /// counts a moment after their transactions); what the last pass analyzed.
 async fn refresh_until(store: &PgStore, table: &str) -> Vec<String> {
@@ -253,6 +268,41 @@ async fn the_statistics_keeper_analyzes_the_tables_that_changed_at_autovacuums_p
     let grown = refresh_until(&store, "messages").await;
     assert!(grown.iter().any(|t| t == "messages"), "{grown:?}");
     assert_eq!(number(&mut conn, rows).await, 170.0);
+
+    // A table past its youth waits its minute even when it doubles: the
+    // directory, filled in bulk beyond the young size and analyzed, then
+    // tripled.
+    let fill = |from: u32, to: u32| {
+        format!(
+            "INSERT INTO directory_users (tenant_id, user_id, display_name, role, active, updated_at) \
+             SELECT 'acme', 'u-' || i, 'U ' || i, 'EMPLOYE', true, now() \
+             FROM generate_series({from}, {to} - 1) AS i"
+        )
+    };
+    let grown_up = YOUNG_ROWS + 200;
+    diesel::sql_query(fill(0, grown_up))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    directory_reported(&mut conn, grown_up).await;
+    let first = refresh_until(&store, "directory_users").await;
+    assert!(first.iter().any(|t| t == "directory_users"), "{first:?}");
+    diesel::sql_query(fill(grown_up, 3 * grown_up))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    directory_reported(&mut conn, 3 * grown_up).await;
+    let directory_changed = "SELECT n_mod_since_analyze::float8 AS value FROM pg_stat_user_tables \
+                             WHERE relname = 'directory_users'";
+    assert_eq!(
+        number(&mut conn, directory_changed).await,
+        f64::from(2 * grown_up)
+    );
+    let waited = store
+        .refresh_statistics(StatisticsKeeping::Always)
+        .await
+        .unwrap();
+    assert!(!waited.iter().any(|t| t == "directory_users"), "{waited:?}");
 
     drop((conn, store));
     drop_database(&mut admin().await, &name).await;
