@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::keys::{self, KeyFileError};
-use crate::wiring::{self, Bus, RealtimeError, Storage, StorageError};
+use crate::wiring::{self, Bus, ReadCaches, RealtimeError, Storage, StorageError};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,7 @@ pub struct Application {
     app: App,
     service: MessagingService,
     heartbeat: Option<Heartbeat>,
+    read_caches: ReadCaches,
 }
 
 /// What the shared-presence heartbeat needs: the Redis presence, and the bus's
@@ -149,6 +150,7 @@ impl Application {
             app,
             service,
             heartbeat,
+            read_caches: storage.read_caches.clone(),
         })
     }
 
@@ -175,7 +177,9 @@ impl Application {
         let heartbeat = self
             .heartbeat
             .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone())));
+        let read_caches = tokio::spawn(self.read_caches.keep_fresh());
         let result = afritalk_http::serve(self.listener, self.app, shutdown).await;
+        read_caches.abort();
         if let Some(task) = heartbeat {
             task.abort();
         }

@@ -50,6 +50,35 @@ pub struct Storage {
     pub directory: Arc<dyn Directory>,
     /// Feature flags.
     pub features: Arc<dyn FeatureFlags>,
+    /// The read caches in front of the directory and the flags.
+    pub read_caches: ReadCaches,
+}
+
+/// The read caches in front of the directory and the flags, kept concrete so
+/// the server can refresh them in the background.
+#[derive(Clone)]
+pub struct ReadCaches {
+    directory: Arc<CachedDirectory>,
+    features: Arc<CachedFeatureFlags>,
+}
+
+impl ReadCaches {
+    /// Reads again, every fifth of [`READ_CACHE_TTL`], the entries in use that
+    /// are past half their life (see afritalk-adapter-memory's cache.rs), until
+    /// the task is aborted.
+    pub async fn keep_fresh(self) {
+        let mut tick = tokio::time::interval(READ_CACHE_TTL / 5);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.directory.refresh().await {
+                tracing::warn!(%err, "directory cache not refreshed; entries expire as usual");
+            }
+            if let Err(err) = self.features.refresh().await {
+                tracing::warn!(%err, "flag cache not refreshed; entries expire as usual");
+            }
+        }
+    }
 }
 
 /// How long a tenant's messaging flag and a directory entry are trusted before
@@ -64,21 +93,26 @@ impl Storage {
         S: MessageStore + NotificationStore + AuditLog + Directory + FeatureFlags + Clone + 'static,
     {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-        Self {
-            backend,
-            messages: Arc::new(store.clone()),
-            notifications: Arc::new(store.clone()),
-            audit: Arc::new(store.clone()),
+        let read_caches = ReadCaches {
             directory: Arc::new(CachedDirectory::new(
                 Arc::new(store.clone()),
                 clock.clone(),
                 READ_CACHE_TTL,
             )),
             features: Arc::new(CachedFeatureFlags::new(
-                Arc::new(store),
+                Arc::new(store.clone()),
                 clock,
                 READ_CACHE_TTL,
             )),
+        };
+        Self {
+            backend,
+            messages: Arc::new(store.clone()),
+            notifications: Arc::new(store.clone()),
+            audit: Arc::new(store),
+            directory: read_caches.directory.clone(),
+            features: read_caches.features.clone(),
+            read_caches,
         }
     }
 
