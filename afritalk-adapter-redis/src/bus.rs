@@ -2,7 +2,8 @@
 //!
 //! Publishing serializes `(audience, event name, payload)` as JSON and publishes
 //! it on one channel, `P events` under the prefix `P`, through a pooled
-//! connection. Each node runs one subscriber on a dedicated connection (pub/sub
+//! connection; events handed over together (a send's three) go as one channel
+//! message, a JSON array of their envelopes, delivered in order. Each node runs one subscriber on a dedicated connection (pub/sub
 //! cannot share a pooled one) that hands every event to the node's attached
 //! [`EventSink`] — including the events this node published itself, so a
 //! publishing node delivers locally exactly once, through the same path as the
@@ -189,6 +190,20 @@ fn encode(audience: &Audience, event: &RealtimeEvent) -> StoreResult<String> {
     .map_err(|e| StoreError::Unavailable(format!("redis: encoding {}: {e}", event.name())))
 }
 
+/// One channel message for several events: the JSON array of their
+/// envelopes, in order.
+fn encode_batch(events: &[(Audience, RealtimeEvent)]) -> StoreResult<String> {
+    let mut body = String::from("[");
+    for (i, (audience, event)) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&encode(audience, event)?);
+    }
+    body.push(']');
+    Ok(body)
+}
+
 /// A channel message whose audience is read and whose payload is not parsed
 /// yet: a node with no socket in the audience drops it without parsing it.
 struct Received<'a> {
@@ -202,16 +217,32 @@ impl Received<'_> {
     fn open(raw: &[u8]) -> Result<Received<'_>, String> {
         let envelope: Envelope<&RawValue> =
             serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-        Ok(Received {
-            audience: envelope.audience.into(),
-            name: envelope.name,
-            payload: envelope.payload,
-        })
+        Ok(envelope.into())
+    }
+
+    /// Reads the envelopes of a channel message: one event, or several in order.
+    fn open_all(raw: &[u8]) -> Result<Vec<Received<'_>>, String> {
+        if raw.trim_ascii_start().first() != Some(&b'[') {
+            return Self::open(raw).map(|one| vec![one]);
+        }
+        let envelopes: Vec<Envelope<&RawValue>> =
+            serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+        Ok(envelopes.into_iter().map(Received::from).collect())
     }
 
     /// Parses the payload into the event its name says.
     fn event(&self) -> Result<RealtimeEvent, String> {
         rebuild(&self.name, self.payload.get()).map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
+impl<'a> From<Envelope<&'a RawValue>> for Received<'a> {
+    fn from(envelope: Envelope<&'a RawValue>) -> Self {
+        Received {
+            audience: envelope.audience.into(),
+            name: envelope.name,
+            payload: envelope.payload,
+        }
     }
 }
 
@@ -367,7 +398,21 @@ impl fmt::Debug for RedisEventBus {
 #[async_trait]
 impl EventPublisher for RedisEventBus {
     async fn publish(&self, audience: Audience, event: RealtimeEvent) -> StoreResult<()> {
-        let body = encode(&audience, &event)?;
+        self.send(encode(&audience, &event)?, 1).await
+    }
+
+    async fn publish_all(&self, events: Vec<(Audience, RealtimeEvent)>) -> StoreResult<()> {
+        match events.as_slice() {
+            [] => Ok(()),
+            [(audience, event)] => self.send(encode(audience, event)?, 1).await,
+            many => self.send(encode_batch(many)?, many.len()).await,
+        }
+    }
+}
+
+impl RedisEventBus {
+    /// Publishes one channel message carrying `events` events.
+    async fn send(&self, body: String, events: usize) -> StoreResult<()> {
         let mut conn = self.commands.get("publishing an event").await?;
         let _receivers: i64 = redis::cmd("PUBLISH")
             .arg(&self.channel)
@@ -375,7 +420,9 @@ impl EventPublisher for RedisEventBus {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("publishing an event", e))?;
-        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .published
+            .fetch_add(events as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -480,21 +527,31 @@ impl Subscriber {
     /// the sink has no socket in its audience (most events of a many-node
     /// cluster are for sockets on other nodes: their payload is not parsed).
     async fn handle(&self, message: &Msg) {
-        self.metrics.received.fetch_add(1, Ordering::Relaxed);
-        let received = match Received::open(message.get_payload_bytes()) {
-            Ok(received) => received,
-            Err(error) => return self.drop_malformed(&error),
+        let all = match Received::open_all(message.get_payload_bytes()) {
+            Ok(all) => all,
+            Err(error) => {
+                self.metrics.received.fetch_add(1, Ordering::Relaxed);
+                return self.drop_malformed(&error);
+            }
         };
+        self.metrics
+            .received
+            .fetch_add(all.len() as u64, Ordering::Relaxed);
         // Clone the Arc and release the lock before awaiting the sink.
         let sink = self
             .sink
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if sink
-            .as_ref()
-            .is_some_and(|s| !s.has_audience(&received.audience))
-        {
+        for received in all {
+            self.hand_over(sink.as_ref(), received).await;
+        }
+    }
+
+    /// Hands one event of a channel message to the sink, unless the sink has no
+    /// socket in its audience.
+    async fn hand_over(&self, sink: Option<&Arc<dyn EventSink>>, received: Received<'_>) {
+        if sink.is_some_and(|s| !s.has_audience(&received.audience)) {
             self.metrics.not_here.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -630,6 +687,26 @@ mod tests {
                 assert_eq!(&back_event, event);
             }
         }
+    }
+
+    #[test]
+    fn a_batch_opens_as_its_events_in_order_and_a_broken_batch_is_refused() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let batch: Vec<_> = every_event()
+            .into_iter()
+            .map(|e| (Audience::Tenant(tenant.clone()), e))
+            .collect();
+        let wire = encode_batch(&batch).unwrap();
+        let opened = Received::open_all(wire.as_bytes()).unwrap();
+        let back: Vec<_> = opened
+            .iter()
+            .map(|r| (r.audience.clone(), r.event().unwrap()))
+            .collect();
+        assert_eq!(back, batch);
+        let single = encode(&batch[0].0, &batch[0].1).unwrap();
+        assert_eq!(Received::open_all(single.as_bytes()).unwrap().len(), 1);
+        assert!(Received::open_all(b"[{\"audience\":1}]").is_err());
+        assert!(Received::open_all(b"[").is_err());
     }
 
     #[test]

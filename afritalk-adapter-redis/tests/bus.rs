@@ -16,6 +16,7 @@ use afritalk_ports::{
 };
 use chrono::DateTime;
 use common::{Namespace, PrivateRedis, RecordingSink, eventually, tenant, user};
+use futures::StreamExt;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -179,6 +180,56 @@ async fn a_node_with_no_socket_in_the_audience_leaves_the_event_unparsed() {
         (all.delivered(), all.not_here(), all.malformed()),
         (2, 0, 1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_handed_over_together_travel_as_one_message_and_arrive_in_order() {
+    let ns = Namespace::new().await;
+    let (node1, sink1) = node(&ns.url, &ns).await;
+    let acme_only =
+        RedisEventBus::new(&ns.url, ns.pool.clone(), &ns.prefix, fast_options()).unwrap();
+    let acme_sink = Arc::new(RecordingSink::only(tenant("acme")));
+    acme_only.attach(acme_sink.clone()).unwrap();
+    assert!(acme_only.wait_subscribed(WAIT).await);
+    // A raw subscriber counts the channel's messages.
+    let client = redis::Client::open(ns.url.as_str()).unwrap();
+    let (mut raw_sink, mut raw) = client.get_async_pubsub().await.unwrap().split();
+    raw_sink.subscribe(node1.channel()).await.unwrap();
+
+    let together = vec![
+        (
+            Audience::User(tenant("acme"), user("kofi")),
+            typing_event("awa"),
+        ),
+        (
+            Audience::User(tenant("globex"), user("zed")),
+            presence_event("zed"),
+        ),
+        (
+            Audience::User(tenant("acme"), user("awa")),
+            presence_event("awa"),
+        ),
+    ];
+    node1.publish_all(together.clone()).await.unwrap();
+
+    assert_eq!(sink1.wait_for(3, WAIT).await, together);
+    let acme: Vec<_> = vec![together[0].clone(), together[2].clone()];
+    assert_eq!(acme_sink.wait_for(2, WAIT).await, acme);
+    let message = tokio::time::timeout(WAIT, raw.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(message.get_payload_bytes().starts_with(b"["));
+    let another = tokio::time::timeout(Duration::from_millis(300), raw.next()).await;
+    assert!(another.is_err(), "a second channel message: {another:?}");
+    assert_eq!(node1.metrics().published(), 3);
+    assert_eq!(node1.metrics().delivered(), 3);
+    let here = acme_only.metrics();
+    assert_eq!(
+        (here.received(), here.delivered(), here.not_here()),
+        (3, 2, 1)
+    );
+    assert_eq!(acme_sink.delivered(), acme);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

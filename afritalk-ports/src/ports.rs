@@ -417,6 +417,21 @@ pub trait EventPublisher: Send + Sync {
     /// Delivery is best effort (clients catch up from the store); MUST return
     /// `Unavailable` if the event could not even be handed over.
     async fn publish(&self, audience: Audience, event: RealtimeEvent) -> StoreResult<()>;
+
+    /// Hands several events over at once, in this order, with `publish`'s
+    /// obligations for each; an adapter MAY send them together (one round trip
+    /// to a broker instead of one per event). The default publishes them one by
+    /// one, tries them all, and returns the first failure.
+    async fn publish_all(&self, events: Vec<(Audience, RealtimeEvent)>) -> StoreResult<()> {
+        let mut result = Ok(());
+        for (audience, event) in events {
+            let published = self.publish(audience, event).await;
+            if result.is_ok() {
+                result = published;
+            }
+        }
+        result
+    }
 }
 
 /// The receiving end of event delivery on one node: the realtime gateway implements
@@ -575,4 +590,60 @@ pub trait Clock: Send + Sync {
 pub trait IdGenerator: Send + Sync {
     /// A fresh, never-repeated UUID.
     fn new_id(&self) -> Uuid;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::entities::PresenceStatus;
+    use crate::events::PresenceEvent;
+    use crate::ids::{TenantId, UserId};
+
+    /// Records what it is handed; refuses events for the user `down`.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<UserId>>);
+
+    #[async_trait]
+    impl EventPublisher for Recording {
+        async fn publish(&self, audience: Audience, _: RealtimeEvent) -> StoreResult<()> {
+            let Audience::User(_, user) = audience else {
+                return Ok(());
+            };
+            let refused = user.as_str() == "down";
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(user);
+            if refused {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn for_user(u: &str) -> (Audience, RealtimeEvent) {
+        let user = UserId::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
+            user_id: user.clone(),
+            status: PresenceStatus::Online,
+            last_seen: DateTime::<Utc>::UNIX_EPOCH,
+        });
+        let tenant = TenantId::parse("acme").unwrap_or_else(|e| panic!("{e}"));
+        (Audience::User(tenant, user), event)
+    }
+
+    #[test]
+    fn publish_all_by_default_tries_every_event_in_order_and_reports_the_first_failure() {
+        let publisher = Recording::default();
+        let events = vec![for_user("a"), for_user("down"), for_user("b")];
+        let result = futures::executor::block_on(publisher.publish_all(events));
+        assert_eq!(result, Err(StoreError::Unavailable("down".into())));
+        let handed: Vec<_> = publisher
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|u| u.as_str().to_owned())
+            .collect();
+        assert_eq!(handed, ["a", "down", "b"]);
+    }
 }

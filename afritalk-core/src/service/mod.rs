@@ -159,4 +159,13 @@ impl MessagingService {
             tracing::warn!(event = name, %err, "realtime event not published");
         }
     }
+
+    /// Hands several events to the publisher at once, in order (one broker
+    /// round trip where the adapter can); best effort, as [`Self::publish`].
+    async fn publish_all(&self, events: Vec<(Audience, RealtimeEvent)>) {
+        let count = events.len();
+        if let Err(err) = self.ports.events.publish_all(events).await {
+            tracing::warn!(events = count, %err, "realtime events not published");
+        }
+    }
 }

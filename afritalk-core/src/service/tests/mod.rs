@@ -126,8 +126,13 @@ impl Harness {
             Ok(())
         });
         let published = h.published.clone();
+        let published_all = published.clone();
         h.events.expect_publish().returning(move |audience, event| {
             published.lock().unwrap().push((audience, event));
+            Ok(())
+        });
+        h.events.expect_publish_all().returning(move |events| {
+            published_all.lock().unwrap().extend(events);
             Ok(())
         });
         let by_id: HashMap<(TenantId, UserId), DirectoryUser> = users
