@@ -273,6 +273,25 @@ mod tests {
         *clock.0.lock().unwrap() += by;
     }
 
+    /// A directory cache with a 5 s ttl over `inner`.
+    fn cached_over(inner: Arc<dyn Directory>, clock: &Arc<ManualClock>) -> CachedDirectory {
+        CachedDirectory::new(inner, clock.clone(), Duration::from_secs(5))
+    }
+
+    /// The user the tests look up.
+    fn awa() -> (TenantId, UserId) {
+        (
+            TenantId::parse("acme").unwrap(),
+            UserId::parse("awa").unwrap(),
+        )
+    }
+
+    /// The role the cache answers for `awa`.
+    fn role_of(cached: &CachedDirectory) -> Role {
+        let (t, u) = awa();
+        block_on(cached.user(&t, &u)).unwrap().unwrap().role
+    }
+
     fn entry(role: Role, active: bool) -> DirectoryUser {
         DirectoryUser {
             tenant_id: TenantId::parse("acme").unwrap(),
@@ -286,15 +305,8 @@ mod tests {
     #[test]
     fn a_change_made_elsewhere_is_seen_after_the_ttl() {
         let (store, clock) = setup();
-        let cached = CachedDirectory::new(
-            Arc::new(store.clone()),
-            clock.clone(),
-            Duration::from_secs(5),
-        );
-        let (t, u) = (
-            TenantId::parse("acme").unwrap(),
-            UserId::parse("awa").unwrap(),
-        );
+        let cached = cached_over(Arc::new(store.clone()), &clock);
+        let (t, u) = awa();
         // Absence is not cached: a user added elsewhere is found at once.
         assert_eq!(block_on(cached.user(&t, &u)).unwrap(), None);
         block_on(Directory::upsert(&store, entry(Role::Dg, true))).unwrap();
@@ -304,30 +316,18 @@ mod tests {
         );
         // A change made elsewhere is seen once the entry is older than the ttl.
         block_on(Directory::upsert(&store, entry(Role::Pdg, true))).unwrap();
-        assert_eq!(
-            block_on(cached.user(&t, &u)).unwrap().unwrap().role,
-            Role::Dg
-        );
+        assert_eq!(role_of(&cached), Role::Dg);
         advance(&clock, TimeDelta::seconds(5));
-        assert_eq!(
-            block_on(cached.user(&t, &u)).unwrap().unwrap().role,
-            Role::Pdg
-        );
+        assert_eq!(role_of(&cached), Role::Pdg);
     }
 
     #[test]
     fn a_change_made_through_the_cache_is_seen_at_once() {
         let (store, clock) = setup();
         let cached = CachedDirectory::new(Arc::new(store), clock, Duration::from_secs(60));
-        let (t, u) = (
-            TenantId::parse("acme").unwrap(),
-            UserId::parse("awa").unwrap(),
-        );
+        let (t, u) = awa();
         block_on(cached.upsert(entry(Role::Dg, true))).unwrap();
-        assert_eq!(
-            block_on(cached.user(&t, &u)).unwrap().unwrap().role,
-            Role::Dg
-        );
+        assert_eq!(role_of(&cached), Role::Dg);
         block_on(cached.upsert(entry(Role::Dg, false))).unwrap();
         assert!(!block_on(cached.user(&t, &u)).unwrap().unwrap().active);
     }
@@ -335,15 +335,8 @@ mod tests {
     #[test]
     fn an_entry_in_use_is_read_again_in_bulk_before_it_expires() {
         let (store, clock) = setup();
-        let cached = CachedDirectory::new(
-            Arc::new(store.clone()),
-            clock.clone(),
-            Duration::from_secs(5),
-        );
-        let (t, u) = (
-            TenantId::parse("acme").unwrap(),
-            UserId::parse("awa").unwrap(),
-        );
+        let cached = cached_over(Arc::new(store.clone()), &clock);
+        let (t, u) = awa();
         block_on(Directory::upsert(&store, entry(Role::Dg, true))).unwrap();
         block_on(cached.user(&t, &u)).unwrap();
         block_on(cached.user(&t, &u)).unwrap();
@@ -356,40 +349,24 @@ mod tests {
         // Served from the refreshed entry, without a read: a later change
         // elsewhere is not seen until the next refresh or expiry.
         block_on(Directory::upsert(&store, entry(Role::Employe, true))).unwrap();
-        assert_eq!(
-            block_on(cached.user(&t, &u)).unwrap().unwrap().role,
-            Role::Pdg
-        );
+        assert_eq!(role_of(&cached), Role::Pdg);
         // Refreshed at 2.5 s, so still fresh at 7 s, past the first read's ttl.
         advance(&clock, TimeDelta::milliseconds(4_500));
-        assert_eq!(
-            block_on(cached.user(&t, &u)).unwrap().unwrap().role,
-            Role::Pdg
-        );
+        assert_eq!(role_of(&cached), Role::Pdg);
     }
 
     #[test]
     fn an_entry_not_served_since_it_was_read_is_left_to_expire() {
         let (store, clock) = setup();
-        let cached = CachedDirectory::new(
-            Arc::new(store.clone()),
-            clock.clone(),
-            Duration::from_secs(5),
-        );
-        let (t, u) = (
-            TenantId::parse("acme").unwrap(),
-            UserId::parse("awa").unwrap(),
-        );
+        let cached = cached_over(Arc::new(store.clone()), &clock);
+        let (t, u) = awa();
         block_on(Directory::upsert(&store, entry(Role::Dg, true))).unwrap();
         block_on(cached.user(&t, &u)).unwrap();
         advance(&clock, TimeDelta::seconds(4));
         assert_eq!(block_on(cached.refresh()).unwrap(), 0);
         block_on(Directory::upsert(&store, entry(Role::Pdg, true))).unwrap();
         advance(&clock, TimeDelta::seconds(1));
-        assert_eq!(
-            block_on(cached.user(&t, &u)).unwrap().unwrap().role,
-            Role::Pdg
-        );
+        assert_eq!(role_of(&cached), Role::Pdg);
     }
 
     /// A directory whose users have all been removed since they were cached.
@@ -411,15 +388,8 @@ mod tests {
     #[test]
     fn a_user_gone_from_the_directory_leaves_the_cache_at_the_refresh() {
         let (_, clock) = setup();
-        let cached = CachedDirectory::new(
-            Arc::new(Emptied(entry(Role::Dg, true))),
-            clock.clone(),
-            Duration::from_secs(5),
-        );
-        let (t, u) = (
-            TenantId::parse("acme").unwrap(),
-            UserId::parse("awa").unwrap(),
-        );
+        let cached = cached_over(Arc::new(Emptied(entry(Role::Dg, true))), &clock);
+        let (t, u) = awa();
         block_on(cached.user(&t, &u)).unwrap();
         block_on(cached.user(&t, &u)).unwrap();
         advance(&clock, TimeDelta::seconds(3));
