@@ -22,6 +22,7 @@ use afritalk_ports::{
 use chrono::{DateTime, Utc};
 
 use crate::actor::Actor;
+use crate::rules::presence::ActivityMemo;
 
 pub use admin::{AUDIT_RETENTION, NewAlert};
 
@@ -56,12 +57,16 @@ pub struct Ports {
 #[derive(Clone)]
 pub struct MessagingService {
     ports: Ports,
+    activity: Arc<ActivityMemo>,
 }
 
 impl MessagingService {
     /// Builds the service over its adapters.
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            activity: Arc::default(),
+        }
     }
 
     /// The adapters this service runs on.

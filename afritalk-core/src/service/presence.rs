@@ -122,9 +122,14 @@ impl MessagingService {
         Ok(current)
     }
 
-    /// Records activity as a side effect of another use case (a send); failures
-    /// only cost presence accuracy, so they are logged, not returned.
+    /// Records activity as a side effect of another use case (a send), unless
+    /// the user was found online less than
+    /// [`RECORD_ACTIVITY_EVERY`](crate::rules::presence::RECORD_ACTIVITY_EVERY) ago;
+    /// failures only cost presence accuracy, so they are logged, not returned.
     pub(super) async fn note_activity(&self, actor: &Actor, now: DateTime<Utc>) {
+        if !self.activity.due(&actor.tenant, &actor.user, now) {
+            return;
+        }
         let result: StoreResult<PresenceChange> = self
             .ports
             .presence
@@ -132,7 +137,9 @@ impl MessagingService {
             .await;
         match result {
             Ok(change) => {
-                self.announce(actor, &change, now).await;
+                let presence = self.announce(actor, &change, now).await;
+                self.activity
+                    .recorded(&actor.tenant, &actor.user, now, presence.status);
             }
             Err(err) => tracing::warn!(%err, "presence not updated after activity"),
         }

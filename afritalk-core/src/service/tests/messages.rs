@@ -21,9 +21,14 @@ fn request(to: &str, text: &str) -> SendMessage {
 
 /// Expects one `send` to the store; answers `Stored` and keeps the request.
 fn expect_stored_send(h: &mut Harness) -> Arc<Mutex<Option<NewMessage>>> {
+    expect_stored_sends(h, 1)
+}
+
+/// As [`expect_stored_send`], for `times` sends; the last one is kept.
+fn expect_stored_sends(h: &mut Harness, times: usize) -> Arc<Mutex<Option<NewMessage>>> {
     let seen = Arc::new(Mutex::new(None));
     let keep = seen.clone();
-    h.messages.expect_send().times(1).returning(move |new| {
+    h.messages.expect_send().times(times).returning(move |new| {
         let message = Message {
             id: new.message_id,
             tenant_id: new.tenant_id.clone(),
@@ -220,6 +225,30 @@ fn a_send_publishes_new_message_to_both_users_and_a_notification_to_the_recipien
     assert_eq!(new.notification.kind, NotificationKind::Message);
     assert_eq!(new.notification.title, "New message from User dg");
     assert_eq!(new.created_at, now());
+}
+
+#[test]
+fn a_send_soon_after_another_does_not_record_the_online_senders_activity_again() {
+    let mut h = Harness::new(everyone()).quiet_presence();
+    h.presence.checkpoint();
+    h.presence.expect_touch().times(1).returning(|_, u, at| {
+        let record = PresenceRecord {
+            user_id: u.clone(),
+            connections: 1,
+            last_seen: at,
+        };
+        Ok(PresenceChange {
+            before: Some(record.clone()),
+            after: record,
+        })
+    });
+    no_conversation_yet(&mut h);
+    expect_stored_sends(&mut h, 2);
+    let f = h.build();
+    // The harness's clock stands still: the second send is within ten seconds.
+    for text in ["un", "deux"] {
+        run(f.service.send(&staff("dg", Role::Dg), request("emp", text))).unwrap();
+    }
 }
 
 #[test]
