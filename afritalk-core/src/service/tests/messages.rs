@@ -231,17 +231,10 @@ fn a_send_publishes_new_message_to_both_users_and_a_notification_to_the_recipien
 fn a_send_soon_after_another_does_not_record_the_online_senders_activity_again() {
     let mut h = Harness::new(everyone()).quiet_presence();
     h.presence.checkpoint();
-    h.presence.expect_touch().times(1).returning(|_, u, at| {
-        let record = PresenceRecord {
-            user_id: u.clone(),
-            connections: 1,
-            last_seen: at,
-        };
-        Ok(PresenceChange {
-            before: Some(record.clone()),
-            after: record,
-        })
-    });
+    h.presence
+        .expect_touch()
+        .times(1)
+        .returning(|_, u, at| Ok(still_online(u, at)));
     no_conversation_yet(&mut h);
     expect_stored_sends(&mut h, 2);
     let f = h.build();

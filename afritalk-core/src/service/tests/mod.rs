@@ -100,6 +100,19 @@ pub struct Harness {
     pub published: Arc<Mutex<Vec<(Audience, RealtimeEvent)>>>,
 }
 
+/// A touch of a connected user who stays online.
+pub fn still_online(user: &UserId, at: DateTime<Utc>) -> PresenceChange {
+    let record = PresenceRecord {
+        user_id: user.clone(),
+        connections: 1,
+        last_seen: at,
+    };
+    PresenceChange {
+        before: Some(record.clone()),
+        after: record,
+    }
+}
+
 impl Harness {
     pub fn new(users: Vec<DirectoryUser>) -> Self {
         let mut h = Harness {
@@ -154,17 +167,9 @@ impl Harness {
 
     /// Presence accepts activity (sends touch presence); no status change.
     pub fn quiet_presence(mut self) -> Self {
-        self.presence.expect_touch().returning(|_, u, at| {
-            let record = PresenceRecord {
-                user_id: u.clone(),
-                connections: 1,
-                last_seen: at,
-            };
-            Ok(PresenceChange {
-                before: Some(record.clone()),
-                after: record,
-            })
-        });
+        self.presence
+            .expect_touch()
+            .returning(|_, u, at| Ok(still_online(u, at)));
         self
     }
 
