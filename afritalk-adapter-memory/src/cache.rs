@@ -65,7 +65,11 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> TtlMap<K, V> {
     }
 
     fn put(&self, key: K, value: V, read_at: DateTime<Utc>) {
-        let mut entries = self.lock();
+        self.insert(&mut self.lock(), key, value, read_at);
+    }
+
+    /// Stores a value just read, not yet served.
+    fn insert(&self, entries: &mut HashMap<K, Entry<V>>, key: K, value: V, read_at: DateTime<Utc>) {
         // Bound memory: expired entries go whenever the map grows large.
         if entries.len() >= 100_000 {
             let ttl = self.ttl;
@@ -100,14 +104,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> TtlMap<K, V> {
             return;
         }
         match value {
-            Some(value) => {
-                let entry = Entry {
-                    read_at,
-                    value,
-                    served: false,
-                };
-                entries.insert(key, entry);
-            }
+            Some(value) => self.insert(&mut entries, key, value, read_at),
             None => {
                 entries.remove(&key);
             }

@@ -3,8 +3,9 @@
 //! Publishing serializes `(audience, event name, payload)` as JSON and publishes
 //! it on one channel, `P events` under the prefix `P`, through a pooled
 //! connection; events handed over together (a send's three) go as one channel
-//! message, a JSON array of their envelopes, delivered in order. Each node runs one subscriber on a dedicated connection (pub/sub
-//! cannot share a pooled one) that hands every event to the node's attached
+//! message, a JSON array of their envelopes, delivered in order. Each node runs
+//! one subscriber on a dedicated connection (pub/sub cannot share a pooled one)
+//! that hands every event to the node's attached
 //! [`EventSink`] — including the events this node published itself, so a
 //! publishing node delivers locally exactly once, through the same path as the
 //! others. The sink alone decides which local sockets are in the audience; an
