@@ -1,12 +1,13 @@
-//! `PgStore`'s writes of the two hot paths: sends and first deliveries, each
-//! through its own batcher (see `batcher.rs`).
+//! `PgStore`'s writes of the hot paths: sends, first deliveries and audit
+//! rows, each through its own batcher (see `batcher.rs`).
 
 use afritalk_adapter_sql::TxError;
 use afritalk_adapter_sql::hot_paths::{DeliveryInput, HotPaths, SendInput};
-use afritalk_adapter_sql::rows::{MessageRow, SendRows};
+use afritalk_adapter_sql::rows::{AuditRow, MessageRow, SendRows};
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 
+use crate::audit::AuditWrite;
 use crate::batcher::{BatchStatistics, Batcher};
 use crate::delivery::DeliveryWrite;
 use crate::send_batch::SendWrite;
@@ -16,6 +17,7 @@ use crate::send_batch::SendWrite;
 pub struct PgHotPaths {
     sends: Batcher<SendWrite>,
     deliveries: Batcher<DeliveryWrite>,
+    audit: Batcher<AuditWrite>,
 }
 
 impl std::fmt::Debug for PgHotPaths {
@@ -23,6 +25,7 @@ impl std::fmt::Debug for PgHotPaths {
         f.debug_struct("PgHotPaths")
             .field("sends", &self.sends.statistics())
             .field("deliveries", &self.deliveries.statistics())
+            .field("audit", &self.audit.statistics())
             .finish()
     }
 }
@@ -37,6 +40,11 @@ impl PgHotPaths {
     pub(crate) fn delivery_statistics(&self) -> BatchStatistics {
         self.deliveries.statistics()
     }
+
+    /// How audit rows were written so far.
+    pub(crate) fn audit_statistics(&self) -> BatchStatistics {
+        self.audit.statistics()
+    }
 }
 
 #[async_trait::async_trait]
@@ -44,7 +52,8 @@ impl HotPaths<Pool<AsyncPgConnection>> for PgHotPaths {
     fn new(pool: Pool<AsyncPgConnection>) -> Self {
         Self {
             sends: Batcher::new(SendWrite, pool.clone()),
-            deliveries: Batcher::new(DeliveryWrite, pool),
+            deliveries: Batcher::new(DeliveryWrite, pool.clone()),
+            audit: Batcher::new(AuditWrite, pool),
         }
     }
 
@@ -54,5 +63,9 @@ impl HotPaths<Pool<AsyncPgConnection>> for PgHotPaths {
 
     async fn first_delivery(&self, input: DeliveryInput) -> Result<Option<MessageRow>, TxError> {
         self.deliveries.write(input).await
+    }
+
+    async fn audit(&self, row: AuditRow) -> Result<(), TxError> {
+        self.audit.write(row).await
     }
 }

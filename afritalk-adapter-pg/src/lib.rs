@@ -16,20 +16,23 @@
 //! ## Layout
 //! - this file: [`PgStore`] (defined by `afritalk_adapter_sql::sql_store!`, which
 //!   holds every query), its constructor and [`PgStore::migrate`].
-//! - `hot_paths.rs`: [`PgHotPaths`], the writes of sends and first deliveries
-//!   (✓✓), each through a `batcher.rs` queue: a lone write is done at once,
-//!   concurrent ones are grouped into one statement.
+//! - `hot_paths.rs`: [`PgHotPaths`], the writes of sends, first deliveries
+//!   (✓✓) and audit rows, each through a `batcher.rs` queue: a lone write is
+//!   done at once, concurrent ones are grouped into one statement.
 //! - `send.rs`: one send as a single writable-CTE statement (one round trip
 //!   instead of seven or eight); `send_batch.rs`: many sends as one statement
 //!   of the same shape.
 //! - `delivery.rs`: first deliveries as one guarded `UPDATE`: a primary-key
 //!   probe per acknowledgement, from one JSON array.
+//! - `audit.rs`: audit rows (every realtime connect and disconnect appends
+//!   one) as one `INSERT` from one JSON array.
 //! - `statistics.rs`: [`PgStore::keep_statistics`], which analyzes the tables
 //!   itself where the server's autovacuum is off (generic plans made without
 //!   statistics are kept for good).
 //! - `migrations/`: the Postgres flavour of the portable schema, embedded in
 //!   the binary ([`MIGRATIONS`]).
 
+mod audit;
 mod batcher;
 mod delivery;
 mod hot_paths;
@@ -102,6 +105,11 @@ impl PgStore {
     /// How first deliveries (✓✓) were written so far.
     pub fn delivery_statistics(&self) -> BatchStatistics {
         self.hot_paths.delivery_statistics()
+    }
+
+    /// How audit rows were written so far.
+    pub fn audit_statistics(&self) -> BatchStatistics {
+        self.hot_paths.audit_statistics()
     }
 
     /// Applies the pending embedded migrations (idempotent; safe to run on every start).

@@ -1,9 +1,9 @@
-//! The Postgres store groups concurrent sends, and concurrent first
-//! deliveries, into shared statements, and each call still gets the answer it
-//! would get alone (the contract cases these run assert that); these tests
-//! check that grouping did happen, including a batch of sends that failed and
-//! was written again one send at a time, and acknowledgements that arrived one
-//! after the other but within the deliveries' linger.
+//! The Postgres store groups concurrent sends, concurrent first deliveries,
+//! and concurrent audit rows into shared statements, and each call still gets
+//! the answer it would get alone (the contract cases these run assert that);
+//! these tests check that grouping did happen, including batches that failed
+//! and were written again one write at a time, and acknowledgements that
+//! arrived one after the other but within the deliveries' linger.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -73,6 +73,25 @@ async fn concurrent_delivery_acks_share_statements() {
         "a batch holds several acks: {after:?}"
     );
     assert_eq!(after.failed_batches, 0, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_audit_rows_share_statements_and_a_failed_batch_falls_back() {
+    let (before, after) = statistics_around(
+        afritalk_contract::cases::concurrent_audit_appends_each_get_their_own_answer,
+        PgStore::audit_statistics,
+    )
+    .await;
+    assert_eq!(before, BatchStatistics::default());
+    assert!(after.batches >= 1, "{after:?}");
+    assert!(
+        after.batched >= 2 * after.batches,
+        "a batch holds several rows: {after:?}"
+    );
+    assert!(
+        after.failed_batches >= 1,
+        "the id stored before failed its batch: {after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

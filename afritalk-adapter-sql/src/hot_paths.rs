@@ -1,11 +1,13 @@
 //! A backend's own way of writing the two writes every message makes, plugged
-//! into [`sql_store!`](crate::sql_store): the send and the first delivery (✓✓).
+//! into [`sql_store!`](crate::sql_store): the send and the first delivery (✓✓),
+//! and the audit row every realtime connect and disconnect appends.
 //!
 //! The portable code runs each on a connection of its own: the send as a
 //! lookup followed by one transaction of portable statements, the delivery as
-//! one guarded `UPDATE`. A backend may do better (the Postgres adapter writes a
-//! send as one statement, and groups concurrent sends, or concurrent
-//! deliveries, into one statement each), so the macro lets it replace these
+//! one guarded `UPDATE`, the audit row as one `INSERT`. A backend may do better
+//! (the Postgres adapter writes a send as one statement, and groups concurrent
+//! sends, concurrent deliveries, or concurrent audit rows, into one statement
+//! each), so the macro lets it replace these
 //! writes while the rest of the port methods (the self-send refusal, the
 //! settlement of a unique violation, the explanation of an ack that changed
 //! nothing, the conversions) stays shared.
@@ -82,4 +84,9 @@ pub trait HotPaths<Pool>: Clone + Send + Sync + Sized + 'static {
     /// row; `None` when that changed nothing (the shared code then reads the
     /// row to say why).
     async fn first_delivery(&self, input: DeliveryInput) -> Result<Option<MessageRow>, TxError>;
+
+    /// Appends one audit row, durably (committed before it returns), and
+    /// reports a row whose id is already stored as
+    /// `TxError::Db(UniqueViolation)`, having written nothing.
+    async fn audit(&self, row: AuditRow) -> Result<(), TxError>;
 }

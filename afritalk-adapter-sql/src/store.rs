@@ -795,13 +795,7 @@ macro_rules! sql_store {
                 async fn append(&self, entry: AuditEntry) -> StoreResult<()> {
                     let row = AuditRow::from(&entry);
                     let _writer = self.write_lock().await;
-                    let mut conn = self.conn().await?;
-                    let result = $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                        .values(&row)
-                        .execute(&mut conn)
-                        .await
-                        .map_err(TxError::from);
-                    match result {
+                    match audit_row(self, row).await {
                         Ok(_) => Ok(()),
                         Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(
                             "an audit row with this id already exists".into(),
@@ -973,8 +967,9 @@ macro_rules! sql_store {
 /// What [`sql_store!`] generates for its optional `hot_paths`: the type and
 /// the constructor of the store's `hot_paths` field (the backend's
 /// [`HotPaths`](crate::hot_paths::HotPaths), else `()`), and the functions
-/// `send_rows(store, new, first)` and `first_delivery(store, input)` that the
-/// port methods call (through the backend's hot paths, else portable code).
+/// `send_rows(store, new, first)`, `first_delivery(store, input)` and
+/// `audit_row(store, row)` that the port methods call (through the backend's
+/// hot paths, else portable code).
 /// Either way a failed write returns a [`TxError`](crate::TxError) after which
 /// nothing is written (the callers settle unique violations).
 #[doc(hidden)]
@@ -1014,8 +1009,25 @@ macro_rules! __sql_store_hot_paths {
             use $crate::hot_paths::HotPaths as _;
             store.hot_paths.first_delivery(input).await
         }
+
+        /// An audit row through the backend's own hot paths.
+        async fn audit_row(store: &$name, row: AuditRow) -> Result<(), TxError> {
+            use $crate::hot_paths::HotPaths as _;
+            store.hot_paths.audit(row).await
+        }
     };
     (fns $name:ident, $conn:ty, $tx:ident;) => {
+        /// An audit row as one insert.
+        async fn audit_row(store: &$name, row: AuditRow) -> Result<(), TxError> {
+            let mut pooled = store.conn().await?;
+            let conn: &mut $conn = &mut pooled;
+            $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
         /// A first delivery as one guarded update.
         async fn first_delivery(
             store: &$name,

@@ -1339,6 +1339,76 @@ pub async fn notifications_list_unread_first_then_newest(p: Ports) {
     );
 }
 
+/// Audit rows appended concurrently (a burst of connects) are each stored
+/// exactly as given, whichever way the backend groups them; a row whose id is
+/// already stored, or is appended twice at once, is refused once with a
+/// conflict and costs the others nothing.
+pub async fn concurrent_audit_appends_each_get_their_own_answer(p: Ports) {
+    let t = tenant("acme");
+    let mut rows: Vec<AuditEntry> = (0..40)
+        .map(|i| {
+            let mut row = audit(&t, &user(&format!("u{i}")), AuditAction::WsConnect, at(i));
+            row.details = serde_json::json!({ "i": i, "note": "déconnexion \"propre\" ✓" });
+            if i % 3 == 0 {
+                row.ip_address = None;
+                row.entity_type = None;
+                row.entity_id = None;
+            }
+            row
+        })
+        .collect();
+    // Each round is polled together from one task, so every append is queued
+    // before the first is written.
+    let append_all = async |batch: &[AuditEntry]| {
+        futures::future::join_all(batch.iter().map(|row| p.audit.append(row.clone()))).await
+    };
+    for (i, outcome) in append_all(&rows[..20]).await.into_iter().enumerate() {
+        assert_eq!(outcome, Ok(()), "row {i}");
+    }
+    // The second round repeats a stored id, and holds one new id twice.
+    let stored_before = rows[3].clone();
+    let twice = rows[27].clone();
+    let second: Vec<AuditEntry> = rows[20..]
+        .iter()
+        .cloned()
+        .chain([stored_before, twice])
+        .collect();
+    let outcomes = append_all(&second).await;
+    let (firsts, repeats) = outcomes.split_at(20);
+    for (i, outcome) in firsts.iter().enumerate() {
+        if i != 7 {
+            assert_eq!(outcome, &Ok(()), "row {}", i + 20);
+        }
+    }
+    assert!(
+        matches!(repeats[0], Err(StoreError::Conflict(_))),
+        "an id stored before: {:?}",
+        repeats[0]
+    );
+    let answers_for_twice = [&firsts[7], &repeats[1]];
+    assert_eq!(
+        answers_for_twice.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "one of the two appends of one id is stored: {answers_for_twice:?}"
+    );
+    assert!(
+        answers_for_twice
+            .iter()
+            .any(|o| matches!(o, Err(StoreError::Conflict(_)))),
+        "the other is a conflict: {answers_for_twice:?}"
+    );
+
+    let mut stored = p
+        .audit
+        .query(&t, AuditFilter::default(), page(100))
+        .await
+        .unwrap();
+    let by_id = |a: &AuditEntry, b: &AuditEntry| a.id.cmp(&b.id);
+    stored.sort_by(by_id);
+    rows.sort_by(by_id);
+    assert_eq!(stored, rows, "every row once, exactly as appended");
+}
+
 pub async fn audit_query_filters_newest_first_and_purge_removes_only_older_rows(p: Ports) {
     let (t1, t2) = (tenant("acme"), tenant("globex"));
     let (a, b) = (user("awa"), user("bakary"));
