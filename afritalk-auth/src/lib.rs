@@ -12,6 +12,8 @@
 //! - [`verify`]: [`TokenVerifier`], checks a token for a tenant and an operation,
 //!   either at once or as [`open`](TokenVerifier::open) (signatures, once) then
 //!   [`VerifiedToken`] authorized as often as needed (a socket per event).
+//!   The tokens it opened are kept (bounded), so a token sent again skips the
+//!   signature work; the authorizer runs on every use.
 //! - [`error`]: [`AuthError`] (verification) and [`MintError`], each with a stable code.
 //!
 //! ## Token format
@@ -37,6 +39,7 @@ pub mod error;
 pub mod identity;
 pub mod keys;
 pub mod mint;
+mod opened;
 pub mod verify;
 
 pub use error::{AuthError, MintError};

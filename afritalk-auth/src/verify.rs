@@ -7,6 +7,9 @@
 //! signature chain (the expensive part, Ed25519), and the resulting
 //! [`VerifiedToken`] runs the authorizer (time, operation, tenant) as often as
 //! needed without any signature work. [`TokenVerifier::verify`] does both.
+//! A verifier keeps the tokens it opened (see `opened.rs`), so a token sent
+//! again (the next REST call, a reconnect) skips the signature work too; the
+//! authorizer still runs on every use.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use biscuit_auth::{Authorizer, AuthorizerLimits, Biscuit};
 use crate::error::AuthError;
 use crate::identity::{Identity, Operation};
 use crate::keys::RootPublicKey;
+use crate::opened::{DEFAULT_CAPACITY, OpenedTokens};
 
 /// Longest token accepted, in base64 characters; checked before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
@@ -39,16 +43,39 @@ const LIMITS: AuthorizerLimits = AuthorizerLimits {
     max_time: Duration::from_secs(1),
 };
 
-/// Checks tokens against the root public key. Cheap to clone and share.
+/// Checks tokens against the root public key. Cheap to clone and share (the
+/// clones share the tokens already opened).
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     root: RootPublicKey,
+    opened: Arc<OpenedTokens>,
 }
 
 impl TokenVerifier {
-    /// A verifier trusting tokens signed by `root`'s private half.
+    /// A verifier trusting tokens signed by `root`'s private half, keeping up
+    /// to 4,096 opened tokens (two generations of 2,048).
     pub fn new(root: RootPublicKey) -> Self {
-        Self { root }
+        Self::with_capacity(root, DEFAULT_CAPACITY)
+    }
+
+    /// A verifier keeping at most `capacity` opened tokens per generation
+    /// (two generations are kept).
+    pub fn with_capacity(root: RootPublicKey, capacity: usize) -> Self {
+        Self {
+            root,
+            opened: Arc::new(OpenedTokens::new(capacity)),
+        }
+    }
+
+    /// How many opens were answered by a token already opened, without
+    /// signature work (for metrics and tests).
+    pub fn reopened(&self) -> u64 {
+        self.opened.hits()
+    }
+
+    /// How many opened tokens are kept now.
+    pub fn kept(&self) -> usize {
+        self.opened.len()
     }
 
     /// Verifies `token` for an `operation` on `tenant` and returns who it speaks for:
@@ -75,15 +102,20 @@ impl TokenVerifier {
                 "token longer than {MAX_TOKEN_LEN} characters"
             )));
         }
+        if let Some(opened) = self.opened.get(token) {
+            return Ok(opened);
+        }
         let biscuit = Biscuit::from_base64(token, self.root.key()).map_err(parse_error)?;
         if biscuit.block_count() > MAX_TOKEN_BLOCKS {
             return Err(AuthError::Malformed(format!(
                 "token has more than {MAX_TOKEN_BLOCKS} blocks"
             )));
         }
-        Ok(VerifiedToken {
+        let opened = VerifiedToken {
             biscuit: Arc::new(biscuit),
-        })
+        };
+        self.opened.put(token, opened.clone());
+        Ok(opened)
     }
 }
 
@@ -507,6 +539,88 @@ mod tests {
             opened.permits(&acme, Operation::Read).unwrap_err(),
             AuthError::Expired
         );
+        // Sent again, it comes from the kept tokens and is refused all the same.
+        assert_eq!(
+            verifier.verify(&token, &acme, Operation::Read).unwrap_err(),
+            AuthError::Expired
+        );
+        assert_eq!(verifier.reopened(), 1);
+    }
+
+    #[test]
+    fn a_token_sent_again_skips_the_signatures_but_not_the_authorizer() {
+        let (minter, verifier) = setup();
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        verifier.open(&token).unwrap();
+        assert_eq!(verifier.reopened(), 0);
+        let again = verifier
+            .verify(&format!(" {token}\n"), &acme, Operation::Write)
+            .unwrap();
+        assert_eq!(again, staff(Role::Dg));
+        assert_eq!(verifier.reopened(), 1);
+        assert_eq!(
+            verifier
+                .verify(&token, &globex, Operation::Read)
+                .unwrap_err(),
+            AuthError::WrongTenant
+        );
+        assert_eq!(verifier.reopened(), 2);
+        // An attenuated copy is another text: opened in full, and its own checks hold.
+        let read_only = attenuate(&token, &verifier, block!(r#"check if operation("read");"#));
+        assert_eq!(
+            verifier
+                .verify(&read_only, &acme, Operation::Write)
+                .unwrap_err(),
+            AuthError::OperationRefused
+        );
+        assert_eq!(verifier.reopened(), 2);
+        assert_eq!(verifier.kept(), 2);
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_kept_token_is_refused() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        verifier.open(&token).unwrap();
+        // The last characters are the signature's.
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(verifier.open(&tampered).is_err());
+        assert_eq!(verifier.reopened(), 0);
+        assert_eq!(verifier.kept(), 1, "a refused token is not kept");
+    }
+
+    #[test]
+    fn kept_tokens_are_bounded_and_those_in_use_stay() {
+        let minter = TokenMinter::new(RootKeyPair::generate());
+        let verifier = TokenVerifier::with_capacity(minter.root().public(), 4);
+        let tokens: Vec<String> = (0..12)
+            .map(|i| {
+                let identity = Identity {
+                    user: UserId::parse(format!("u{i}")).unwrap(),
+                    ..staff(Role::Employe)
+                };
+                minter.mint(&identity, hour()).unwrap()
+            })
+            .collect();
+        for token in &tokens {
+            verifier.open(token).unwrap();
+            // Token 0 is in use all along.
+            verifier.open(&tokens[0]).unwrap();
+            assert!(verifier.kept() <= 8, "{}", verifier.kept());
+        }
+        let hits = verifier.reopened();
+        assert_eq!(
+            hits, 12,
+            "token 0 was answered from the kept ones every time"
+        );
+        verifier.open(&tokens[1]).unwrap();
+        assert_eq!(verifier.reopened(), hits, "token 1 had aged out");
+        verifier.open(&tokens[11]).unwrap();
+        assert_eq!(verifier.reopened(), hits + 1, "token 11 is recent");
     }
 
     #[test]

@@ -89,6 +89,13 @@ impl App {
     /// every added source's.
     pub fn metrics_text(&self) -> String {
         let mut text = self.inner.metrics.render();
+        text.push_str(&format!(
+            "# HELP afritalk_tokens_reopened_total Token checks answered by a token this node \
+             already verified (no signature work)\n\
+             # TYPE afritalk_tokens_reopened_total counter\n\
+             afritalk_tokens_reopened_total {}\n",
+            self.inner.verifier.reopened()
+        ));
         let sources = self
             .inner
             .extra_metrics

@@ -329,6 +329,13 @@ async fn a_message_is_sent_listed_and_read() {
             .contains(r#"route="/api/tenants/{tenantId}/messaging/message""#)
     );
     assert!(metrics.body.contains("afritalk_socket_connections 0"));
+    // Every REST call above after the first of each token reused its check.
+    let reopened = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("afritalk_tokens_reopened_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(reopened.is_some_and(|n| n >= 3), "{}", metrics.body);
     server.stop().await;
 }
 
