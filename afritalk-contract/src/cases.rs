@@ -1347,7 +1347,9 @@ pub async fn concurrent_audit_appends_each_get_their_own_answer(p: Ports) {
     let t = tenant("acme");
     let mut rows: Vec<AuditEntry> = (0..40)
         .map(|i| {
-            let mut row = audit(&t, &user(&format!("u{i}")), AuditAction::WsConnect, at(i));
+            // Microseconds too: the time must round-trip to the microsecond.
+            let when = at(i) + Duration::microseconds(i * 7 + 1);
+            let mut row = audit(&t, &user(&format!("u{i}")), AuditAction::WsConnect, when);
             row.details = serde_json::json!({ "i": i, "note": "déconnexion \"propre\" ✓" });
             if i % 3 == 0 {
                 row.ip_address = None;
