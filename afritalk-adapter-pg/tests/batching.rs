@@ -40,6 +40,22 @@ where
     (before, after)
 }
 
+/// Checks that writes were grouped: none before, at least one statement of
+/// several writes after, and whether some batch failed and fell back.
+fn assert_grouped(before: BatchStatistics, after: BatchStatistics, a_batch_failed: bool) {
+    assert_eq!(before, BatchStatistics::default());
+    assert!(after.batches >= 1, "{after:?}");
+    assert!(
+        after.batched >= 2 * after.batches,
+        "a batch holds several writes: {after:?}"
+    );
+    assert_eq!(
+        after.failed_batches >= 1,
+        a_batch_failed,
+        "failed batches: {after:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_sends_share_statements_and_a_failed_batch_falls_back() {
     let (before, after) = statistics_around(
@@ -47,16 +63,8 @@ async fn concurrent_sends_share_statements_and_a_failed_batch_falls_back() {
         PgStore::send_statistics,
     )
     .await;
-    assert_eq!(before, BatchStatistics::default());
-    assert!(after.batches >= 1, "{after:?}");
-    assert!(
-        after.batched >= 2 * after.batches,
-        "a batch holds several sends: {after:?}"
-    );
-    assert!(
-        after.failed_batches >= 1,
-        "the doomed send failed its batch: {after:?}"
-    );
+    // The doomed send failed its batch.
+    assert_grouped(before, after, true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,13 +74,7 @@ async fn concurrent_delivery_acks_share_statements() {
         PgStore::delivery_statistics,
     )
     .await;
-    assert_eq!(before, BatchStatistics::default());
-    assert!(after.batches >= 1, "{after:?}");
-    assert!(
-        after.batched >= 2 * after.batches,
-        "a batch holds several acks: {after:?}"
-    );
-    assert_eq!(after.failed_batches, 0, "{after:?}");
+    assert_grouped(before, after, false);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,16 +84,8 @@ async fn concurrent_audit_rows_share_statements_and_a_failed_batch_falls_back() 
         PgStore::audit_statistics,
     )
     .await;
-    assert_eq!(before, BatchStatistics::default());
-    assert!(after.batches >= 1, "{after:?}");
-    assert!(
-        after.batched >= 2 * after.batches,
-        "a batch holds several rows: {after:?}"
-    );
-    assert!(
-        after.failed_batches >= 1,
-        "the id stored before failed its batch: {after:?}"
-    );
+    // The id stored before failed its batch.
+    assert_grouped(before, after, true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
