@@ -27,6 +27,11 @@
 //! and its writes are done again one by one on the same connection, so each
 //! gets exactly the answer it would have had alone.
 //!
+//! A kind may bound how long its writes queue ([`BatchWrite::MAX_WAIT`]; sends
+//! do): a write arriving while the oldest waiting one has waited longer is
+//! refused at once as unavailable, so an overloaded server answers quickly
+//! instead of queueing without end.
+//!
 //! Writers are tokio tasks holding the queue's jobs, not the callers' futures:
 //! a caller that gives up (a closed socket) cannot strand the writes queued
 //! behind it, and its own write is still done (a client retry then finds it).
@@ -35,7 +40,7 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use afritalk_adapter_sql::TxError;
 use afritalk_ports::StoreError;
@@ -64,6 +69,12 @@ pub(crate) trait BatchWrite: Send + Sync + 'static {
     /// statement: zero where the caller waits on the write (a send is acked
     /// only once stored), so a lone write goes at once.
     const LINGER: Duration = Duration::ZERO;
+    /// How long the oldest waiting write of this kind may have waited for a
+    /// new one to be queued behind it: past that the database is not keeping
+    /// up, and a new write is refused at once as unavailable, having written
+    /// nothing. Unbounded unless a kind sets it: a kind that must never be
+    /// refused (an audit row) relies on its callers' own pace.
+    const MAX_WAIT: Duration = Duration::MAX;
 
     /// The keys of `input`.
     fn keys(input: &Self::Input) -> Vec<Self::Key>;
@@ -93,6 +104,9 @@ pub struct BatchStatistics {
     pub batched: u64,
     /// Batches that failed as a whole, whose writes were then done one by one.
     pub failed_batches: u64,
+    /// Writes refused because the oldest waiting one had waited more than
+    /// [`BatchWrite::MAX_WAIT`].
+    pub refused: u64,
 }
 
 /// The queue of one kind of write, and its writers.
@@ -116,6 +130,7 @@ struct Shared<W: BatchWrite> {
     batches: AtomicU64,
     batched: AtomicU64,
     failed_batches: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl<W: BatchWrite> Shared<W> {
@@ -137,6 +152,7 @@ struct State<W: BatchWrite> {
 struct Job<W: BatchWrite> {
     input: W::Input,
     reply: oneshot::Sender<Result<W::Output, TxError>>,
+    queued_at: Instant,
 }
 
 impl<W: BatchWrite> Batcher<W> {
@@ -153,6 +169,7 @@ impl<W: BatchWrite> Batcher<W> {
                 batches: AtomicU64::new(0),
                 batched: AtomicU64::new(0),
                 failed_batches: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
             }),
         }
     }
@@ -164,6 +181,7 @@ impl<W: BatchWrite> Batcher<W> {
             batches: shared.batches.load(Ordering::Relaxed),
             batched: shared.batched.load(Ordering::Relaxed),
             failed_batches: shared.failed_batches.load(Ordering::Relaxed),
+            refused: shared.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -172,7 +190,22 @@ impl<W: BatchWrite> Batcher<W> {
         let (reply, answer) = oneshot::channel();
         let start_writer = {
             let mut state = self.shared.state();
-            state.queue.push_back(Job { input, reply });
+            let oldest_wait = state.queue.front().map(|job| job.queued_at.elapsed());
+            if let Some(waited) = oldest_wait.filter(|waited| *waited > W::MAX_WAIT) {
+                let waiting = state.queue.len();
+                drop(state);
+                self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(TxError::Store(StoreError::Unavailable(format!(
+                    "the database is not keeping up: {waiting} writes are waiting, \
+                     the oldest for {} ms",
+                    waited.as_millis()
+                ))));
+            }
+            state.queue.push_back(Job {
+                input,
+                reply,
+                queued_at: Instant::now(),
+            });
             let start = state.writers < W::WRITERS;
             if start {
                 state.writers += 1;
@@ -342,12 +375,73 @@ mod tests {
             .map(|input| Job {
                 input,
                 reply: oneshot::channel().0,
+                queued_at: Instant::now(),
             })
             .collect()
     }
 
     fn inputs(jobs: impl IntoIterator<Item = Job<Numbers>>) -> Vec<u32> {
         jobs.into_iter().map(|job| job.input).collect()
+    }
+
+    /// Numbers that may wait 50 ms at most.
+    struct PatientNumbers;
+
+    #[async_trait::async_trait]
+    impl BatchWrite for PatientNumbers {
+        type Input = u32;
+        type Output = ();
+        type Key = u32;
+        const MAX_WAIT: Duration = Duration::from_millis(50);
+
+        fn keys(input: &u32) -> Vec<u32> {
+            Numbers::keys(input)
+        }
+
+        async fn write_one(&self, conn: &mut AsyncPgConnection, n: &u32) -> Result<(), TxError> {
+            Numbers.write_one(conn, n).await
+        }
+
+        async fn write_many(
+            &self,
+            conn: &mut AsyncPgConnection,
+            n: &[u32],
+        ) -> Result<Vec<()>, TxError> {
+            Numbers.write_many(conn, n).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_behind_one_waiting_too_long_is_refused_at_once() {
+        use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+        // Never connected: the refused write must not reach the database.
+        let manager = AsyncDieselConnectionManager::new("postgres://127.0.0.1:1/unused");
+        let batcher = Batcher::new(PatientNumbers, Pool::builder(manager).build().unwrap());
+        {
+            let mut state = batcher.shared.state();
+            // Every writer busy, and a write queued 60 ms ago.
+            state.writers = PatientNumbers::WRITERS;
+            state.queue.push_back(Job {
+                input: 1,
+                reply: oneshot::channel().0,
+                queued_at: Instant::now() - Duration::from_millis(60),
+            });
+        }
+        let refused = batcher.write(7).await;
+        assert!(
+            matches!(refused, Err(TxError::Store(StoreError::Unavailable(_)))),
+            "{refused:?}"
+        );
+        assert_eq!(batcher.statistics().refused, 1);
+        {
+            let mut state = batcher.shared.state();
+            assert_eq!(state.queue.len(), 1, "nothing was queued");
+            // A queue whose oldest write is recent takes new writes.
+            state.queue.front_mut().unwrap().queued_at = Instant::now();
+        }
+        let queued = tokio::time::timeout(Duration::from_millis(20), batcher.write(8)).await;
+        assert!(queued.is_err(), "queued, waiting for a writer: {queued:?}");
+        assert_eq!(batcher.statistics().refused, 1);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! to an HTTP status and the `{ "error": { "code", "message" } }` body, shared by
 //! REST responses and Socket.IO acks.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use afritalk_auth::AuthError;
 use afritalk_ports::MessagingError;
@@ -151,7 +152,7 @@ fn messaging_reply(err: &MessagingError) -> ErrorReply {
         MessagingError::Forbidden(reason) => reason.clone(),
         // Backend details stay in the logs.
         MessagingError::Unavailable(detail) => {
-            tracing::error!(%detail, "backend unavailable");
+            log_unavailable(detail);
             "the service is temporarily unavailable; retry later".to_owned()
         }
         other => other.to_string(),
@@ -164,6 +165,23 @@ fn messaging_reply(err: &MessagingError) -> ErrorReply {
         retry_after,
         ..ErrorReply::new(status, err.code(), message)
     }
+}
+
+/// Logs a backend outage at most once a second, with how many were not
+/// logged since: an overloaded or unreachable backend fails every request,
+/// and a line per request would only add to the load.
+fn log_unavailable(detail: &str) {
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    static NOT_LOGGED: AtomicU64 = AtomicU64::new(0);
+    let second = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    if LOGGED_AT.swap(second, Ordering::Relaxed) == second {
+        NOT_LOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let not_logged = NOT_LOGGED.swap(0, Ordering::Relaxed);
+    tracing::error!(%detail, not_logged, "backend unavailable");
 }
 
 #[cfg(test)]
