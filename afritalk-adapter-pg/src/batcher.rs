@@ -342,15 +342,17 @@ mod tests {
 
     use super::*;
 
-    /// Writes of a number, keyed by the number modulo 10 (never written).
-    struct Numbers;
+    /// Writes of a number, keyed by the number modulo 10 (never written),
+    /// refused behind one that waited more than `MAX_WAIT_MS`.
+    struct Numbers<const MAX_WAIT_MS: u64 = { u64::MAX }>;
 
     #[async_trait::async_trait]
-    impl BatchWrite for Numbers {
+    impl<const MAX_WAIT_MS: u64> BatchWrite for Numbers<MAX_WAIT_MS> {
         type Input = u32;
         type Output = ();
         type Key = u32;
         const MAX_BATCH: usize = 8;
+        const MAX_WAIT: Duration = Duration::from_millis(MAX_WAIT_MS);
 
         fn keys(input: &u32) -> Vec<u32> {
             vec![input % 10]
@@ -384,43 +386,16 @@ mod tests {
         jobs.into_iter().map(|job| job.input).collect()
     }
 
-    /// Numbers that may wait 50 ms at most.
-    struct PatientNumbers;
-
-    #[async_trait::async_trait]
-    impl BatchWrite for PatientNumbers {
-        type Input = u32;
-        type Output = ();
-        type Key = u32;
-        const MAX_WAIT: Duration = Duration::from_millis(50);
-
-        fn keys(input: &u32) -> Vec<u32> {
-            Numbers::keys(input)
-        }
-
-        async fn write_one(&self, conn: &mut AsyncPgConnection, n: &u32) -> Result<(), TxError> {
-            Numbers.write_one(conn, n).await
-        }
-
-        async fn write_many(
-            &self,
-            conn: &mut AsyncPgConnection,
-            n: &[u32],
-        ) -> Result<Vec<()>, TxError> {
-            Numbers.write_many(conn, n).await
-        }
-    }
-
     #[tokio::test]
     async fn a_write_behind_one_waiting_too_long_is_refused_at_once() {
         use diesel_async::pooled_connection::AsyncDieselConnectionManager;
         // Never connected: the refused write must not reach the database.
         let manager = AsyncDieselConnectionManager::new("postgres://127.0.0.1:1/unused");
-        let batcher = Batcher::new(PatientNumbers, Pool::builder(manager).build().unwrap());
+        let batcher = Batcher::new(Numbers::<50>, Pool::builder(manager).build().unwrap());
         {
             let mut state = batcher.shared.state();
             // Every writer busy, and a write queued 60 ms ago.
-            state.writers = PatientNumbers::WRITERS;
+            state.writers = Numbers::<50>::WRITERS;
             state.queue.push_back(Job {
                 input: 1,
                 reply: oneshot::channel().0,
