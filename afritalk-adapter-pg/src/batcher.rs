@@ -19,8 +19,8 @@
 //! pair or a client message id; for deliveries: a message): such a write waits
 //! for a later batch, as one statement could not do both. A writer looks for
 //! a batch's writes among the first few queued ones only, so taking a batch
-//! costs the same however long the queue grows under overload. Writes with a key in
-//! common that end up in statements of different writers serialize on the
+//! costs the same however long the queue grows under overload. Writes with a
+//! key in common that end up in statements of different writers serialize on the
 //! database's row locks, exactly as concurrent single writes would (which of
 //! two concurrent writes goes first was never defined). If a batch fails as a
 //! whole it wrote nothing,
@@ -268,7 +268,7 @@ async fn write_until_empty<W: BatchWrite>(mut writer: Writer<W>) {
 /// one taken), and bounded so that taking a batch costs the same however
 /// long the queue has grown. Scanning the whole queue made every batch cost
 /// more as the queue grew under overload: at 5,000 sends/s on a machine that
-/// could write 2,000, sends acknowledged per second fell from 2,000 to 500,
+/// writes about 4,000, sends acknowledged per second fell from 2,000 to 500,
 /// the server's time going into copying the queue.
 fn scan_limit<W: BatchWrite>() -> usize {
     4 * W::MAX_BATCH
