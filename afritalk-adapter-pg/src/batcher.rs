@@ -402,7 +402,10 @@ mod tests {
                 queued_at: Instant::now() - Duration::from_millis(60),
             });
         }
-        let refused = batcher.write(7).await;
+        // No writer runs: without the refusal this would wait for good.
+        let refused = tokio::time::timeout(Duration::from_secs(5), batcher.write(7))
+            .await
+            .expect("answered at once");
         assert!(
             matches!(refused, Err(TxError::Store(StoreError::Unavailable(_)))),
             "{refused:?}"
