@@ -154,7 +154,7 @@ macro_rules! sql_store {
             use $crate::error::{db_error, is_unique_violation, TxError};
             use $crate::functions::coalesce;
             use $crate::rows::{
-                convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
+                convert_all, partner_of, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
                 MessageRow, NotificationRow, SendRows, TenantSettingRow,
             };
             use $crate::schema::{
@@ -591,6 +591,32 @@ macro_rules! sql_store {
                                     .unwrap_or(0),
                             })
                         })
+                        .collect()
+                }
+
+                async fn conversation_partners(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                    limit: PageSize,
+                ) -> StoreResult<Vec<UserId>> {
+                    let mut conn = self.conn().await?;
+                    let pairs: Vec<(String, String)> = conversations::table
+                        .filter(conversations::tenant_id.eq(tenant.as_str()))
+                        .filter(
+                            conversations::user_one_id
+                                .eq(user.as_str())
+                                .or(conversations::user_two_id.eq(user.as_str())),
+                        )
+                        .order((conversations::last_message_at.desc(), conversations::id.desc()))
+                        .limit(limit_of(limit))
+                        .select((conversations::user_one_id, conversations::user_two_id))
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("listing conversation partners", e))?;
+                    pairs
+                        .into_iter()
+                        .map(|(one, two)| partner_of(user, one, two))
                         .collect()
                 }
 

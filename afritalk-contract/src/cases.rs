@@ -689,6 +689,64 @@ pub async fn conversation_list_orders_latest_first_with_last_message_and_unread_
     );
 }
 
+pub async fn conversation_partners_follow_the_conversation_list_order(p: Ports) {
+    let t = tenant("acme");
+    let me = user("moussa");
+    // p1..p4 write to me in turn, then I answer p2: p2, p4, p3, p1.
+    for (i, name) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
+        send_ok(
+            &p,
+            new_message(&t, &user(name), &me, "salut", at(10 * i as i64 + 10)),
+        )
+        .await;
+    }
+    send_ok(&p, new_message(&t, &me, &user("p2"), "réponse", at(100))).await;
+    // Another tenant's conversation of a user with the same id stays out.
+    send_ok(
+        &p,
+        new_message(&tenant("globex"), &user("x9"), &me, "autre", at(200)),
+    )
+    .await;
+
+    let partners = p
+        .messages
+        .conversation_partners(&t, &me, page(50))
+        .await
+        .unwrap();
+    let names: Vec<&str> = partners.iter().map(UserId::as_str).collect();
+    assert_eq!(names, ["p2", "p4", "p3", "p1"]);
+    let listed: Vec<UserId> = p
+        .messages
+        .conversations(&t, &me, None, page(50))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.conversation.other_participant(&me).cloned())
+        .collect();
+    assert_eq!(partners, listed);
+    let first_two = p
+        .messages
+        .conversation_partners(&t, &me, page(2))
+        .await
+        .unwrap();
+    assert_eq!(first_two, partners[..2]);
+    // Seen from the other side, the partner is me.
+    assert_eq!(
+        p.messages
+            .conversation_partners(&t, &user("p3"), page(50))
+            .await
+            .unwrap(),
+        vec![me.clone()]
+    );
+    assert!(
+        p.messages
+            .conversation_partners(&t, &user("nobody"), page(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn unicode_and_emoji_round_trip(p: Ports) {
     let t = tenant("acme");
     let (a, b) = (user("awa"), user("bakary"));

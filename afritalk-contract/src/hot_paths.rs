@@ -143,6 +143,10 @@ pub async fn exercise(p: &Ports, round: u32) {
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
+    p.messages
+        .conversation_partners(&t, &a, page)
+        .await
+        .unwrap();
     p.messages.history(&t, ab.id, None, page).await.unwrap();
     p.messages.history(&t, ab.id, Some(2), page).await.unwrap();
     p.messages.messages_after(&t, ab.id, 0, page).await.unwrap();

@@ -134,6 +134,7 @@ macro_rules! storage_contract {
             failed_send_leaves_nothing_half_written,
             history_and_catch_up_are_stable_while_messages_arrive,
             conversation_list_orders_latest_first_with_last_message_and_unread_count,
+            conversation_partners_follow_the_conversation_list_order,
             unicode_and_emoji_round_trip,
             timestamps_are_utc_to_the_microsecond,
             mark_delivered_keeps_the_first_time,

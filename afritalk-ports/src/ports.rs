@@ -228,6 +228,17 @@ pub trait MessageStore: Send + Sync {
         limit: PageSize,
     ) -> StoreResult<Vec<ConversationSummary>>;
 
+    /// The other participants of `user`'s latest conversations (latest message
+    /// first, at most `limit`): whose presence a connecting socket watches. The
+    /// same order as [`conversations`](Self::conversations), without its last
+    /// messages and unread counts, so a reconnect storm stays cheap.
+    async fn conversation_partners(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        limit: PageSize,
+    ) -> StoreResult<Vec<UserId>>;
+
     /// One page of history, newest first: messages with `seq < before_seq` (all if `None`).
     async fn history(
         &self,

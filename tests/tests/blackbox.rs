@@ -112,6 +112,37 @@ async fn presence_shows_both_users_online_then_not_online_after_disconnect() {
     app.stop().await;
 }
 
+/// A connected socket watches the presence of its user's conversation
+/// partners, and only theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_coming_online_is_pushed_to_the_user_and_not_to_strangers() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let emp2 = app.token(T, "emp2", Role::Employe);
+    let (status, body) = app.send(T, &dg, "emp", "Point à 10 h").await;
+    assert_eq!(status, 201, "{body}");
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    c.connect(&app, "emp2", T, &emp2, "websocket")
+        .await
+        .unwrap();
+    // The watched partners are looked up just after the connect packet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
+    let update = c.next_event("dg", "presence:update").await;
+    assert_eq!(update["userId"], "emp");
+    assert_eq!(update["status"], "online");
+    assert!(
+        !c.receives_within("emp2", "presence:update", Duration::from_millis(500))
+            .await,
+        "emp2 has no conversation with emp"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn employe_to_pdg_is_403_with_a_forbidden_attempt_audit_row_and_the_reply_rule_holds() {
     let app = spawn_app().await;

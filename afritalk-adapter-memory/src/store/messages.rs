@@ -376,6 +376,19 @@ impl MessageStore for MemoryStore {
             .collect())
     }
 
+    async fn conversation_partners(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        limit: PageSize,
+    ) -> StoreResult<Vec<UserId>> {
+        let page = self.conversations(tenant, user, None, limit).await?;
+        Ok(page
+            .into_iter()
+            .filter_map(|s| s.conversation.other_participant(user).cloned())
+            .collect())
+    }
+
     async fn history(
         &self,
         tenant: &TenantId,

@@ -40,6 +40,21 @@ impl MessagingService {
         })
     }
 
+    /// The other participants of the caller's latest conversations (at most
+    /// `limit`, latest first): whose presence a connecting socket watches.
+    pub async fn conversation_partners(
+        &self,
+        actor: &Actor,
+        limit: PageSize,
+    ) -> Result<Vec<UserId>, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        Ok(self
+            .ports
+            .messages
+            .conversation_partners(&actor.tenant, &actor.user, limit)
+            .await?)
+    }
+
     /// One page of summaries, joined with the directory in one extra call.
     async fn conversation_items(
         &self,

@@ -123,8 +123,8 @@ pub(crate) async fn authenticate(
     Ok(())
 }
 
-/// After the connect packet: watch the presence of the first page of
-/// conversation partners (a query the handshake need not wait for).
+/// After the connect packet: watch the presence of the partners of the latest
+/// conversations (a query the handshake need not wait for).
 pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
     let Some(session) = s.extensions.get::<Session>() else {
         // The middleware always stores it; without it the socket is useless.
@@ -138,14 +138,12 @@ pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
     match app
         .inner
         .service
-        .conversations(actor, None, PageSize::DEFAULT)
+        .conversation_partners(actor, PageSize::DEFAULT)
         .await
     {
-        Ok(page) => {
-            for item in page.conversations {
-                let watch =
-                    Audience::PresenceWatchers(actor.tenant.clone(), item.participant.user_id);
-                s.join(watch.room());
+        Ok(partners) => {
+            for partner in partners {
+                s.join(Audience::PresenceWatchers(actor.tenant.clone(), partner).room());
             }
         }
         Err(err) => tracing::warn!(%err, "presence rooms of conversation partners not joined"),
