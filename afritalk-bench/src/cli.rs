@@ -130,6 +130,11 @@ pub struct IdleArgs {
     /// Keep the sockets open this long after the reading.
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub hold: Duration,
+    /// Before connecting, each user writes to this many others (over REST), so
+    /// that connects look up real conversation partners (at most 30: the
+    /// default send limit per 10 s).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=30))]
+    pub conversations: u16,
 }
 
 /// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.

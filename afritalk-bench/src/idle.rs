@@ -68,6 +68,22 @@ pub async fn run(args: IdleArgs) -> Result<(), SetupError> {
             took.as_secs_f64()
         );
     }
+    if args.conversations > 0 {
+        let took = setup::seed_conversations(
+            &endpoint.http_base,
+            &c.tenant,
+            &tokens,
+            &users,
+            usize::from(args.conversations),
+            c.setup_concurrency,
+        )
+        .await?;
+        eprintln!(
+            "conversations: {} messages sent in {:.1} s",
+            users.len() * usize::from(args.conversations),
+            took.as_secs_f64()
+        );
+    }
     let mut plan = Vec::with_capacity(users.len());
     for (index, user) in users.iter().enumerate() {
         plan.push(Planned {
@@ -133,6 +149,12 @@ pub async fn run(args: IdleArgs) -> Result<(), SetupError> {
         still_open,
         args.settle.as_secs_f64()
     );
+    if args.conversations > 0 {
+        println!(
+            "conversations      each user wrote to {} others before connecting",
+            args.conversations
+        );
+    }
     println!(
         "connect rate       {:.0} connects/s ({} in {:.2} s; attempts paced at {}/s, {} in flight at most)",
         fleet.connected as f64 / fleet.elapsed.as_secs_f64().max(1e-9),

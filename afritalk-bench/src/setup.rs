@@ -90,8 +90,8 @@ pub fn user_id(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i:05}")
 }
 
-/// Writes `users` to the directory (`PUT /api/tenants/{t}/directory/users/{u}`,
-/// Employé, active), `concurrency` requests at a time, with progress output.
+/// Writes `users` into the directory as Employés (PUT, with the service token),
+/// `concurrency` requests at a time; returns how long it took.
 pub async fn upsert_users(
     base: &str,
     tenant: &str,
@@ -100,35 +100,84 @@ pub async fn upsert_users(
     concurrency: usize,
 ) -> Result<Duration, SetupError> {
     let http = reqwest::Client::new();
+    let requests = users.iter().map(|user| {
+        let url = format!("{base}/api/tenants/{tenant}/directory/users/{user}");
+        let request = http
+            .put(&url)
+            .bearer_auth(service_token)
+            .json(&json!({ "displayName": user, "role": "EMPLOYE", "active": true }));
+        (url, request)
+    });
+    send_all(
+        "directory",
+        "users written",
+        requests.collect(),
+        concurrency,
+    )
+    .await
+}
+
+/// Gives every user `per_user` conversations: user i writes one message (POST,
+/// with their own token) to each of users i+1 … i+per_user (mod the count), so
+/// each has about twice that many partners. Returns how long it took.
+pub async fn seed_conversations(
+    base: &str,
+    tenant: &str,
+    tokens: &Tokens,
+    users: &[String],
+    per_user: usize,
+    concurrency: usize,
+) -> Result<Duration, SetupError> {
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/tenants/{tenant}/messaging/message");
+    let mut requests = Vec::with_capacity(users.len() * per_user);
+    for (i, user) in users.iter().enumerate() {
+        let token = tokens.user(user)?;
+        for k in 1..=per_user.min(users.len().saturating_sub(1)) {
+            let to = &users[(i + k) % users.len()];
+            let request = http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({ "toUserId": to, "content": "bonjour" }));
+            requests.push((url.clone(), request));
+        }
+    }
+    send_all("conversations", "messages sent", requests, concurrency).await
+}
+
+/// Sends every request, `concurrency` at a time, each retried twice (a loaded
+/// server may refuse one now and then, e.g. its token verification hitting the
+/// authorizer's time limit), with a progress line for `stage`.
+async fn send_all(
+    stage: &'static str,
+    done_label: &'static str,
+    requests: Vec<(String, reqwest::RequestBuilder)>,
+    concurrency: usize,
+) -> Result<Duration, SetupError> {
     let started = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
-    let progress = Progress::start("directory", users.len(), {
+    let progress = Progress::start(stage, requests.len(), {
         let done = done.clone();
-        move || format!("{} users written", done.load(Ordering::Relaxed))
+        move || format!("{} {done_label}", done.load(Ordering::Relaxed))
     });
-    let results = futures::stream::iter(users.iter().map(|user| {
-        let http = http.clone();
+    let results = futures::stream::iter(requests.into_iter().map(|(url, request)| {
         let done = done.clone();
-        let url = format!("{base}/api/tenants/{tenant}/directory/users/{user}");
         async move {
-            // A loaded server may refuse a request now and then (e.g. its token
-            // verification hitting the authorizer's time limit): retry twice.
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let outcome = match http
-                    .put(&url)
-                    .bearer_auth(service_token)
-                    .json(&json!({ "displayName": user, "role": "EMPLOYE", "active": true }))
+                let sent = request
+                    .try_clone()
+                    .ok_or_else(|| SetupError(format!("{url}: request cannot be repeated")))?
                     .send()
-                    .await
-                {
+                    .await;
+                let outcome = match sent {
                     Err(e) => Err(fail(&url, e)),
                     Ok(response) if response.status().is_success() => Ok(()),
                     Ok(response) => {
                         let status = response.status();
                         let body = response.text().await.unwrap_or_default();
-                        Err(SetupError(format!("PUT {url}: {status} {body}")))
+                        Err(SetupError(format!("{url}: {status} {body}")))
                     }
                 };
                 match outcome {
