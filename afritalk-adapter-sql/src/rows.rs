@@ -45,15 +45,6 @@ fn user_of(raw: String) -> Result<UserId, StoreError> {
     UserId::parse(raw).map_err(|e| corrupt("user id", e))
 }
 
-/// The participant of the pair `(one, two)` who is not `user`.
-pub fn partner_of(user: &UserId, one: String, two: String) -> Result<UserId, StoreError> {
-    if one == user.as_str() {
-        user_of(two)
-    } else {
-        user_of(one)
-    }
-}
-
 fn related_of(
     entity_type: Option<String>,
     entity_id: Option<String>,

@@ -154,7 +154,7 @@ macro_rules! sql_store {
             use $crate::error::{db_error, is_unique_violation, TxError};
             use $crate::functions::coalesce;
             use $crate::rows::{
-                convert_all, partner_of, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
+                convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
                 MessageRow, NotificationRow, SendRows, TenantSettingRow,
             };
             use $crate::schema::{
@@ -601,7 +601,7 @@ macro_rules! sql_store {
                     limit: PageSize,
                 ) -> StoreResult<Vec<UserId>> {
                     let mut conn = self.conn().await?;
-                    let pairs: Vec<(String, String)> = conversations::table
+                    let rows: Vec<ConversationRow> = conversations::table
                         .filter(conversations::tenant_id.eq(tenant.as_str()))
                         .filter(
                             conversations::user_one_id
@@ -610,14 +610,16 @@ macro_rules! sql_store {
                         )
                         .order((conversations::last_message_at.desc(), conversations::id.desc()))
                         .limit(limit_of(limit))
-                        .select((conversations::user_one_id, conversations::user_two_id))
+                        .select(ConversationRow::as_select())
                         .load(&mut conn)
                         .await
                         .map_err(|e| db_error("listing conversation partners", e))?;
-                    pairs
-                        .into_iter()
-                        .map(|(one, two)| partner_of(user, one, two))
-                        .collect()
+                    let mut partners = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let conversation: Conversation = row.try_into()?;
+                        partners.extend(conversation.other_participant(user).cloned());
+                    }
+                    Ok(partners)
                 }
 
                 async fn history(
