@@ -2,7 +2,7 @@
 //! rows, each through its own batcher (see `batcher.rs`).
 
 use afritalk_adapter_sql::TxError;
-use afritalk_adapter_sql::hot_paths::{DeliveryInput, HotPaths, SendInput};
+use afritalk_adapter_sql::hot_paths::{DeliveryInput, HotPaths, SendInput, WriteLock};
 use afritalk_adapter_sql::rows::{AuditRow, MessageRow, SendRows};
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -49,7 +49,8 @@ impl PgHotPaths {
 
 #[async_trait::async_trait]
 impl HotPaths<Pool<AsyncPgConnection>> for PgHotPaths {
-    fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    // Postgres takes concurrent writes: its store has no write lock.
+    fn new(pool: Pool<AsyncPgConnection>, _writer: Option<WriteLock>) -> Self {
         Self {
             sends: Batcher::new(SendWrite, pool.clone()),
             deliveries: Batcher::new(DeliveryWrite, pool.clone()),

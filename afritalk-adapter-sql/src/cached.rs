@@ -62,6 +62,10 @@ impl<Q: Query> Query for Cached<Q> {
     type SqlType = Q::SqlType;
 }
 
+// Lets synchronous diesel run it too (the SQLite hot paths do); diesel-async's
+// `RunQueryDsl` already covers every query.
+impl<Q, Conn> diesel::RunQueryDsl<Conn> for Cached<Q> {}
+
 impl<Q, DB> QueryFragment<DB> for Cached<Q>
 where
     DB: Backend,

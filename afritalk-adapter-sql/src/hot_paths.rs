@@ -1,16 +1,16 @@
-//! A backend's own way of writing the two writes every message makes, plugged
+//! Each backend's own way of writing the two writes every message makes, plugged
 //! into [`sql_store!`](crate::sql_store): the send and the first delivery (✓✓),
 //! and the audit row every realtime connect and disconnect appends.
 //!
-//! The portable code runs each on a connection of its own: the send as a
-//! lookup followed by one transaction of portable statements, the delivery as
-//! one guarded `UPDATE`, the audit row as one `INSERT`. A backend may do better
-//! (the Postgres adapter writes a send as one statement, and groups concurrent
-//! sends, concurrent deliveries, or concurrent audit rows, into one statement
-//! each), so the macro lets it replace these
-//! writes while the rest of the port methods (the self-send refusal, the
-//! settlement of a unique violation, the explanation of an ack that changed
-//! nothing, the conversions) stays shared.
+//! These are the writes whose cost decides how many messages a node carries,
+//! and each backend has its own cheapest way to do them: the Postgres adapter
+//! writes a send as one statement and groups concurrent sends, concurrent
+//! deliveries, or concurrent audit rows into one statement each; the SQLite
+//! adapter runs each write whole on its connection's blocking thread instead
+//! of handing every statement over separately. The macro calls them while the
+//! rest of those port methods (the self-send refusal, the settlement of a
+//! unique violation, the explanation of an ack that changed nothing, the
+//! conversions) stays shared.
 
 use afritalk_ports::NewMessage;
 use chrono::NaiveDateTime;
@@ -65,12 +65,20 @@ pub struct DeliveryInput {
     pub at: NaiveDateTime,
 }
 
+/// The in-process lock a store's every write holds where the backend has a
+/// single writer (SQLite); `None` where writes may run concurrently.
+pub type WriteLock = std::sync::Arc<tokio::sync::Mutex<()>>;
+
 /// A backend's writes of the hot paths (the `hot_paths` of
 /// [`sql_store!`](crate::sql_store)).
 #[async_trait::async_trait]
 pub trait HotPaths<Pool>: Clone + Send + Sync + Sized + 'static {
     /// The hot paths of a store over `pool` (the store's connection pool).
-    fn new(pool: Pool) -> Self;
+    /// Where the store serializes its writes, `writer` is its lock: the port
+    /// methods do not hold it around these writes, so each of them MUST hold
+    /// it while it writes (which lets a backend write several queued writes
+    /// under one hold of it).
+    fn new(pool: Pool, writer: Option<WriteLock>) -> Self;
 
     /// Writes one send (idempotency lookup included), atomically. It MUST
     /// write nothing when it returns `SendRows::Duplicate` or an error, and

@@ -6,12 +6,13 @@
 //! the macro only substitutes the connection type, the backend and the method
 //! that opens a write transaction, so both backends run the very same queries.
 //!
-//! One exception, by design: the two writes every message makes, the send and
-//! the first delivery (✓✓), may be replaced by a backend's own
-//! [`HotPaths`](crate::hot_paths::HotPaths) (`hot_paths`; the Postgres adapter
-//! writes a send as one writable-CTE statement, and groups concurrent sends or
-//! deliveries into one statement each). The rest of those port methods
-//! (self-send refusal, the race settlement on a unique violation, the
+//! One exception, by design: the writes every message makes (the send and
+//! the first delivery, ✓✓) and the audit row of every realtime connect are
+//! each backend's own [`HotPaths`](crate::hot_paths::HotPaths) (`hot_paths`:
+//! the Postgres adapter writes a send as one writable-CTE statement and groups
+//! concurrent writes into one statement each; the SQLite adapter runs each
+//! write whole on its connection's blocking thread). The rest of those port
+//! methods (self-send refusal, the race settlement on a unique violation, the
 //! explanation of an ack that changed nothing, the conversions) stays shared.
 //!
 //! Every query on a hot path has a fixed SQL text, so diesel keeps its prepared
@@ -35,18 +36,18 @@
 ///         connection: diesel_async::AsyncPgConnection,
 ///         backend: diesel::pg::Pg,
 ///         write_transaction: transaction,
-///         // Optional: the backend's own writes of the hot paths (see below).
+///         // The backend's own writes of the hot paths (see below).
 ///         hot_paths: crate::hot_paths::PgHotPaths,
 ///     }
 /// }
 /// ```
 ///
-/// `hot_paths`, when given, is a type implementing
+/// `hot_paths` is a type implementing
 /// [`HotPaths`](crate::hot_paths::HotPaths) for the store's pool: it is built
-/// once from the pool by `from_pool` and writes sends and first deliveries
-/// under the contract stated on the trait. Without it, the send is a lookup
-/// followed by one transaction of portable statements (`write_transaction`)
-/// and a first delivery is one guarded `UPDATE`.
+/// once from the pool by `from_pool` and writes sends, first deliveries and
+/// connect audit rows under the contract stated on the trait.
+/// `write_transaction` is the connection method that opens the other write
+/// transactions (edits, deletions, reads).
 ///
 /// The generated type has a private constructor
 /// `from_pool(pool, serialize_writes: bool)`, the public builder
@@ -62,7 +63,7 @@ macro_rules! sql_store {
             connection: $conn:ty,
             backend: $db:ty,
             write_transaction: $tx:ident,
-            $(hot_paths: $paths:ty,)?
+            hot_paths: $paths:ty,
         }
     ) => {
         $(#[$meta])*
@@ -70,11 +71,9 @@ macro_rules! sql_store {
         $vis struct $name {
             pool: $crate::__private::diesel_async::pooled_connection::deadpool::Pool<$conn>,
             messaging_default: bool,
-            writer: ::std::option::Option<
-                ::std::sync::Arc<$crate::__private::tokio::sync::Mutex<()>>,
-            >,
+            writer: ::std::option::Option<$crate::hot_paths::WriteLock>,
             /// The backend's own writes of the hot paths, if it has them.
-            hot_paths: $crate::__sql_store_hot_paths!(type; $($paths)?),
+            hot_paths: $paths,
         }
 
         impl ::std::fmt::Debug for $name {
@@ -91,13 +90,16 @@ macro_rules! sql_store {
                 pool: $crate::__private::diesel_async::pooled_connection::deadpool::Pool<$conn>,
                 serialize_writes: bool,
             ) -> Self {
+                let writer: ::std::option::Option<$crate::hot_paths::WriteLock> =
+                    serialize_writes.then(::std::default::Default::default);
                 Self {
-                    hot_paths: $crate::__sql_store_hot_paths!(new pool; $($paths)?),
+                    hot_paths: <$paths as $crate::hot_paths::HotPaths<_>>::new(
+                        pool.clone(),
+                        writer.clone(),
+                    ),
                     pool,
                     messaging_default: true,
-                    writer: serialize_writes.then(|| {
-                        ::std::sync::Arc::new($crate::__private::tokio::sync::Mutex::new(()))
-                    }),
+                    writer,
                 }
             }
 
@@ -186,7 +188,33 @@ macro_rules! sql_store {
                     .optional()
             }
 
-            $crate::__sql_store_hot_paths!(fns $name, $conn, $tx; $($paths)?);
+            /// The send through the backend's hot paths.
+            async fn send_rows(
+                store: &$name,
+                new: &NewMessage,
+                first: ConversationRow,
+            ) -> Result<SendRows, TxError> {
+                use $crate::hot_paths::HotPaths as _;
+                store
+                    .hot_paths
+                    .send($crate::hot_paths::SendInput::new(new, first))
+                    .await
+            }
+
+            /// A first delivery through the backend's hot paths.
+            async fn first_delivery(
+                store: &$name,
+                input: $crate::hot_paths::DeliveryInput,
+            ) -> Result<Option<MessageRow>, TxError> {
+                use $crate::hot_paths::HotPaths as _;
+                store.hot_paths.first_delivery(input).await
+            }
+
+            /// An audit row through the backend's hot paths.
+            async fn audit_row(store: &$name, row: AuditRow) -> Result<(), TxError> {
+                use $crate::hot_paths::HotPaths as _;
+                store.hot_paths.audit(row).await
+            }
 
             async fn message_row(
                 conn: &mut $conn,
@@ -223,7 +251,7 @@ macro_rules! sql_store {
                             "sender and recipient are the same user".into(),
                         ));
                     };
-                    let _writer = self.write_lock().await;
+                    // The hot paths take the write lock themselves (see `HotPaths`).
                     match send_rows(self, &new, first).await {
                         Ok(SendRows::Stored {
                             conversation,
@@ -425,9 +453,8 @@ macro_rules! sql_store {
                     recipient: &UserId,
                     at: DateTime<Utc>,
                 ) -> StoreResult<DeliveryOutcome> {
-                    let _writer = self.write_lock().await;
                     // The common case in one write: the recipient check and the
-                    // first delivery together.
+                    // first delivery together (the hot paths take the write lock).
                     let input = $crate::hot_paths::DeliveryInput {
                         tenant_id: tenant.as_str().to_owned(),
                         id: id.to_string(),
@@ -822,7 +849,7 @@ macro_rules! sql_store {
             impl AuditLog for $name {
                 async fn append(&self, entry: AuditEntry) -> StoreResult<()> {
                     let row = AuditRow::from(&entry);
-                    let _writer = self.write_lock().await;
+                    // The hot paths take the write lock themselves.
                     match audit_row(self, row).await {
                         Ok(_) => Ok(()),
                         Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(
@@ -989,166 +1016,5 @@ macro_rules! sql_store {
                 }
             }
         };
-    };
-}
-
-/// What [`sql_store!`] generates for its optional `hot_paths`: the type and
-/// the constructor of the store's `hot_paths` field (the backend's
-/// [`HotPaths`](crate::hot_paths::HotPaths), else `()`), and the functions
-/// `send_rows(store, new, first)`, `first_delivery(store, input)` and
-/// `audit_row(store, row)` that the port methods call (through the backend's
-/// hot paths, else portable code).
-/// Either way a failed write returns a [`TxError`](crate::TxError) after which
-/// nothing is written (the callers settle unique violations).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __sql_store_hot_paths {
-    (type; $paths:ty) => {
-        $paths
-    };
-    (type;) => {
-        ()
-    };
-    (new $pool:ident; $paths:ty) => {
-        <$paths as $crate::hot_paths::HotPaths<_>>::new($pool.clone())
-    };
-    (new $pool:ident;) => {
-        ()
-    };
-    (fns $name:ident, $conn:ty, $tx:ident; $paths:ty) => {
-        /// The send through the backend's own hot paths.
-        async fn send_rows(
-            store: &$name,
-            new: &NewMessage,
-            first: ConversationRow,
-        ) -> Result<SendRows, TxError> {
-            use $crate::hot_paths::HotPaths as _;
-            store
-                .hot_paths
-                .send($crate::hot_paths::SendInput::new(new, first))
-                .await
-        }
-
-        /// A first delivery through the backend's own hot paths.
-        async fn first_delivery(
-            store: &$name,
-            input: $crate::hot_paths::DeliveryInput,
-        ) -> Result<Option<MessageRow>, TxError> {
-            use $crate::hot_paths::HotPaths as _;
-            store.hot_paths.first_delivery(input).await
-        }
-
-        /// An audit row through the backend's own hot paths.
-        async fn audit_row(store: &$name, row: AuditRow) -> Result<(), TxError> {
-            use $crate::hot_paths::HotPaths as _;
-            store.hot_paths.audit(row).await
-        }
-    };
-    (fns $name:ident, $conn:ty, $tx:ident;) => {
-        /// An audit row as one insert.
-        async fn audit_row(store: &$name, row: AuditRow) -> Result<(), TxError> {
-            let mut pooled = store.conn().await?;
-            let conn: &mut $conn = &mut pooled;
-            $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-
-        /// A first delivery as one guarded update.
-        async fn first_delivery(
-            store: &$name,
-            input: $crate::hot_paths::DeliveryInput,
-        ) -> Result<Option<MessageRow>, TxError> {
-            let mut pooled = store.conn().await?;
-            let conn: &mut $conn = &mut pooled;
-            Ok($crate::__private::diesel::update(
-                messages::table
-                    .filter(messages::tenant_id.eq(&input.tenant_id))
-                    .filter(messages::id.eq(&input.id))
-                    .filter(messages::recipient_id.eq(&input.recipient_id))
-                    .filter(messages::delivered_at.is_null()),
-            )
-            .set((
-                messages::delivered_at.eq(Some(input.at)),
-                messages::updated_at.eq(input.at),
-            ))
-            .returning(MessageRow::as_returning())
-            // Fixed shape: the same filters and SET columns every call.
-            .cached()
-            .get_result(conn)
-            .await
-            .optional()?)
-        }
-
-        /// The send as a lookup (for retries) and then one transaction of portable
-        /// statements.
-        async fn send_rows(
-            store: &$name,
-            new: &NewMessage,
-            first: ConversationRow,
-        ) -> Result<SendRows, TxError> {
-            let first = &first;
-            let mut pooled = store.conn().await?;
-            let conn: &mut $conn = &mut pooled;
-            // Fast path for retries; the unique index settles races (caller).
-            if let Some(message) = message_by_client_id(conn, new).await? {
-                return Ok(SendRows::Duplicate(message));
-            }
-            let notification = NotificationRow::from(&new.notification);
-            let send_audit = AuditRow::from(&new.send_audit);
-            let conversation_audit = AuditRow::from(&new.conversation_audit);
-            conn.$tx(async |tx| {
-                // The upsert takes the conversation's row lock, which
-                // serialises `seq` per conversation until commit.
-                let conversation: ConversationRow =
-                    $crate::__private::diesel::insert_into(conversations::table)
-                        .values(first)
-                        .on_conflict((
-                            conversations::tenant_id,
-                            conversations::user_one_id,
-                            conversations::user_two_id,
-                        ))
-                        .do_update()
-                        .set((
-                            conversations::last_seq.eq(conversations::last_seq + 1),
-                            conversations::last_message_at.eq(first.last_message_at),
-                            conversations::updated_at.eq(first.updated_at),
-                        ))
-                        .returning(ConversationRow::as_returning())
-                        // Fixed shape: the same SET columns every call.
-                        .cached()
-                        .get_result(tx)
-                        .await?;
-                let created = conversation.id == first.id;
-                let row = MessageRow::new_at(new, &conversation.id, conversation.last_seq);
-                let message: MessageRow = $crate::__private::diesel::insert_into(messages::table)
-                    .values(&row)
-                    .returning(MessageRow::as_returning())
-                    .get_result(tx)
-                    .await?;
-                $crate::__private::diesel::insert_into(notifications::table)
-                    .values(&notification)
-                    .execute(tx)
-                    .await?;
-                if created {
-                    $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                        .values(&conversation_audit)
-                        .execute(tx)
-                        .await?;
-                }
-                $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                    .values(&send_audit)
-                    .execute(tx)
-                    .await?;
-                Ok::<_, TxError>(SendRows::Stored {
-                    conversation,
-                    message,
-                    created,
-                })
-            })
-            .await
-        }
     };
 }

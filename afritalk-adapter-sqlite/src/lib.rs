@@ -17,14 +17,22 @@
 //! acknowledged only once durable), a busy timeout and foreign keys on. SQLite
 //! has one writer at a time: writes queue on an in-process lock and open
 //! `BEGIN IMMEDIATE` transactions, so they never fail with `SQLITE_BUSY`
-//! between this process's connections; reads run in parallel.
+//! between this process's connections; reads run in parallel. The writes every
+//! message makes (send, ✓✓) wait in one queue and commit in groups, so under
+//! load many of them share one commit's `fsync` (see `hot_paths.rs`).
 //!
 //! ## Layout
 //! - this file: [`SqliteStore`] (defined by `afritalk_adapter_sql::sql_store!`,
 //!   which holds every query), its constructor, connection setup and
 //!   [`SqliteStore::migrate`].
+//! - `hot_paths.rs`: [`SqliteHotPaths`](hot_paths::SqliteHotPaths), the
+//!   writes of sends, first deliveries (✓✓) and audit rows: queued, and
+//!   written in groups, one transaction and one `fsync` per group, each group
+//!   in one hand-off to a blocking thread.
 //! - `migrations/`: the SQLite flavour of the portable schema, embedded in the
 //!   binary ([`MIGRATIONS`]).
+
+pub mod hot_paths;
 
 use std::path::Path;
 
@@ -32,7 +40,9 @@ use afritalk_adapter_sql::SetupError;
 use diesel::SqliteConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -55,6 +65,7 @@ afritalk_adapter_sql::sql_store! {
         connection: AsyncSqliteConnection,
         backend: diesel::sqlite::Sqlite,
         write_transaction: immediate_transaction,
+        hot_paths: crate::hot_paths::SqliteHotPaths,
     }
 }
 
@@ -72,6 +83,12 @@ impl SqliteStore {
         }
         let target = path.display().to_string();
         let mut config = ManagerConfig::<AsyncSqliteConnection>::default();
+        // `Fast` recycling: a checked-out connection is not pinged (the
+        // default, `Verified`, runs `SELECT 1` on every checkout, which here
+        // is one more blocking-thread hand-off per port call, and a local
+        // file cannot drop the connection). A connection whose transaction
+        // state is broken is still discarded on return (`is_broken`).
+        config.recycling_method = RecyclingMethod::Fast;
         config.custom_setup = Box::new(|url| {
             let url = url.to_owned();
             Box::pin(async move {
@@ -96,6 +113,12 @@ impl SqliteStore {
             reason: e.to_string(),
         })?);
         Ok(Self::from_pool(pool, true))
+    }
+
+    /// How the hot paths' writes (sends, first deliveries, connect audit
+    /// rows) were grouped into shared transactions so far.
+    pub fn write_statistics(&self) -> hot_paths::WriteStatistics {
+        self.hot_paths.write_statistics()
     }
 
     /// Applies the pending embedded migrations (idempotent; safe to run on every start).
