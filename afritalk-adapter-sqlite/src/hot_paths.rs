@@ -184,7 +184,7 @@ impl SqliteHotPaths {
     }
 
     /// How the writes were committed so far.
-    pub(crate) fn write_statistics(&self) -> WriteStatistics {
+    pub fn write_statistics(&self) -> WriteStatistics {
         *self.statistics()
     }
 
