@@ -391,15 +391,17 @@ mod tests {
         use diesel_async::pooled_connection::AsyncDieselConnectionManager;
         // Never connected: the refused write must not reach the database.
         let manager = AsyncDieselConnectionManager::new("postgres://127.0.0.1:1/unused");
-        let batcher = Batcher::new(Numbers::<50>, Pool::builder(manager).build().unwrap());
+        // A limit long against a stalled runner's pauses, so the write made
+        // just after a recent one is never refused because of one.
+        let batcher = Batcher::new(Numbers::<10_000>, Pool::builder(manager).build().unwrap());
         {
             let mut state = batcher.shared.state();
-            // Every writer busy, and a write queued 60 ms ago.
-            state.writers = Numbers::<50>::WRITERS;
+            // Every writer busy, and a write queued 11 s ago.
+            state.writers = Numbers::<10_000>::WRITERS;
             state.queue.push_back(Job {
                 input: 1,
                 reply: oneshot::channel().0,
-                queued_at: Instant::now() - Duration::from_millis(60),
+                queued_at: Instant::now() - Duration::from_secs(11),
             });
         }
         // No writer runs: without the refusal this would wait for good.

@@ -44,6 +44,9 @@ struct Slot {
 pub(crate) struct SharedCommands {
     pool: Pool,
     current: Arc<Mutex<Option<Slot>>>,
+    /// Held while connecting, so that a burst of calls finding no connection
+    /// (the first ones, or those after a failure) opens one, not one each.
+    connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SharedCommands {
@@ -52,6 +55,7 @@ impl SharedCommands {
         Self {
             pool,
             current: Arc::new(Mutex::new(None)),
+            connecting: Arc::default(),
         }
     }
 
@@ -78,10 +82,20 @@ impl SharedCommands {
             }
             *self.slot() = None;
         }
+        let _connecting = self.connecting.lock().await;
+        // A call that connected while this one waited left its connection shared.
+        let connected = self.slot().as_mut().map(|slot| {
+            slot.taken = Instant::now();
+            slot.conn.clone()
+        });
+        if let Some(conn) = connected {
+            return Ok(Command {
+                conn,
+                shared: self.clone(),
+            });
+        }
         let pooled = self.pool.get().await.map_err(|e| unavailable(context, e))?;
         let conn = deadpool_redis::Connection::take(pooled);
-        // Two calls may both have connected after a failure: the later one
-        // stays shared, the other's connection lives as long as its call.
         *self.slot() = Some(Slot {
             conn: conn.clone(),
             taken: Instant::now(),

@@ -668,15 +668,17 @@ impl<'a> Polling<'a> {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
-    /// One long-poll: the Socket.IO packets waiting (at most 5 s). Engine.IO pings
-    /// are answered with a pong and left out, as a real client does.
+    /// One long-poll: the Socket.IO packets waiting (at most 20 s: generous
+    /// for a loaded runner, yet short of the 25 s ping that would end an
+    /// empty poll). Engine.IO pings are answered with a pong and left out, as
+    /// a real client does.
     async fn poll(&self) -> Vec<String> {
         let r = tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(20),
             self.server.call("GET", &self.base, None, None),
         )
         .await
-        .expect("a packet within 5 s");
+        .expect("a packet within 20 s");
         let mut packets = Vec::new();
         for packet in r.body.split('\u{1e}') {
             if packet == "2" {

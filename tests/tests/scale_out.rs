@@ -87,7 +87,7 @@ async fn two_nodes_sharing_postgres_and_redis_behave_as_one() {
     assert_eq!(read["messageId"], id.as_str());
     // Node 2 has no socket of the DG: it left those receipts unparsed.
     let mut not_here = 0;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let res = node2.http.get(node2.url("/metrics")).send().await.unwrap();
         let text = res.text().await.unwrap();
         not_here = text

@@ -77,9 +77,10 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            // Beyond the server's own 10 s grace for in-flight requests.
+            tokio::time::timeout(Duration::from_secs(30), task)
                 .await
-                .expect("server stops within 10 s")
+                .expect("server stops within 30 s")
                 .expect("server task")
                 .expect("server ran cleanly");
         }
