@@ -187,6 +187,54 @@ async fn number(conn: &mut AsyncPgConnection, sql: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_young_table_whose_file_doubled_is_analyzed_before_its_row_counts_are_reported() {
+    let (name, url) = new_database(&mut admin().await).await;
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel::sql_query("ALTER TABLE messages SET (autovacuum_enabled = false)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Twenty messages of 1,500 characters (stored inline, uncompressed:
+    // random digits under the 2 kB toast threshold) fill more than two
+    // pages, yet are fewer than the 50 changed rows autovacuum's rule
+    // waits for, however soon the counts are reported.
+    let (t, a, b) = (tenant("acme"), user("awa"), user("bakary"));
+    for i in 0..20 {
+        let content: String = (0..1_500)
+            .map(|_| char::from(b'0' + rand_digit()))
+            .collect();
+        store
+            .send(new_message(&t, &a, &b, &content, at(i)))
+            .await
+            .unwrap();
+    }
+    let pages = "SELECT (pg_relation_size('messages') / current_setting('block_size')::int)::float8 AS value";
+    assert!(number(&mut conn, pages).await > 2.0);
+
+    let analyzed = store
+        .refresh_statistics(StatisticsKeeping::Always)
+        .await
+        .unwrap();
+    assert!(analyzed.iter().any(|t| t == "messages"), "{analyzed:?}");
+    // Analyzed at its size: the next analyze waits for the file to double.
+    let again = store
+        .refresh_statistics(StatisticsKeeping::Always)
+        .await
+        .unwrap();
+    assert!(!again.iter().any(|t| t == "messages"), "{again:?}");
+    drop(store);
+    drop(conn);
+    drop_database(&mut admin().await, &name).await;
+}
+
+/// A random decimal digit.
+fn rand_digit() -> u8 {
+    (uuid::Uuid::new_v4().as_u128() % 10) as u8
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_statistics_keeper_analyzes_the_tables_that_changed_at_autovacuums_pace() {
     let (name, url) = new_database(&mut admin().await).await;
     let store = PgStore::connect(&url, 2).await.unwrap();

@@ -23,7 +23,7 @@ use crate::config::{Config, Database};
 
 /// How often the Postgres store checks whether its tables need analyzing
 /// (one small catalog query while autovacuum is off, a settings read otherwise).
-const STATISTICS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const STATISTICS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A storage backend could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
