@@ -12,7 +12,9 @@
 //! [`SharedCommands`] therefore takes one connection out of the pool and lets
 //! every call of its adapter use it at once, with no checkout. A call that
 //! finds it broken (Redis restarted, the socket closed) drops it, and the
-//! next call takes a fresh one from the pool, with the pool's timeouts. A
+//! next call takes a fresh one from the pool, with the pool's timeouts (one
+//! call at a time: a burst that finds no connection opens one, and if that
+//! attempt fails the calls that waited for it fail with it). A
 //! connection left unused for a second is first checked with a `PING`: a
 //! busy node never pays for it, and a quiet adapter does not fail its first
 //! call on a connection that died while nobody used it. A connection used
@@ -45,8 +47,11 @@ pub(crate) struct SharedCommands {
     pool: Pool,
     current: Arc<Mutex<Option<Slot>>>,
     /// Held while connecting, so that a burst of calls finding no connection
-    /// (the first ones, or those after a failure) opens one, not one each.
-    connecting: Arc<tokio::sync::Mutex<()>>,
+    /// (the first ones, or those after a failure) opens one, not one each;
+    /// it holds when the last attempt failed, so that the calls that waited
+    /// for that attempt fail with it instead of each waiting out an attempt
+    /// of its own, one after the other, while Redis does not answer.
+    connecting: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl SharedCommands {
@@ -82,7 +87,8 @@ impl SharedCommands {
             }
             *self.slot() = None;
         }
-        let _connecting = self.connecting.lock().await;
+        let asked = Instant::now();
+        let mut last_failure = self.connecting.lock().await;
         // A call that connected while this one waited left its connection shared.
         let connected = self.slot().as_mut().map(|slot| {
             slot.taken = Instant::now();
@@ -94,7 +100,20 @@ impl SharedCommands {
                 shared: self.clone(),
             });
         }
-        let pooled = self.pool.get().await.map_err(|e| unavailable(context, e))?;
+        if last_failure.is_some_and(|failed| failed >= asked) {
+            return Err(unavailable(
+                context,
+                "Redis could not be reached (a connection attempt made meanwhile failed)",
+            ));
+        }
+        let pooled = match self.pool.get().await {
+            Ok(pooled) => pooled,
+            Err(e) => {
+                *last_failure = Some(Instant::now());
+                return Err(unavailable(context, e));
+            }
+        };
+        *last_failure = None;
         let conn = deadpool_redis::Connection::take(pooled);
         *self.slot() = Some(Slot {
             conn: conn.clone(),

@@ -302,3 +302,36 @@ async fn concurrent_checks_share_one_connection_which_is_replaced_after_a_restar
     assert!(recovered, "the limiter did not reconnect after the restart");
     assert_eq!(connections_opened_since(&redis, before).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_against_a_hung_redis_fail_together_not_one_after_the_other() {
+    let redis = PrivateRedis::start();
+    let pool = connect_pool(&redis.url(), 16).unwrap();
+    let limiter = Arc::new(RedisRateLimiter::new(
+        pool,
+        "afritalk:",
+        RateLimits::default(),
+    ));
+    // Accepts connections (the kernel does) but never answers.
+    redis.freeze(true);
+    let started = Instant::now();
+    let checks: Vec<_> = (0..8)
+        .map(|i| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter
+                    .check(&tenant("t"), &user(&format!("u{i}")), RateAction::Send)
+                    .await
+            })
+        })
+        .collect();
+    for check in checks {
+        let error = check.await.unwrap().unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    }
+    let took = started.elapsed();
+    redis.freeze(false);
+    // One connection attempt (about a second before it gives up here)
+    // answers them all; waiting out an attempt each, in turn, took 8 s.
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
