@@ -22,6 +22,7 @@
 //! during the restart would); the presence re-announce, which is the repair
 //! after a restart, tries once more on a fresh connection.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,10 +36,13 @@ use crate::unavailable;
 /// How long the shared connection may go unused before it is checked first.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// The shared connection and when a call last took it.
+/// The shared connection, when a call last took it, and which connection of
+/// the adapter it is (so that a call forgets only the one it found broken,
+/// never a fresh one another call has put in its place meanwhile).
 struct Slot {
     conn: MultiplexedConnection,
     taken: Instant,
+    generation: u64,
 }
 
 /// One adapter's Redis command connection, shared by all its calls.
@@ -52,6 +56,8 @@ pub(crate) struct SharedCommands {
     /// for that attempt fail with it instead of each waiting out an attempt
     /// of its own, one after the other, while Redis does not answer.
     connecting: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// The generation of the last connection opened.
+    opened: Arc<AtomicU64>,
 }
 
 impl SharedCommands {
@@ -61,6 +67,7 @@ impl SharedCommands {
             pool,
             current: Arc::new(Mutex::new(None)),
             connecting: Arc::default(),
+            opened: Arc::default(),
         }
     }
 
@@ -68,37 +75,22 @@ impl SharedCommands {
     /// `Unavailable`, saying what it was for (`context`), if Redis cannot be
     /// reached.
     pub(crate) async fn get(&self, context: &str) -> StoreResult<Command> {
-        let cached = self.slot().as_mut().map(|slot| {
-            let idle = slot.taken.elapsed();
-            slot.taken = Instant::now();
-            (slot.conn.clone(), idle)
-        });
-        if let Some((mut conn, idle)) = cached {
+        if let Some((mut command, idle)) = self.current() {
             let alive = idle < IDLE_CHECK
                 || redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
+                    .query_async::<String>(&mut command.conn)
                     .await
                     .is_ok();
             if alive {
-                return Ok(Command {
-                    conn,
-                    shared: self.clone(),
-                });
+                return Ok(command);
             }
-            *self.slot() = None;
+            self.forget(command.generation);
         }
         let asked = Instant::now();
         let mut last_failure = self.connecting.lock().await;
         // A call that connected while this one waited left its connection shared.
-        let connected = self.slot().as_mut().map(|slot| {
-            slot.taken = Instant::now();
-            slot.conn.clone()
-        });
-        if let Some(conn) = connected {
-            return Ok(Command {
-                conn,
-                shared: self.clone(),
-            });
+        if let Some((command, _)) = self.current() {
+            return Ok(command);
         }
         if last_failure.is_some_and(|failed| failed >= asked) {
             return Err(unavailable(
@@ -115,14 +107,40 @@ impl SharedCommands {
         };
         *last_failure = None;
         let conn = deadpool_redis::Connection::take(pooled);
+        let generation = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
         *self.slot() = Some(Slot {
             conn: conn.clone(),
             taken: Instant::now(),
+            generation,
         });
         Ok(Command {
             conn,
             shared: self.clone(),
+            generation,
         })
+    }
+
+    /// A handle on the current connection, if any, and how long it had been
+    /// unused (it counts as used from now on).
+    fn current(&self) -> Option<(Command, Duration)> {
+        self.slot().as_mut().map(|slot| {
+            let idle = slot.taken.elapsed();
+            slot.taken = Instant::now();
+            let command = Command {
+                conn: slot.conn.clone(),
+                shared: self.clone(),
+                generation: slot.generation,
+            };
+            (command, idle)
+        })
+    }
+
+    /// Forgets the current connection if it is still the one of `generation`.
+    fn forget(&self, generation: u64) {
+        let mut slot = self.slot();
+        if slot.as_ref().is_some_and(|s| s.generation == generation) {
+            *slot = None;
+        }
     }
 
     /// The current connection (a poisoned lock only means a call panicked
@@ -137,14 +155,16 @@ impl SharedCommands {
 pub(crate) struct Command {
     conn: MultiplexedConnection,
     shared: SharedCommands,
+    generation: u64,
 }
 
 impl Command {
-    /// Forgets the shared connection if `error` says it is no longer usable
-    /// (a timeout under load or a script error leaves it in place).
+    /// Forgets the shared connection if `error` says it may no longer be
+    /// usable (a script error leaves it in place; a timeout does not, as a
+    /// connection whose network path died silently would time out forever).
     fn after(&self, error: &RedisError) {
         if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
-            *self.shared.slot() = None;
+            self.shared.forget(self.generation);
         }
     }
 }

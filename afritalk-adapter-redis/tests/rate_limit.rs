@@ -68,9 +68,10 @@ async fn allows_max_attempts_then_refuses_with_the_time_until_the_next_passes() 
         RateDecision::Allowed
     );
     // Only one slot came free: the next frees when the second attempt leaves
-    // (about `gap` later), well before a whole window.
+    // (about `gap` later, more if the runner stalled in between), well
+    // before a whole window.
     let next = retry_after(check(&limiter, "t", "u", RateAction::Send).await);
-    assert!(next <= gap, "{next:?}");
+    assert!(next <= 2 * gap, "{next:?}");
 }
 
 #[tokio::test]
@@ -127,15 +128,16 @@ async fn concurrent_attempts_on_two_nodes_never_exceed_the_limit() {
 async fn refused_attempts_do_not_consume_allowance() {
     let ns = Namespace::new().await;
     let limiter = limiter(&ns, 2, WINDOW);
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        check(&limiter, "t", "u", RateAction::Send).await,
+        RateDecision::Allowed
+    );
+    // Both attempts were made before this instant, however long they took.
     let start = Instant::now();
-    assert_eq!(
-        check(&limiter, "t", "u", RateAction::Send).await,
-        RateDecision::Allowed
-    );
-    assert_eq!(
-        check(&limiter, "t", "u", RateAction::Send).await,
-        RateDecision::Allowed
-    );
     for _ in 0..10 {
         tokio::time::sleep(WINDOW / 40).await;
         retry_after(check(&limiter, "t", "u", RateAction::Send).await);
