@@ -157,8 +157,10 @@ async fn refresh(
            AND (greatest(s.last_analyze, s.last_autoanalyze) IS NULL \
              OR greatest(s.last_analyze, s.last_autoanalyze) < now() - interval '60 seconds' \
              OR (c.reltuples < $1 AND s.n_live_tup > 2 * greatest(c.reltuples, 0)))) \
-         OR (c.reltuples < $1 AND pg_relation_size(c.oid) \
-           > 2 * greatest(c.relpages, 1) * current_setting('block_size')::bigint))",
+         OR CASE WHEN c.reltuples < $1 \
+           THEN pg_relation_size(c.oid) \
+             > 2::bigint * greatest(c.relpages, 1) * current_setting('block_size')::bigint \
+           ELSE false END)",
     )
     .bind::<diesel::sql_types::Float, _>(YOUNG_ROWS as f32)
     .load(&mut *conn)
