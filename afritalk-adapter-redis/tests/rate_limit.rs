@@ -248,6 +248,28 @@ async fn connections_opened_since(redis: &PrivateRedis, before: u64) -> u64 {
     connections_received(redis).await - before - 1
 }
 
+/// `count` checks of different users, made at once from their own tasks.
+async fn concurrent_checks(
+    limiter: &Arc<RedisRateLimiter>,
+    count: usize,
+) -> Vec<Result<RateDecision, StoreError>> {
+    let checks: Vec<_> = (0..count)
+        .map(|i| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter
+                    .check(&tenant("t"), &user(&format!("u{i}")), RateAction::Send)
+                    .await
+            })
+        })
+        .collect();
+    let mut decisions = Vec::with_capacity(count);
+    for check in checks {
+        decisions.push(check.await.unwrap());
+    }
+    decisions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_share_one_connection_which_is_replaced_after_a_restart() {
     let mut redis = PrivateRedis::start();
@@ -258,18 +280,8 @@ async fn concurrent_checks_share_one_connection_which_is_replaced_after_a_restar
     );
     let limiter = Arc::new(RedisRateLimiter::new(pool, "afritalk:", limits));
     let before = connections_received(&redis).await;
-    let checks: Vec<_> = (0..64)
-        .map(|i| {
-            let limiter = limiter.clone();
-            tokio::spawn(async move {
-                limiter
-                    .check(&tenant("t"), &user(&format!("u{i}")), RateAction::Send)
-                    .await
-            })
-        })
-        .collect();
-    for check in checks {
-        assert_eq!(check.await.unwrap().unwrap(), RateDecision::Allowed);
+    for decision in concurrent_checks(&limiter, 64).await {
+        assert_eq!(decision.unwrap(), RateDecision::Allowed);
     }
     // Pooled, 64 concurrent calls would have opened up to 16 connections;
     // racing to connect, as many as found none.
@@ -317,18 +329,8 @@ async fn concurrent_checks_against_a_hung_redis_fail_together_not_one_after_the_
     // Accepts connections (the kernel does) but never answers.
     redis.freeze(true);
     let started = Instant::now();
-    let checks: Vec<_> = (0..8)
-        .map(|i| {
-            let limiter = limiter.clone();
-            tokio::spawn(async move {
-                limiter
-                    .check(&tenant("t"), &user(&format!("u{i}")), RateAction::Send)
-                    .await
-            })
-        })
-        .collect();
-    for check in checks {
-        let error = check.await.unwrap().unwrap_err();
+    for decision in concurrent_checks(&limiter, 8).await {
+        let error = decision.unwrap_err();
         assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     }
     let took = started.elapsed();
