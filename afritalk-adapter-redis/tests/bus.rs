@@ -47,6 +47,16 @@ fn fast_options() -> BusOptions {
     }
 }
 
+/// Waits up to `WAIT` for `bus` to notice it lost its subscription; panics
+/// with `failure` if it does not.
+async fn assert_unsubscribed_within_wait(bus: &RedisEventBus, failure: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bus.metrics().is_subscribed() {
+        assert!(tokio::time::Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A node: a bus with its own recording sink, subscribed.
 async fn node(url: &str, ns: &Namespace) -> (RedisEventBus, Arc<RecordingSink>) {
     let bus = RedisEventBus::new(url, ns.pool.clone(), &ns.prefix, fast_options()).unwrap();
@@ -295,14 +305,7 @@ async fn the_subscriber_reconnects_by_itself_after_redis_restarts() {
     // While Redis is down, handing an event over fails loudly rather than vanishing.
     let down = bus.publish(audience.clone(), presence_event("lost")).await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while bus.metrics().is_subscribed() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the lost connection was not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_unsubscribed_within_wait(&bus, "the lost connection was not noticed").await;
 
     redis.restart();
     tokio::time::timeout(WAIT, subscriptions.changed())
@@ -377,14 +380,7 @@ async fn a_hung_redis_is_noticed_by_the_ping_and_the_subscriber_reconnects() {
 
     // The connection stays open but silent: only the ping can tell it is dead.
     redis.freeze(true);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while bus.metrics().is_subscribed() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the hung connection was not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_unsubscribed_within_wait(&bus, "the hung connection was not noticed").await;
     redis.freeze(false);
     assert!(bus.wait_subscribed(WAIT).await);
     assert_eq!(bus.metrics().reconnects(), 1);
