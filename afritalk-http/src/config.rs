@@ -26,6 +26,9 @@ pub struct HttpConfig {
     /// How often this node re-checks the presence of its users, to publish what
     /// time alone changed (a quiet minute → idle, ten minutes gone → offline).
     pub presence_sweep_interval: Duration,
+    /// How often this node re-checks the tokens of its sockets, so that a socket
+    /// that only listens is closed at most this long after its token expires.
+    pub token_recheck_interval: Duration,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +43,7 @@ impl Default for HttpConfig {
             ping_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
             presence_sweep_interval: Duration::from_secs(15),
+            token_recheck_interval: Duration::from_secs(15),
         }
     }
 }

@@ -39,6 +39,7 @@ mod router;
 mod routes;
 pub mod server;
 mod socket;
+mod token_sweep;
 
 pub use app::{AlwaysReady, App, MetricsSource, ReadinessCheck};
 pub use auth::PeerAddr;

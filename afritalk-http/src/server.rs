@@ -49,6 +49,7 @@ pub async fn serve(
         tracing::warn!("this App was served before; events go to the first server's sockets");
     }
     let sweeper = tokio::spawn(crate::presence_sweep::run(app.clone()));
+    let token_sweeper = tokio::spawn(crate::token_sweep::run(app.clone()));
 
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -84,6 +85,7 @@ pub async fn serve(
     }
     drop(listener);
     sweeper.abort();
+    token_sweeper.abort();
     close_sockets(&app, &io).await;
     if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
         .await

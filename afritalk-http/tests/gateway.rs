@@ -813,3 +813,44 @@ async fn a_socket_send_reaches_the_recipient_and_its_ack_gives_the_sender_delive
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
+    let server = spawn_with(
+        HttpConfig {
+            token_recheck_interval: Duration::from_millis(200),
+            ..HttpConfig::default()
+        },
+        RateLimits::default(),
+    )
+    .await;
+    let identity = Identity {
+        tenant: TenantId::parse("t1").unwrap(),
+        user: UserId::parse("emp").unwrap(),
+        kind: ActorKind::Staff(Role::Employe),
+        name: None,
+    };
+    // Expiry has whole-second precision: this token reads for 1 to 2 s.
+    let short = server
+        .minter
+        .mint(&identity, Duration::from_secs(1))
+        .unwrap();
+    let (listener, reply) = Polling::connect(&server, "t1", json!({ "token": short })).await;
+    assert!(reply.starts_with("40"), "{reply}");
+    let (keeper, reply) = Polling::connect(
+        &server,
+        "t1",
+        json!({ "token": server.token("dg1", Role::Dg) }),
+    )
+    .await;
+    assert!(reply.starts_with("40"), "{reply}");
+
+    // The listener sends nothing; the server closes it all the same.
+    let closed = listener.wait_for("41").await;
+    assert_eq!(closed, "41");
+    // A socket whose token is still good stays.
+    keeper.post(r#"420["presence:ping",{}]"#).await;
+    let (_, ack) = packet_json(&keeper.wait_for("430").await);
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    server.stop().await;
+}

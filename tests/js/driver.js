@@ -1,6 +1,6 @@
 // Drives real socket.io-client sockets for AfriTalk's black-box tests.
 // Reads one JSON command per line on stdin, writes one JSON report per line on stdout.
-//   {op:"connect", client, url, path, token, transports?, autoAck?}
+//   {op:"connect", client, url, path, token, transports?, autoAck? (false | "empty")}
 //   {op:"emit", client, event, data, ref, timeoutMs?}   -> {kind:"ack", ref, data} | {kind:"ack_timeout", ref}
 //   {op:"emitRaw", client, event, data}                  (no ack requested)
 //   {op:"disconnect", client}
@@ -35,7 +35,9 @@ function connect(cmd) {
     const wantsAck = typeof last === "function";
     if (wantsAck) args.pop();
     report({ client: cmd.client, kind: "event", event, data: args.length ? args[0] : null, ackRequested: wantsAck });
-    if (wantsAck && cmd.autoAck !== false) last({ ok: true });
+    // autoAck "empty" answers as many clients do, with no argument at all.
+    if (wantsAck && cmd.autoAck === "empty") last();
+    else if (wantsAck && cmd.autoAck !== false) last({ ok: true });
   });
 }
 

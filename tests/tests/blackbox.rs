@@ -496,6 +496,95 @@ async fn bad_expired_and_attenuated_tokens_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_socket_checks_each_write_as_a_write() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let mut c = Clients::start().await;
+    let token = app.token(T, "dg", Role::Dg);
+    let conversation = format!("/api/tenants/{T}/messaging/conversation/emp");
+
+    // Read-only: a send is refused, and the socket stays for reading.
+    let read_only = support::attenuate_read_only(&token);
+    c.connect(&app, "ro", T, &read_only, "websocket")
+        .await
+        .unwrap();
+    let send = json!({ "toUserId": "emp", "content": "lecture seule" });
+    let ack = c.emit("ro", "messaging:send", send).await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert_eq!(ack["error"]["code"], "operation_not_allowed", "{ack}");
+    let ack = c.emit("ro", "presence:ping", json!({})).await;
+    assert_eq!(ack["ok"], true, "the read-only socket stays: {ack}");
+
+    // Writes allowed for less time than reads: the socket's writes stop at
+    // the write deadline, although the token still reads.
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(4);
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    let short_writes = support::attenuate_writes_until(&token, deadline);
+    c.connect(&app, "dg", T, &short_writes, "websocket")
+        .await
+        .unwrap();
+    let ack = c
+        .emit(
+            "dg",
+            "messaging:send",
+            json!({ "toUserId": "emp", "content": "à temps" }),
+        )
+        .await;
+    ok_ack(&ack);
+    // The authorizer's clock has whole seconds: wait past the next one.
+    tokio::time::sleep_until(until + Duration::from_millis(2_100)).await;
+    let ack = c
+        .emit(
+            "dg",
+            "messaging:send",
+            json!({ "toUserId": "emp", "content": "trop tard" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], false, "a write after the deadline: {ack}");
+    let (status, history) = app.get(&conversation, &short_writes).await;
+    assert_eq!(status, 200, "the token still reads: {history}");
+    let contents: Vec<_> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(contents, vec![json!("à temps")]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_ack_from_the_recipient_is_a_delivery() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    c.connect_acking_empty(&app, "emp", T, &emp).await.unwrap();
+    let ack = c
+        .emit(
+            "dg",
+            "messaging:send",
+            json!({ "toUserId": "emp", "content": "Reçu ?" }),
+        )
+        .await;
+    let id = ok_ack(&ack)["message"]["id"].clone();
+    let new = c.next_event("emp", "messaging:new").await;
+    assert_eq!(new["message"]["id"], id);
+    let delivered = c.next_event("dg", "messaging:delivered").await;
+    assert_eq!(delivered["messageId"], id);
+    let (_, history) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversation/emp"), &dg)
+        .await;
+    assert!(
+        history["messages"][0]["deliveredAt"].is_string(),
+        "{history}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_oversize_websocket_message_closes_the_socket_and_stores_nothing() {
     let app = spawn_app().await;
     company(&app).await;

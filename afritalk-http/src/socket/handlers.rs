@@ -64,27 +64,42 @@ fn to_value(value: impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// Runs `f` with the socket's session and the parsed payload, then acks.
-/// An expired (or otherwise no longer valid) token closes the socket after the
-/// error ack: the client must reconnect with a fresh token.
+/// Runs `f` with the socket's session and the parsed payload, then acks; for
+/// an event that only reads (see [`handle_write`]).
 async fn handle<T, F, Fut>(s: SocketRef, data: Result<Value, impl Sized>, ack: AckSender, f: F)
 where
     T: DeserializeOwned,
     F: FnOnce(Session, T) -> Fut,
     Fut: Future<Output = Result<Value, ApiError>>,
 {
-    let mut token_expired = false;
+    handle_as(Operation::Read, s, data, ack, f).await;
+}
+
+/// Authorizes the socket's token again for `operation`, runs `f` with the
+/// session and the parsed payload, then acks. An expired (or otherwise no
+/// longer valid) token closes the socket after the error ack: the client must
+/// reconnect with a fresh token. A token that may not do this operation but
+/// still reads (a read-only attenuation) keeps its socket.
+async fn handle_as<T, F, Fut>(
+    operation: Operation,
+    s: SocketRef,
+    data: Result<Value, impl Sized>,
+    ack: AckSender,
+    f: F,
+) where
+    T: DeserializeOwned,
+    F: FnOnce(Session, T) -> Fut,
+    Fut: Future<Output = Result<Value, ApiError>>,
+{
+    let mut close_socket = false;
     let result = async {
         let session = s
             .extensions
             .get::<Session>()
             .ok_or(ApiError::MissingToken)?;
         // Signatures were checked at connect; only the authorizer runs again.
-        if let Err(err) = session
-            .token
-            .permits(&session.actor.tenant, Operation::Read)
-        {
-            token_expired = true;
+        if let Err(err) = session.token.permits(&session.actor.tenant, operation) {
+            close_socket = !matches!(err, AuthError::OperationRefused);
             return Err(err.into());
         }
         let payload = dto::parse_value::<T>(data.unwrap_or(Value::Null))?;
@@ -92,18 +107,25 @@ where
     }
     .await;
     answer(ack, result);
-    if token_expired {
+    if close_socket {
         let _ = s.disconnect();
     }
 }
 
-/// Refuses writes on a read-only (attenuated) token.
-fn writable(session: &Session) -> Result<(), ApiError> {
-    if session.can_write {
-        Ok(())
-    } else {
-        Err(AuthError::OperationRefused.into())
-    }
+/// [`handle`] for an event that changes something: the token is authorized
+/// for writing on every such event, since an attenuation can allow writes for
+/// less time than reads.
+async fn handle_write<T, F, Fut>(
+    s: SocketRef,
+    data: Result<Value, impl Sized>,
+    ack: AckSender,
+    f: F,
+) where
+    T: DeserializeOwned,
+    F: FnOnce(Session, T) -> Fut,
+    Fut: Future<Output = Result<Value, ApiError>>,
+{
+    handle_as(Operation::Write, s, data, ack, f).await;
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,8 +170,7 @@ async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value
 
 /// `messaging:send`: acked only after the store committed (the core returns then).
 async fn send(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
-    handle(s, data, ack, async |session, body: SendBody| {
-        writable(&session)?;
+    handle_write(s, data, ack, async |session, body: SendBody| {
         let sent = app
             .inner
             .service
@@ -173,8 +194,7 @@ struct ReadPayload {
 
 /// `messaging:read`: one message, or a conversation up to a `seq`.
 async fn read(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
-    handle(s, data, ack, async |session, p: ReadPayload| {
-        writable(&session)?;
+    handle_write(s, data, ack, async |session, p: ReadPayload| {
         let service = &app.inner.service;
         match (p.message_id, p.conversation_id) {
             (Some(id), None) => {
@@ -207,8 +227,7 @@ struct EditPayload {
 
 /// `messaging:edit`.
 async fn edit(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
-    handle(s, data, ack, async |session, p: EditPayload| {
-        writable(&session)?;
+    handle_write(s, data, ack, async |session, p: EditPayload| {
         let id = dto::parse_message_id(&p.message_id)?;
         let content = MessageContent::parse(p.content).map_err(dto::invalid)?;
         let message = app.inner.service.edit(&session.actor, id, content).await?;
@@ -230,8 +249,7 @@ async fn delete(
     TryData(data): TryData<Value>,
     ack: AckSender,
 ) {
-    handle(s, data, ack, async |session, p: MessageRef| {
-        writable(&session)?;
+    handle_write(s, data, ack, async |session, p: MessageRef| {
         let id = dto::parse_message_id(&p.message_id)?;
         let message = app.inner.service.delete(&session.actor, id).await?;
         Ok(json!({ "message": message }))

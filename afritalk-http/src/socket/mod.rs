@@ -27,11 +27,9 @@ use crate::front::PathTenant;
 pub(crate) struct Session {
     /// The caller, with the client IP.
     pub(crate) actor: Actor,
-    /// Whether the token allows writes (an attenuated read-only token does not).
-    pub(crate) can_write: bool,
     /// The handshake token, its signatures verified once at connect; it is
-    /// authorized again on every event (no signature work) so that a socket does
-    /// not outlive its token's expiry.
+    /// authorized again on every event and by the token sweep (no signature
+    /// work), so that a socket does not outlive its token's expiry.
     pub(crate) token: VerifiedToken,
 }
 
@@ -95,8 +93,6 @@ pub(crate) async fn authenticate(
     let tenant = auth::path_tenant(&tenant)?;
     let token = inner.verifier.open(&token)?;
     let identity = token.authorize(&tenant, Operation::Read)?;
-    // Read was authorized with the identity claims, so the lighter check suffices.
-    let can_write = token.permits(&tenant, Operation::Write).is_ok();
     let peer = parts.extensions.get::<PeerAddr>().copied();
     let mut actor = identity.to_actor();
     if let Some(ip) = auth::client_ip(inner, &parts.headers, peer) {
@@ -115,11 +111,7 @@ pub(crate) async fn authenticate(
     s.join(Audience::Tenant(actor.tenant.clone()).room());
     handlers::register(&s);
     s.on_disconnect(on_disconnect);
-    s.extensions.insert(Session {
-        actor,
-        can_write,
-        token,
-    });
+    s.extensions.insert(Session { actor, token });
     Ok(())
 }
 

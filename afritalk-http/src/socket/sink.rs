@@ -8,8 +8,8 @@ use afritalk_ports::{Audience, EventSink, Message, RealtimeEvent};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::ack::AckStream;
+use socketioxide::{AckError, SocketIo};
 
 use super::Session;
 use crate::app::App;
@@ -41,7 +41,7 @@ impl EventSink for SocketSink {
             {
                 let timeout = self.app.inner.config.ack_timeout;
                 match io
-                    .to(room)
+                    .to(room.clone())
                     .timeout(timeout)
                     .emit_with_ack::<_, Value>(name, &payload)
                     .await
@@ -50,7 +50,7 @@ impl EventSink for SocketSink {
                         let app = self.app.clone();
                         let io = io.clone();
                         let message = new.message.clone();
-                        tokio::spawn(async move { on_acks(app, io, message, acks).await });
+                        tokio::spawn(async move { on_acks(app, io, room, message, acks).await });
                     }
                     Err(err) => tracing::warn!(%err, event = name, "not emitted"),
                 }
@@ -74,18 +74,27 @@ impl EventSink for SocketSink {
 
 /// Marks the message delivered on the first recipient ack (later ones change
 /// nothing: the first `deliveredAt` stays) and records the delivery latency.
-async fn on_acks(app: App, io: SocketIo, message: Message, acks: AckStream<Value>) {
+///
+/// Any answer counts, whatever it carries: socket.io clients commonly call
+/// `ack()` with no argument, which arrives as an empty list and fails to decode.
+/// The recipient is read from the room's sockets before any ack can arrive, so
+/// a socket that acks and disconnects at once still counts: every socket of the
+/// room is the recipient's.
+async fn on_acks(app: App, io: SocketIo, room: String, message: Message, acks: AckStream<Value>) {
+    let Some(recipient) = io
+        .to(room)
+        .sockets()
+        .into_iter()
+        .find_map(|s| s.extensions.get::<Session>())
+        .map(|session| session.actor)
+    else {
+        return;
+    };
     let mut acks = std::pin::pin!(acks);
-    while let Some((sid, result)) = acks.next().await {
-        if result.is_err() {
+    while let Some((_, result)) = acks.next().await {
+        if matches!(result, Err(AckError::Timeout | AckError::Socket(_))) {
             continue;
         }
-        let Some(session) = io
-            .get_socket(sid)
-            .and_then(|s| s.extensions.get::<Session>())
-        else {
-            continue;
-        };
         let latency = (chrono::Utc::now() - message.created_at)
             .to_std()
             .unwrap_or(Duration::ZERO);
@@ -93,7 +102,7 @@ async fn on_acks(app: App, io: SocketIo, message: Message, acks: AckStream<Value
         if let Err(err) = app
             .inner
             .service
-            .mark_delivered(&session.actor, message.id)
+            .mark_delivered(&recipient, message.id)
             .await
         {
             tracing::warn!(%err, message = %message.id, "delivery not recorded");

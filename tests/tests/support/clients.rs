@@ -135,8 +135,27 @@ impl Clients {
         token: &str,
         transport: &str,
     ) -> Result<String, String> {
-        self.command(connect_command(app, name, tenant, token, transport))
-            .await;
+        let command = connect_command(app, name, tenant, token, transport);
+        self.connect_with(name, command).await
+    }
+
+    /// Connects socket `name` over websocket, answering every event that asks
+    /// for an ack with an empty ack (`ack()`, no argument), as many clients do.
+    pub async fn connect_acking_empty(
+        &mut self,
+        app: &TestApp,
+        name: &str,
+        tenant: &str,
+        token: &str,
+    ) -> Result<String, String> {
+        let mut command = connect_command(app, name, tenant, token, "websocket");
+        command["autoAck"] = json!("empty");
+        self.connect_with(name, command).await
+    }
+
+    /// Sends a connect `command` for socket `name` and waits for its outcome.
+    async fn connect_with(&mut self, name: &str, command: Value) -> Result<String, String> {
+        self.command(command).await;
         let report = self
             .wait_for(|r| {
                 r["client"] == name && (r["kind"] == "connected" || r["kind"] == "connect_error")

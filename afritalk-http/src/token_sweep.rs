@@ -1,0 +1,46 @@
+//! The token sweep: a socket's token is authorized again on every event the
+//! socket sends, but a socket that only listens sends none and would go on
+//! receiving messages after its token expired. So each node periodically
+//! re-checks the tokens of its sockets and closes those that may no longer
+//! read (expired, or an attenuation whose time ran out). Only the authorizer
+//! runs (no signature work); the work yields often, so a node with many
+//! sockets keeps serving events during a sweep.
+
+use afritalk_auth::Operation;
+
+use crate::app::App;
+use crate::socket::Session;
+
+/// Sockets checked between two yields to the runtime.
+const CHECKS_PER_YIELD: usize = 64;
+
+/// Runs until the task is aborted (at shutdown).
+pub(crate) async fn run(app: App) {
+    let mut tick = tokio::time::interval(app.inner.config.token_recheck_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; every socket was just checked at connect.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(io) = app.inner.io.get() else {
+            continue;
+        };
+        for (checked, socket) in io.sockets().into_iter().enumerate() {
+            if checked % CHECKS_PER_YIELD == CHECKS_PER_YIELD - 1 {
+                tokio::task::yield_now().await;
+            }
+            let Some(session) = socket.extensions.get::<Session>() else {
+                continue;
+            };
+            if let Err(err) = session
+                .token
+                .permits(&session.actor.tenant, Operation::Read)
+            {
+                tracing::info!(%err, user = %session.actor.user, "closing a socket whose token no longer reads");
+                if let Err(err) = socket.disconnect() {
+                    tracing::debug!(%err, "socket already gone");
+                }
+            }
+        }
+    }
+}
