@@ -206,27 +206,29 @@ pub fn js_dir() -> PathBuf {
 /// What any token holder can do without the private key: append a block that
 /// allows writes only until `deadline` (reads as long as the token lives).
 pub fn attenuate_writes_until(token: &str, deadline: std::time::SystemTime) -> String {
-    use biscuit_auth::UnverifiedBiscuit;
-    UnverifiedBiscuit::from_base64(token)
-        .expect("token parses")
-        .append(biscuit_auth::macros::block!(
+    attenuate(
+        token,
+        biscuit_auth::macros::block!(
             r#"check if operation("read") or time($t), $t <= {deadline};"#,
             deadline = deadline,
-        ))
-        .expect("append")
-        .to_base64()
-        .expect("encode")
+        ),
+    )
 }
 
 /// What any token holder can do without the private key: append a block that
 /// restricts the token to reading.
 pub fn attenuate_read_only(token: &str) -> String {
-    use biscuit_auth::UnverifiedBiscuit;
-    UnverifiedBiscuit::from_base64(token)
+    attenuate(
+        token,
+        biscuit_auth::macros::block!(r#"check if operation("read");"#),
+    )
+}
+
+/// `token` with `block` appended, as any holder can do without the private key.
+fn attenuate(token: &str, block: biscuit_auth::builder::BlockBuilder) -> String {
+    biscuit_auth::UnverifiedBiscuit::from_base64(token)
         .expect("token parses")
-        .append(biscuit_auth::macros::block!(
-            r#"check if operation("read");"#
-        ))
+        .append(block)
         .expect("append")
         .to_base64()
         .expect("encode")
