@@ -116,7 +116,10 @@ impl PresenceTracker for LocalPresence {
             });
         };
         let before = entry.record(user);
-        if entry.connections.remove(connection) {
+        // Only the last connection's close is when the user was last seen:
+        // closing one of several devices is not activity, and would make an
+        // idle user show online again.
+        if entry.connections.remove(connection) && entry.connections.is_empty() {
             entry.seen(at);
         }
         Ok(PresenceChange {
@@ -197,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn disconnect_forgets_the_connection_and_sets_last_seen() {
+    fn disconnect_forgets_the_connection_and_the_last_one_sets_last_seen() {
         let presence = LocalPresence::new();
         let (t, u) = (tenant("t"), user("u"));
         block_on(presence.connect(&t, &u, &conn("c1"), t0())).unwrap();
@@ -206,9 +209,14 @@ mod tests {
         let change = block_on(presence.disconnect(&t, &u, &conn("c1"), later)).unwrap();
         assert_eq!(change.before.unwrap().connections, 2);
         assert_eq!(change.after.connections, 1);
-        assert_eq!(change.after.last_seen, later);
+        assert_eq!(
+            change.after.last_seen,
+            t0(),
+            "closing one device is not activity"
+        );
         let last = block_on(presence.disconnect(&t, &u, &conn("c2"), later)).unwrap();
         assert_eq!(last.after.connections, 0);
+        assert_eq!(last.after.last_seen, later);
         // The user stays known (offline with a last_seen), not forgotten.
         let snapshot = block_on(presence.snapshot(&t)).unwrap();
         assert_eq!(snapshot, vec![last.after]);

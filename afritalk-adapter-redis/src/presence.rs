@@ -76,7 +76,8 @@ local now = now_ms()
 local known, before_seen = seen(KEYS[2], ARGV[1])
 if known == 0 then return {0, 0, 0, 0, 0} end
 local before_count = live(KEYS[1], now)
-if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
+-- Only the last connection's close is activity (see LocalPresence).
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
   record_seen(KEYS[2], ARGV[1], ARGV[3], ARGV[4])
 end
 local _, after_seen = seen(KEYS[2], ARGV[1])

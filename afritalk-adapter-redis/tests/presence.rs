@@ -60,7 +60,7 @@ async fn connecting_the_same_connection_twice_counts_it_once() {
 }
 
 #[tokio::test]
-async fn disconnect_forgets_the_connection_and_sets_last_seen() {
+async fn disconnect_forgets_the_connection_and_the_last_one_sets_last_seen() {
     let ns = Namespace::new().await;
     let presence = node(&ns);
     let (t, u) = (tenant("t"), user("u"));
@@ -73,12 +73,17 @@ async fn disconnect_forgets_the_connection_and_sets_last_seen() {
         .unwrap();
     assert_eq!(change.before.unwrap().connections, 2);
     assert_eq!(change.after.connections, 1);
-    assert_eq!(change.after.last_seen, later);
+    assert_eq!(
+        change.after.last_seen,
+        t0(),
+        "closing one device is not activity"
+    );
     let last = presence
         .disconnect(&t, &u, &conn("c2"), later)
         .await
         .unwrap();
     assert_eq!(last.after.connections, 0);
+    assert_eq!(last.after.last_seen, later);
     // The user stays known (offline with a last_seen), not forgotten.
     assert_eq!(presence.snapshot(&t).await.unwrap(), vec![last.after]);
 }
@@ -182,7 +187,14 @@ async fn nodes_share_one_view_of_each_user() {
     let snap = node2.snapshot(&t).await.unwrap();
     assert_eq!(snap.len(), 1);
     assert_eq!(snap[0].connections, 1);
-    assert_eq!(snap[0].last_seen, later);
+    assert_eq!(snap[0].last_seen, t0(), "still connected on node 2");
+    let last = later + TimeDelta::seconds(5);
+    node2
+        .disconnect(&t, &u, &conn("n2-c1"), last)
+        .await
+        .unwrap();
+    let snap = node1.snapshot(&t).await.unwrap();
+    assert_eq!((snap[0].connections, snap[0].last_seen), (0, last));
 }
 
 #[tokio::test]

@@ -399,7 +399,9 @@ pub trait PresenceTracker: Send + Sync {
         at: DateTime<Utc>,
     ) -> StoreResult<PresenceChange>;
 
-    /// Forgets a connection; `last_seen` becomes `at`. Unknown connections MUST be ignored.
+    /// Forgets a connection; when it was the user's last, `last_seen` becomes `at`
+    /// (closing one of several devices is not activity). Unknown connections MUST
+    /// be ignored.
     async fn disconnect(
         &self,
         tenant: &TenantId,
