@@ -109,7 +109,7 @@ pub(crate) fn routes() -> &'static [Route] {
                 auth = true, query = &[q("after", "string", "Cursor from a previous page's nextCursor."), LIMIT],
                 body = None, success = 200, response = Some("ConversationPage")),
             route!(History, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversation/{userId}"), "messaging",
-                "History with a user, newest first; pass nextBeforeSeq as before for older messages.",
+                "History with a user, newest first; pass nextBeforeSeq as before for older messages. Messages to the caller are marked delivered.",
                 auth = true, query = &[q("before", "integer", "Only messages with a smaller seq."), LIMIT],
                 body = None, success = 200, response = Some("HistoryPage")),
             route!(SendMessage, POST, concat!("/api/tenants/{tenantId}/", "messaging/message"), "messaging",
@@ -128,11 +128,11 @@ pub(crate) fn routes() -> &'static [Route] {
                 "Marks the caller's messages of a conversation read, up to upToSeq (default: all).",
                 auth = true, query = &[], body = Some("ReadUpTo"), success = 200, response = Some("ReadMessages")),
             route!(ConversationMessages, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversations/{conversationId}/messages"), "messaging",
-                "Catch-up in one conversation: messages after a seq, oldest first.",
+                "Catch-up in one conversation: messages after a seq, oldest first. Messages to the caller are marked delivered.",
                 auth = true, query = &[q("after", "integer", "Only messages with a larger seq (default 0)."), LIMIT],
                 body = None, success = 200, response = Some("ConversationCatchUp")),
             route!(Sync, GET, concat!("/api/tenants/{tenantId}/", "messaging/sync"), "messaging",
-                "Everything a reconnecting client missed, in one call.",
+                "Everything a reconnecting client missed, in one call. Messages to the caller are marked delivered.",
                 auth = true, query = &[
                     q("since", "date-time", "updatedAt of the last change seen (default: the beginning)."),
                     q("afterId", "uuid", "Id of the last message seen at that instant."), LIMIT],
@@ -200,7 +200,7 @@ impl Matched {
 }
 
 /// Decodes `%XX` escapes of a path segment; `None` if that is not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
+pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

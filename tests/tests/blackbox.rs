@@ -206,9 +206,29 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     let dg = app.token(T, "dg", Role::Dg);
     let emp = app.token(T, "emp", Role::Employe);
     let since = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
     for text in ["un", "deux", "trois"] {
         assert_eq!(app.send(T, &dg, "emp", text).await.0, 201);
     }
+    // Back online, the employee catches up on the socket: everything since the
+    // beginning (no `since`), now delivered, and the sender sees ✓✓.
+    c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
+    let ack = c.emit("emp", "messaging:join", json!({})).await;
+    let changes = ok_ack(&ack)["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 3, "{ack}");
+    assert!(
+        changes.iter().all(|m| m["deliveredAt"].is_string()),
+        "{ack}"
+    );
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        delivered.push(c.next_event("dg", "messaging:delivered").await["messageId"].clone());
+    }
+    delivered.sort_by_key(|id| id.to_string());
+    let mut sent: Vec<Value> = changes.iter().map(|m| m["id"].clone()).collect();
+    sent.sort_by_key(|id| id.to_string());
+    assert_eq!(delivered, sent);
     let (status, sync) = app
         .get(
             &format!(
@@ -232,6 +252,11 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     assert_eq!(sync["unreadNotifications"], 3);
     assert_eq!(sync["conversations"][0]["unreadCount"], 3);
     assert_eq!(sync["conversations"][0]["participant"]["userId"], "dg");
+    assert!(
+        !c.receives_within("dg", "messaging:delivered", Duration::from_millis(500))
+            .await,
+        "a message delivered once is not told again"
+    );
     app.stop().await;
 }
 

@@ -6,6 +6,7 @@ use afritalk_ports::{
     NotificationKind, NotificationStatus, NotifyEvent, RateAction, ReadEvent, RealtimeEvent,
     SendOutcome, StoreError,
 };
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::MessagingService;
@@ -301,7 +302,16 @@ impl MessagingService {
         id: MessageId,
     ) -> Result<Message, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        let now = self.ports.clock.now();
+        self.deliver(actor, id, self.ports.clock.now()).await
+    }
+
+    /// [`mark_delivered`](Self::mark_delivered) at `now`, for a tenant known enabled.
+    async fn deliver(
+        &self,
+        actor: &Actor,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Message, MessagingError> {
         // One store call that checks the recipient and sets the first time together
         // (one statement in the common case); the rule is applied to what it found.
         let outcome = self
@@ -331,6 +341,33 @@ impl MessagingService {
             self.publish(sender, event).await;
         }
         Ok(delivered)
+    }
+
+    /// Marks the messages of a page fetched by the caller that are addressed to
+    /// them and that no device had received yet as delivered (✓✓), in place: a
+    /// history or catch-up page is the caller's device receiving them. Without
+    /// this, a message sent while its recipient was offline never reached ✓✓,
+    /// since only a live socket's ack of `messaging:new` marked it. The page is
+    /// received at one time, so it keeps its order among later changes; the
+    /// marks run together so that the store can share their writes. A failure
+    /// costs only the receipt, so it is logged and the message left as it was.
+    /// The caller has checked that the tenant is enabled.
+    pub(super) async fn receive(&self, actor: &Actor, messages: &mut [Message]) {
+        let now = self.ports.clock.now();
+        let marks = messages
+            .iter_mut()
+            .filter(|m| {
+                m.recipient_id == actor.user && m.delivered_at.is_none() && !m.is_deleted()
+            })
+            .map(|message| async move {
+                match self.deliver(actor, message.id, now).await {
+                    Ok(stored) => *message = stored,
+                    Err(err) => {
+                        tracing::warn!(%err, message = %message.id, "delivery on fetch not recorded");
+                    }
+                }
+            });
+        futures::future::join_all(marks).await;
     }
 
     /// Marks one message read (recipient only, idempotent: the first `readAt` stays)

@@ -1,4 +1,5 @@
 //! Reading use cases: conversation list, history, and catch-up after a reconnect.
+//! A page of messages fetched by their recipient marks them delivered (✓✓).
 
 use std::collections::HashMap;
 
@@ -90,6 +91,7 @@ impl MessagingService {
 
     /// History with `other`, newest first, before `before_seq` when given.
     /// An unknown user is `NotFound`; a known one never written to is an empty page.
+    /// Messages to the caller in the page are marked delivered.
     pub async fn history(
         &self,
         actor: &Actor,
@@ -116,11 +118,12 @@ impl MessagingService {
                 next_before_seq: None,
             });
         };
-        let messages = self
+        let mut messages = self
             .ports
             .messages
             .history(&actor.tenant, conversation.id, before_seq, limit)
             .await?;
+        self.receive(actor, &mut messages).await;
         let next_before_seq = messages
             .last()
             .map(|m| m.seq)
@@ -174,7 +177,8 @@ impl MessagingService {
         Ok(())
     }
 
-    /// Messages of one conversation after `after_seq`, oldest first (participants only).
+    /// Messages of one conversation after `after_seq`, oldest first (participants
+    /// only); those to the caller are marked delivered.
     pub async fn catch_up_conversation(
         &self,
         actor: &Actor,
@@ -184,11 +188,12 @@ impl MessagingService {
     ) -> Result<ConversationCatchUp, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
         let conv = self.conversation(actor, conversation).await?;
-        let messages = self
+        let mut messages = self
             .ports
             .messages
             .messages_after(&actor.tenant, conversation, after_seq, limit)
             .await?;
+        self.receive(actor, &mut messages).await;
         let has_more = messages.last().is_some_and(|m| m.seq < conv.last_seq);
         Ok(ConversationCatchUp {
             conversation_id: conversation,
@@ -207,11 +212,13 @@ impl MessagingService {
         limit: PageSize,
     ) -> Result<CatchUp, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        let changes = self
+        let mut changes = self
             .ports
             .messages
             .changes_since(&actor.tenant, &actor.user, ChangeCursor::from(since), limit)
             .await?;
+        // The cursor is taken before the page is received: marking a message
+        // delivered moves its `updatedAt` to now, past the rest of the changes.
         let next = changes
             .last()
             .filter(|_| changes.len() == limit.get() as usize)
@@ -219,6 +226,7 @@ impl MessagingService {
                 since: m.updated_at,
                 after_id: Some(m.id),
             });
+        self.receive(actor, &mut changes).await;
         let conversations = self
             .conversation_items(actor, None, PageSize::DEFAULT)
             .await?;

@@ -139,8 +139,9 @@ struct JoinPayload {
 }
 
 /// `messaging:join`: with `conversationId`, subscribe to it and get what came after
-/// `afterSeq`; without, the one-call catch-up (changes since `since`, conversations,
-/// unread counts).
+/// `afterSeq`; without, the one-call catch-up (changes since `since`, from the
+/// beginning when absent as for REST sync; conversations, unread counts). Messages
+/// to the caller in the answer are marked delivered.
 async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value>, ack: AckSender) {
     let socket = s.clone();
     handle(s, data, ack, async |session, p: JoinPayload| {
@@ -155,7 +156,7 @@ async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value
             return to_value(caught_up);
         }
         let query = SyncQuery {
-            since: Some(p.since.unwrap_or_else(chrono::Utc::now)),
+            since: p.since,
             after_id: p.after_id,
             limit: None,
         };

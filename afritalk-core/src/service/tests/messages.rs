@@ -562,27 +562,12 @@ fn the_sender_cannot_mark_their_own_message_read() {
     assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
 }
 
-/// A harness whose store answers every `mark_delivered` of `stored` as a store
-/// would: `NotRecipient` for anyone but its recipient, `Delivered` the first time
-/// and `AlreadyDelivered` after. No `message` read is expected: the store call
-/// decides alone.
+/// A harness whose store delivers `stored` as a store would (see
+/// [`Harness::store_deliveries`]). No `message` read is expected: the store
+/// call decides alone.
 fn delivering(stored: &Message) -> Harness {
     let mut h = Harness::new(everyone());
-    let state = Arc::new(Mutex::new(stored.clone()));
-    h.messages
-        .expect_mark_delivered()
-        .returning(move |_, _, recipient, at| {
-            let mut m = state.lock().unwrap();
-            if &m.recipient_id != recipient {
-                return Ok(DeliveryOutcome::NotRecipient(m.clone()));
-            }
-            if m.delivered_at.is_some() {
-                return Ok(DeliveryOutcome::AlreadyDelivered(m.clone()));
-            }
-            m.delivered_at = Some(at);
-            m.updated_at = at;
-            Ok(DeliveryOutcome::Delivered(m.clone()))
-        });
+    h.store_deliveries(vec![stored.clone()]);
     h
 }
 

@@ -165,6 +165,36 @@ impl Harness {
         h
     }
 
+    /// The store answers `mark_delivered` for `stored` as a store would:
+    /// `NotRecipient` for anyone but the recipient, `Delivered` the first time
+    /// (moving `updatedAt`) and `AlreadyDelivered` after; `NotFound` for other
+    /// ids. Returns the ids marked, in call order.
+    pub fn store_deliveries(&mut self, stored: Vec<Message>) -> Arc<Mutex<Vec<MessageId>>> {
+        let state = Arc::new(Mutex::new(stored));
+        let marked = Arc::new(Mutex::new(Vec::new()));
+        let record = marked.clone();
+        self.messages
+            .expect_mark_delivered()
+            .returning(move |_, id, recipient, at| {
+                let mut state = state.lock().unwrap();
+                let m = state
+                    .iter_mut()
+                    .find(|m| m.id == id)
+                    .ok_or(StoreError::NotFound)?;
+                if &m.recipient_id != recipient {
+                    return Ok(DeliveryOutcome::NotRecipient(m.clone()));
+                }
+                if m.delivered_at.is_some() {
+                    return Ok(DeliveryOutcome::AlreadyDelivered(m.clone()));
+                }
+                m.delivered_at = Some(at);
+                m.updated_at = at;
+                record.lock().unwrap().push(id);
+                Ok(DeliveryOutcome::Delivered(m.clone()))
+            });
+        marked
+    }
+
     /// Presence accepts activity (sends touch presence); no status change.
     pub fn quiet_presence(mut self) -> Self {
         self.presence

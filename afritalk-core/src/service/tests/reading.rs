@@ -73,6 +73,7 @@ fn history_pages_backwards_by_seq() {
                 message("emp", "dg", 7, TimeDelta::seconds(3)),
             ])
         });
+    h.store_deliveries(vec![message("emp", "dg", 7, TimeDelta::seconds(3))]);
     let f = h.build();
     let page = run(f.service.history(
         &staff("dg", Role::Dg),
@@ -99,6 +100,10 @@ fn catch_up_in_a_conversation_is_for_participants_only() {
                 message("dg", "emp", 5, TimeDelta::seconds(1)),
             ])
         });
+    h.store_deliveries(vec![
+        message("dg", "emp", 4, TimeDelta::seconds(2)),
+        message("dg", "emp", 5, TimeDelta::seconds(1)),
+    ]);
     let f = h.build();
     let got = run(f.service.catch_up_conversation(
         &staff("emp", Role::Employe),
@@ -127,6 +132,7 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
         .expect_changes_since()
         .withf(move |_, user, cursor, _| user.as_str() == "emp" && cursor.updated_at == since)
         .returning(|_, _, _, _| Ok(vec![message("dg", "emp", 5, TimeDelta::seconds(1))]));
+    h.store_deliveries(vec![message("dg", "emp", 5, TimeDelta::seconds(1))]);
     h.messages.expect_conversations().returning(|_, _, _, _| {
         Ok(vec![ConversationSummary {
             conversation: conversation("dg", "emp", 5),
@@ -151,6 +157,120 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     assert_eq!(got.next, None);
     assert_eq!(got.unread_messages, 4);
     assert_eq!(got.unread_notifications, 7);
+}
+
+#[test]
+fn a_history_page_marks_what_no_device_of_the_reader_had_received_delivered() {
+    let mut h = Harness::new(users());
+    let mine = message("emp", "dg", 4, TimeDelta::seconds(2));
+    let to_me = message("dg", "emp", 3, TimeDelta::seconds(3));
+    let mut received = message("dg", "emp", 2, TimeDelta::seconds(4));
+    received.delivered_at = Some(now() - TimeDelta::seconds(4));
+    let mut erased = message("dg", "emp", 1, TimeDelta::seconds(5));
+    erased.deleted_at = Some(now() - TimeDelta::seconds(1));
+    let page = vec![
+        mine.clone(),
+        to_me.clone(),
+        received.clone(),
+        erased.clone(),
+    ];
+    h.messages
+        .expect_conversation_between()
+        .returning(|_, _| Ok(Some(conversation("dg", "emp", 4))));
+    let stored = page.clone();
+    h.messages
+        .expect_history()
+        .returning(move |_, _, _, _| Ok(stored.clone()));
+    let marked = h.store_deliveries(page);
+    let f = h.build();
+    let emp = staff("emp", Role::Employe);
+    let got = run(f.service.history(&emp, &uid("dg"), None, PageSize::DEFAULT)).unwrap();
+    assert_eq!(*marked.lock().unwrap(), vec![to_me.id]);
+    assert_eq!(
+        got.messages[1].delivered_at,
+        Some(now()),
+        "returned as stored now"
+    );
+    assert_eq!(
+        got.messages[0], mine,
+        "the reader's own message is not theirs to receive"
+    );
+    assert_eq!(got.messages[2], received, "the first delivery stays");
+    assert_eq!(got.messages[3], erased, "a tombstone is not delivered");
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/user:dg".to_string(), "messaging:delivered")]
+    );
+    // Fetched again: the store says it is delivered already; nobody is told twice.
+    run(f.service.history(&emp, &uid("dg"), None, PageSize::DEFAULT)).unwrap();
+    assert_eq!(marked.lock().unwrap().len(), 1);
+    assert_eq!(f.deliveries().len(), 1);
+}
+
+#[test]
+fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor() {
+    let mut h = Harness::new(users());
+    let first = message("dg", "emp", 4, TimeDelta::seconds(3));
+    let last = message("dg", "emp", 5, TimeDelta::seconds(2));
+    let changes = vec![first.clone(), last.clone()];
+    h.messages
+        .expect_changes_since()
+        .returning(move |_, _, _, _| Ok(changes.clone()));
+    h.messages
+        .expect_conversations()
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    h.notifications
+        .expect_unread_count()
+        .returning(|_, _| Ok(0));
+    let marked = h.store_deliveries(vec![first.clone(), last.clone()]);
+    let f = h.build();
+    let got = run(f.service.catch_up(
+        &staff("emp", Role::Employe),
+        CatchUpCursor {
+            since: now() - TimeDelta::minutes(5),
+            after_id: None,
+        },
+        PageSize::new(2).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(*marked.lock().unwrap(), vec![first.id, last.id]);
+    assert!(got.changes.iter().all(|m| m.delivered_at == Some(now())));
+    // The next page starts after the last change as it was found, not at the
+    // delivery time, which would skip whatever changed in between.
+    let next = got.next.unwrap();
+    assert_eq!(next.since, last.updated_at);
+    assert_eq!(next.after_id, Some(last.id));
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/user:dg".to_string(), "messaging:delivered"); 2]
+    );
+}
+
+#[test]
+fn a_receipt_that_cannot_be_stored_does_not_fail_the_fetch() {
+    let mut h = Harness::new(users());
+    h.messages
+        .expect_conversation()
+        .returning(|_, _| Ok(Some(conversation("dg", "emp", 1))));
+    h.messages
+        .expect_messages_after()
+        .returning(|_, _, _, _| Ok(vec![message("dg", "emp", 1, TimeDelta::seconds(1))]));
+    h.messages
+        .expect_mark_delivered()
+        .returning(|_, _, _, _| Err(StoreError::Unavailable("down".into())));
+    let f = h.build();
+    let got = run(f.service.catch_up_conversation(
+        &staff("emp", Role::Employe),
+        conversation_id(),
+        0,
+        PageSize::DEFAULT,
+    ))
+    .unwrap();
+    assert_eq!(
+        got.messages,
+        vec![message("dg", "emp", 1, TimeDelta::seconds(1))]
+    );
+    assert!(f.published.lock().unwrap().is_empty());
 }
 
 #[test]
