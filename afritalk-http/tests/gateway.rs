@@ -15,7 +15,10 @@ use afritalk_adapter_memory::{
 use afritalk_auth::{Identity, RootKeyPair, TokenMinter, TokenVerifier};
 use afritalk_core::{ActorKind, MessagingService, Ports};
 use afritalk_http::{AlwaysReady, App, HttpConfig, serve};
-use afritalk_ports::{DisplayName, RateAction, RateLimit, RateLimits, Role, TenantId, UserId};
+use afritalk_ports::{
+    ConnectionId, DisplayName, PresenceChange, PresenceRecord, PresenceTracker, RateAction,
+    RateLimit, RateLimits, Role, StoreResult, TenantId, UserId,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,6 +56,14 @@ impl Response {
 }
 
 async fn spawn_with(config: HttpConfig, limits: RateLimits) -> TestServer {
+    spawn_over(config, limits, Arc::new(LocalPresence::new())).await
+}
+
+async fn spawn_over(
+    config: HttpConfig,
+    limits: RateLimits,
+    presence: Arc<dyn PresenceTracker>,
+) -> TestServer {
     let store = MemoryStore::new();
     let clock = Arc::new(SystemClock::new());
     let bus = Arc::new(LocalEventBus::new());
@@ -61,7 +72,7 @@ async fn spawn_with(config: HttpConfig, limits: RateLimits) -> TestServer {
         notifications: Arc::new(store.clone()),
         audit: Arc::new(store.clone()),
         directory: Arc::new(store.clone()),
-        presence: Arc::new(LocalPresence::new()),
+        presence,
         events: bus.clone(),
         rate_limiter: Arc::new(LocalRateLimiter::new(clock.clone(), limits)),
         features: Arc::new(store.clone()),
@@ -852,5 +863,98 @@ async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
     keeper.post(r#"420["presence:ping",{}]"#).await;
     let (_, ack) = packet_json(&keeper.wait_for("430").await);
     assert_eq!(ack[0]["ok"], true, "{ack}");
+    server.stop().await;
+}
+
+/// The in-process presence, slow to answer a connect (after recording it): a
+/// handshake that a client can leave while the server is still in it.
+struct SlowToConnect(LocalPresence);
+
+#[async_trait::async_trait]
+impl PresenceTracker for SlowToConnect {
+    async fn connect(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        connection: &ConnectionId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PresenceChange> {
+        let change = self.0.connect(tenant, user, connection, at).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        change
+    }
+
+    async fn disconnect(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        connection: &ConnectionId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PresenceChange> {
+        self.0.disconnect(tenant, user, connection, at).await
+    }
+
+    async fn touch(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PresenceChange> {
+        self.0.touch(tenant, user, at).await
+    }
+
+    async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
+        self.0.snapshot(tenant).await
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_during_the_handshake_does_not_stay_connected() {
+    let server = spawn_over(
+        HttpConfig::default(),
+        RateLimits::default(),
+        Arc::new(SlowToConnect(LocalPresence::new())),
+    )
+    .await;
+    let status_of_emp = async || {
+        let pdg = server.token("boss", Role::Pdg);
+        let r = server
+            .call("GET", "/api/tenants/t1/presence", Some(&pdg), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["userId"] == "emp")
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+    };
+    // A socket that stays: online while connected (the check can tell).
+    let token = server.token("emp", Role::Employe);
+    let (stays, reply) = Polling::connect(&server, "t1", json!({ "token": token })).await;
+    assert!(reply.starts_with("40"), "{reply}");
+    assert_eq!(status_of_emp().await.as_deref(), Some("online"));
+    stays.post("1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of_emp().await.as_deref(), Some("idle"));
+    // A client that sends its CONNECT, then closes the session while the
+    // server is still recording it: the connect packet cannot be sent.
+    let base = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
+    let open = server.call("GET", base, None, None).await;
+    let handshake: Value = serde_json::from_str(open.body.trim_start_matches('0')).unwrap();
+    let leaver = Polling {
+        server: &server,
+        base: format!("{base}&sid={}", handshake["sid"].as_str().unwrap()),
+    };
+    leaver
+        .post(&format!("40{}", json!({ "token": token })))
+        .await;
+    leaver.post("1").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        status_of_emp().await.as_deref(),
+        Some("idle"),
+        "the abandoned connection is not counted"
+    );
     server.stop().await;
 }

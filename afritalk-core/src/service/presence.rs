@@ -18,7 +18,7 @@ use crate::rules::presence::{presence_at, status_at};
 impl MessagingService {
     /// A realtime connection was authenticated: checks the tenant and the caller's
     /// role, records the connection, audits `ws.connect`, and publishes the new
-    /// status if it changed.
+    /// status if it changed. On an error nothing stays recorded.
     pub async fn connect(
         &self,
         actor: &Actor,
@@ -39,7 +39,19 @@ impl MessagingService {
             json!({}),
             now,
         );
-        self.append_audit(audit).await?;
+        if let Err(err) = self.append_audit(audit).await {
+            // The connection is refused: it must not stay counted, or the user
+            // would show connected for good (with no socket to disconnect it).
+            if let Err(undo) = self
+                .ports
+                .presence
+                .disconnect(&actor.tenant, &actor.user, connection, now)
+                .await
+            {
+                tracing::warn!(%undo, "refused connection left in presence");
+            }
+            return Err(err);
+        }
         Ok(self.announce(actor, &change, now).await)
     }
 

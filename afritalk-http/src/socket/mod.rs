@@ -9,6 +9,8 @@ pub(crate) mod handlers;
 pub(crate) mod sink;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use afritalk_auth::{Operation, VerifiedToken};
 use afritalk_core::Actor;
@@ -111,13 +113,74 @@ pub(crate) async fn authenticate(
     s.join(Audience::Tenant(actor.tenant.clone()).room());
     handlers::register(&s);
     s.on_disconnect(on_disconnect);
+    s.extensions
+        .insert(PendingConnection::new(app.clone(), actor.clone(), &s));
     s.extensions.insert(Session { actor, token });
     Ok(())
+}
+
+/// A connection recorded by [`authenticate`] that is not yet a live socket.
+///
+/// socketioxide sends the connect packet after the middleware returns; when
+/// the client left meanwhile (it closed during the handshake), that send
+/// fails and the socket is dropped with neither the connect nor the
+/// disconnect handler called. Dropped while still pending, this records the
+/// disconnect, so that the user does not stay connected in presence for good.
+/// [`on_connect`] and [`on_disconnect`] settle it (take it out, disarmed).
+#[derive(Clone)]
+struct PendingConnection(Arc<PendingInner>);
+
+struct PendingInner {
+    settled: AtomicBool,
+    app: App,
+    actor: Actor,
+    connection: ConnectionId,
+}
+
+impl PendingConnection {
+    fn new(app: App, actor: Actor, s: &SocketRef) -> Self {
+        Self(Arc::new(PendingInner {
+            settled: AtomicBool::new(false),
+            app,
+            actor,
+            connection: ConnectionId::new(s.id.to_string()),
+        }))
+    }
+
+    /// Takes the socket's pending connection out, disarmed: a handler now owns
+    /// the connection's end.
+    fn settle(s: &SocketRef) {
+        if let Some(pending) = s.extensions.remove::<PendingConnection>() {
+            pending.0.settled.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for PendingInner {
+    fn drop(&mut self) {
+        if self.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(connection = %self.connection, "abandoned handshake left in presence");
+            return;
+        };
+        let app = self.app.clone();
+        let actor = self.actor.clone();
+        let connection = self.connection.clone();
+        runtime.spawn(async move {
+            tracing::debug!(%connection, "handshake abandoned by the client");
+            if let Err(err) = app.inner.service.disconnect(&actor, &connection).await {
+                tracing::warn!(%err, "abandoned handshake not recorded as a disconnect");
+            }
+        });
+    }
 }
 
 /// After the connect packet: watch the presence of the partners of the latest
 /// conversations (a query the handshake need not wait for).
 pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
+    PendingConnection::settle(&s);
     let Some(session) = s.extensions.get::<Session>() else {
         // The middleware always stores it; without it the socket is useless.
         let _ = s.disconnect();
@@ -143,6 +206,7 @@ pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
 }
 
 async fn on_disconnect(s: SocketRef, State(app): State<App>, reason: DisconnectReason) {
+    PendingConnection::settle(&s);
     let Some(session) = s.extensions.get::<Session>() else {
         return;
     };

@@ -36,6 +36,31 @@ fn connecting_from_offline_publishes_online_and_audits_ws_connect() {
 }
 
 #[test]
+fn a_connection_whose_audit_row_fails_is_refused_and_not_left_counted() {
+    let mut h = Harness::new(vec![]);
+    h.audit = MockAuditLog::new();
+    h.audit
+        .expect_append()
+        .returning(|_| Err(StoreError::Unavailable("disk full".into())));
+    h.presence
+        .expect_connect()
+        .times(1)
+        .returning(|_, u, _, at| Ok(still_online(u, at)));
+    h.presence
+        .expect_disconnect()
+        .withf(|_, u, c, _| u.as_str() == "emp" && *c == connection())
+        .times(1)
+        .returning(|_, u, _, at| Ok(still_online(u, at)));
+    let f = h.build();
+    let err = run(f
+        .service
+        .connect(&staff("emp", Role::Employe), &connection()))
+    .unwrap_err();
+    assert_eq!(err.code(), "unavailable");
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
 fn a_ping_while_online_publishes_nothing() {
     let f = Harness::new(vec![]).quiet_presence().build();
     let p = run(f.service.ping(&staff("emp", Role::Employe))).unwrap();
