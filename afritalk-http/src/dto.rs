@@ -213,7 +213,12 @@ impl SyncQuery {
                 .as_deref()
                 .map(MessageId::parse)
                 .transpose()
-                .map_err(invalid)?,
+                .map_err(|err| {
+                    invalid(ValidationError {
+                        field: "afterId",
+                        ..err
+                    })
+                })?,
         })
     }
 }
@@ -363,6 +368,17 @@ mod tests {
         assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":"hi","extra":1}"#).is_err());
         assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":5}"#).is_err());
         assert!(parse_json::<SendBody>(b"{not json").is_err());
+    }
+
+    #[test]
+    fn a_bad_sync_after_id_names_its_own_field() {
+        let query = SyncQuery {
+            since: None,
+            after_id: Some("nope".into()),
+            limit: None,
+        };
+        let err = query.cursor().unwrap_err();
+        assert!(err.reply().message.starts_with("afterId"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 
 use crate::auth::PeerAddr;
 use crate::config::HttpConfig;
-use crate::router::ORIGIN_REFUSED_PATH;
+use crate::router::{ORIGIN_REFUSED_PATH, percent_decode};
 
 /// The fixed path socketioxide serves; clients never use it directly.
 pub(crate) const SIO_PATH: &str = "/__afritalk/socket";
@@ -73,7 +73,9 @@ pub(crate) fn front<B>(mut req: Request<B>, config: &HttpConfig, peer: PeerAddr)
             .query()
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
-        let tenant = PathTenant(tenant.to_owned());
+        // Decoded as REST path parameters are, so both name a tenant alike;
+        // an undecodable one is kept as is and fails the token's tenant check.
+        let tenant = PathTenant(percent_decode(tenant).unwrap_or_else(|| tenant.to_owned()));
         req.extensions_mut().insert(tenant);
         detach_headers(req.headers_mut());
         set_path(&mut req, &format!("{SIO_PATH}{tail}{query}"));
@@ -119,6 +121,24 @@ mod tests {
             Some(&PathTenant("t1".into()))
         );
         assert_eq!(req.extensions().get::<PeerAddr>(), Some(&peer()));
+    }
+
+    #[test]
+    fn the_socket_path_tenant_is_percent_decoded_as_in_rest_paths() {
+        let tenant_of = |uri: &str| {
+            front(request(uri, None), &HttpConfig::default(), peer())
+                .extensions()
+                .get::<PathTenant>()
+                .cloned()
+        };
+        assert_eq!(
+            tenant_of("/api/tenants/acme%40hq/messaging/socket/?EIO=4"),
+            Some(PathTenant("acme@hq".into()))
+        );
+        assert_eq!(
+            tenant_of("/api/tenants/acme@hq/messaging/socket/?EIO=4"),
+            Some(PathTenant("acme@hq".into()))
+        );
     }
 
     #[test]

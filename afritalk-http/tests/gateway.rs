@@ -728,6 +728,11 @@ fn packet_json(packet: &str) -> (Option<u64>, Value) {
 #[tokio::test]
 async fn sockets_refuse_bad_tokens_and_foreign_tenants_at_connect() {
     let server = spawn().await;
+    let (_, reply) = Polling::connect(&server, "t1", json!({})).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("missing token") && reply.contains("auth.token"),
+        "{reply}"
+    );
     let (_, reply) = Polling::connect(&server, "t1", json!({ "token": "garbage" })).await;
     assert!(
         reply.starts_with("44") && reply.contains("invalid_token"),
@@ -739,12 +744,73 @@ async fn sockets_refuse_bad_tokens_and_foreign_tenants_at_connect() {
         reply.starts_with("44") && reply.contains("tenant_mismatch"),
         "{reply}"
     );
+    // The path's tenant is percent-decoded as REST's is: `%74` is `t`.
+    let (_, reply) = Polling::connect(&server, "%741", json!({ "token": token })).await;
+    assert!(reply.starts_with("40"), "{reply}");
     let service = server.token_for("t1", "ops", ActorKind::Service);
     let (_, reply) = Polling::connect(&server, "t1", json!({ "token": service })).await;
     assert!(
         reply.starts_with("44") && reply.contains("forbidden"),
         "{reply}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_subscriptions_answer_current_status_and_are_capped_per_socket() {
+    let server = spawn().await;
+    let (_emp, reply) = Polling::connect(
+        &server,
+        "t1",
+        json!({ "token": server.token("emp", Role::Employe) }),
+    )
+    .await;
+    assert!(reply.starts_with("40"), "{reply}");
+    let (dg, reply) = Polling::connect(
+        &server,
+        "t1",
+        json!({ "token": server.token("dg1", Role::Dg) }),
+    )
+    .await;
+    assert!(reply.starts_with("40"), "{reply}");
+    let emit = async |id: u32, event: &str, users: Vec<String>| {
+        let packet = json!([event, { "userIds": users }]);
+        dg.post(&format!("42{id}{packet}")).await;
+        packet_json(&dg.wait_for(&format!("43{id}")).await).1[0].clone()
+    };
+    let batch =
+        |n: usize| -> Vec<String> { (0..200).map(|i| format!("u{}", n * 200 + i)).collect() };
+
+    let ack = emit(0, "presence:subscribe", vec!["emp".into(), "ghost".into()]).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let presence = ack["presence"].as_array().unwrap();
+    assert_eq!(presence.len(), 1, "only users with a presence: {ack}");
+    assert_eq!(presence[0]["userId"], "emp");
+    assert_eq!(presence[0]["status"], "online");
+
+    let too_many: Vec<String> = (0..201).map(|i| format!("x{i}")).collect();
+    let ack = emit(1, "presence:subscribe", too_many).await;
+    assert_eq!(ack["error"]["code"], "validation", "{ack}");
+
+    // 2 + 4 × 200 watched; 200 more would pass the 1,000 of one socket.
+    for n in 0..4 {
+        let ack = emit(2, "presence:subscribe", batch(n)).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        // Each round's ack is read before the next id 2 is sent.
+    }
+    let ack = emit(3, "presence:subscribe", batch(4)).await;
+    assert_eq!(ack["error"]["code"], "validation", "{ack}");
+    assert!(
+        ack["error"]["message"].as_str().unwrap().contains("802"),
+        "{ack}"
+    );
+    // Users already watched add nothing; unsubscribing makes room.
+    let ack = emit(4, "presence:subscribe", batch(0)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = emit(5, "presence:unsubscribe", batch(0)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = emit(6, "presence:subscribe", batch(4)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
     server.stop().await;
 }
 

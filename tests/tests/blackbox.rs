@@ -650,9 +650,19 @@ async fn a_socket_does_not_outlive_its_token() {
     // expire later than 6 s after this instant.
     let minted = tokio::time::Instant::now();
     c.connect(&app, "dg", T, &short, "websocket").await.unwrap();
+    c.connect(&app, "dg-2", T, &short, "websocket")
+        .await
+        .unwrap();
     let ack = c.emit("dg", "presence:ping", json!({})).await;
     assert_eq!(ack["ok"], true, "{ack}");
     tokio::time::sleep_until(minted + Duration::from_millis(6_300)).await;
+    // Even an event the server does not know is checked first.
+    let ack = c.emit("dg-2", "no:such-event", json!({})).await;
+    assert_eq!(ack["error"]["code"], "token_expired", "{ack}");
+    let closed = c
+        .wait_for(|r| r["client"] == "dg-2" && r["kind"] == "disconnected")
+        .await;
+    assert!(closed.is_some(), "the server closed the second socket");
     let ack = c
         .emit(
             "dg",

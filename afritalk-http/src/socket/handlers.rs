@@ -19,6 +19,10 @@ use crate::error::ApiError;
 /// Most users one `presence:subscribe` may name.
 const MAX_PRESENCE_SUBSCRIPTIONS: usize = 200;
 
+/// Most users one socket may watch the presence of, all calls together (each
+/// is a room membership the node keeps for the socket's life).
+const MAX_WATCHED_USERS: usize = 1_000;
+
 /// Registers every client event on a freshly connected socket.
 pub(crate) fn register(s: &SocketRef) {
     s.on("messaging:join", join);
@@ -33,8 +37,11 @@ pub(crate) fn register(s: &SocketRef) {
     s.on("conv:unsubscribe", conv_unsubscribe);
     s.on("typing:start", typing_start);
     s.on("typing:stop", typing_stop);
-    s.on_fallback(async |Event(name): Event, ack: AckSender| {
-        answer(ack, Err(ApiError::UnknownEvent(name)));
+    // Through the token check too, so that a socket whose token expired is
+    // closed whatever it emits.
+    s.on_fallback(async |s: SocketRef, Event(name): Event, ack: AckSender| {
+        let unknown = async |_: Session, _: Value| Err(ApiError::UnknownEvent(name));
+        handle(s, Ok::<_, ()>(Value::Null), ack, unknown).await;
     });
 }
 
@@ -302,12 +309,26 @@ async fn presence_subscribe(
     let socket = s.clone();
     handle(s, data, ack, async |session, p: UsersPayload| {
         let users = p.users()?;
-        let all = app.inner.service.presence(&session.actor).await?;
-        for user in &users {
-            socket.join(
-                Audience::PresenceWatchers(session.actor.tenant.clone(), user.clone()).room(),
-            );
+        let mut rooms: Vec<String> = users
+            .iter()
+            .map(|u| Audience::PresenceWatchers(session.actor.tenant.clone(), u.clone()).room())
+            .collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let joined = socket.rooms();
+        let watched = joined.iter().filter(|r| r.contains("/presence:")).count();
+        let added = rooms
+            .iter()
+            .filter(|r| !joined.iter().any(|j| j.as_ref() == r.as_str()))
+            .count();
+        if watched + added > MAX_WATCHED_USERS {
+            return Err(ApiError::BadRequest(format!(
+                "a socket watches at most {MAX_WATCHED_USERS} users' presence \
+                 ({watched} now); unsubscribe some first"
+            )));
         }
+        let all = app.inner.service.presence(&session.actor).await?;
+        socket.join(rooms);
         let presence: Vec<_> = all
             .into_iter()
             .filter(|p| users.contains(&p.user_id))

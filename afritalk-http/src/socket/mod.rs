@@ -45,8 +45,16 @@ pub(crate) struct ConnectAuth {
 #[derive(Debug)]
 pub(crate) struct ConnectRefused(ApiError);
 
+/// The refusal of a handshake that carries no token.
+const MISSING_SOCKET_TOKEN: &str =
+    "invalid_token: missing token (give the handshake auth.token or a token query parameter)";
+
 impl fmt::Display for ConnectRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if matches!(self.0, ApiError::MissingToken) {
+            // The REST wording names a header that sockets do not read.
+            return f.write_str(MISSING_SOCKET_TOKEN);
+        }
         let reply = self.0.reply();
         write!(f, "{}: {}", reply.code, reply.message)
     }
@@ -69,8 +77,8 @@ fn handshake_token(s: &SocketRef, auth: Option<ConnectAuth>) -> Option<String> {
     })
 }
 
-/// Connect middleware: opens the token once (signatures) and authorizes it for
-/// reads and writes on the path's tenant, refreshes the directory, records the
+/// Connect middleware: opens the token once (signatures) and authorizes it to
+/// read the path's tenant (each write event is authorized again as a write), refreshes the directory, records the
 /// connection (staff only, checked by the core), keeps the [`Session`], joins
 /// the socket's rooms and registers its events. Nothing is emitted before it
 /// succeeds.

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
+use afritalk_core::Actor;
 use afritalk_ports::{Audience, EventSink, Message, RealtimeEvent};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::Value;
+use socketioxide::AckError;
 use socketioxide::ack::AckStream;
-use socketioxide::{AckError, SocketIo};
 
 use super::Session;
 use crate::app::App;
@@ -39,6 +40,18 @@ impl EventSink for SocketSink {
             (Audience::User(_, user), RealtimeEvent::MessageNew(new))
                 if *user == new.message.recipient_id =>
             {
+                // Read before emitting, so that a socket that acks and
+                // disconnects at once still names the recipient: every socket
+                // of the room is theirs.
+                let Some(recipient) = io
+                    .to(room.clone())
+                    .sockets()
+                    .into_iter()
+                    .find_map(|s| s.extensions.get::<Session>())
+                    .map(|session| session.actor)
+                else {
+                    return;
+                };
                 let timeout = self.app.inner.config.ack_timeout;
                 match io
                     .to(room.clone())
@@ -48,9 +61,8 @@ impl EventSink for SocketSink {
                 {
                     Ok(acks) => {
                         let app = self.app.clone();
-                        let io = io.clone();
                         let message = new.message.clone();
-                        tokio::spawn(async move { on_acks(app, io, room, message, acks).await });
+                        tokio::spawn(async move { on_acks(app, recipient, message, acks).await });
                     }
                     Err(err) => tracing::warn!(%err, event = name, "not emitted"),
                 }
@@ -77,19 +89,7 @@ impl EventSink for SocketSink {
 ///
 /// Any answer counts, whatever it carries: socket.io clients commonly call
 /// `ack()` with no argument, which arrives as an empty list and fails to decode.
-/// The recipient is read from the room's sockets before any ack can arrive, so
-/// a socket that acks and disconnects at once still counts: every socket of the
-/// room is the recipient's.
-async fn on_acks(app: App, io: SocketIo, room: String, message: Message, acks: AckStream<Value>) {
-    let Some(recipient) = io
-        .to(room)
-        .sockets()
-        .into_iter()
-        .find_map(|s| s.extensions.get::<Session>())
-        .map(|session| session.actor)
-    else {
-        return;
-    };
+async fn on_acks(app: App, recipient: Actor, message: Message, acks: AckStream<Value>) {
     let mut acks = std::pin::pin!(acks);
     while let Some((_, result)) = acks.next().await {
         if matches!(result, Err(AckError::Timeout | AckError::Socket(_))) {
