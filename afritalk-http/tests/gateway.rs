@@ -671,6 +671,14 @@ impl<'a> Polling<'a> {
         (client, reply.join("\u{1e}"))
     }
 
+    /// A connected socket of staff member `user` of `t1`.
+    async fn staff(server: &'a TestServer, user: &str, role: Role) -> Polling<'a> {
+        let token = server.token(user, role);
+        let (client, reply) = Self::connect(server, "t1", json!({ "token": token })).await;
+        assert!(reply.starts_with("40"), "{reply}");
+        client
+    }
+
     async fn post(&self, packets: &str) {
         let r = self
             .server
@@ -759,20 +767,8 @@ async fn sockets_refuse_bad_tokens_and_foreign_tenants_at_connect() {
 #[tokio::test]
 async fn presence_subscriptions_answer_current_status_and_are_capped_per_socket() {
     let server = spawn().await;
-    let (_emp, reply) = Polling::connect(
-        &server,
-        "t1",
-        json!({ "token": server.token("emp", Role::Employe) }),
-    )
-    .await;
-    assert!(reply.starts_with("40"), "{reply}");
-    let (dg, reply) = Polling::connect(
-        &server,
-        "t1",
-        json!({ "token": server.token("dg1", Role::Dg) }),
-    )
-    .await;
-    assert!(reply.starts_with("40"), "{reply}");
+    let _emp = Polling::staff(&server, "emp", Role::Employe).await;
+    let dg = Polling::staff(&server, "dg1", Role::Dg).await;
     let emit = async |id: u32, event: &str, users: Vec<String>| {
         let packet = json!([event, { "userIds": users }]);
         dg.post(&format!("42{id}{packet}")).await;
@@ -817,20 +813,8 @@ async fn presence_subscriptions_answer_current_status_and_are_capped_per_socket(
 #[tokio::test]
 async fn a_socket_send_reaches_the_recipient_and_its_ack_gives_the_sender_delivered() {
     let server = spawn().await;
-    let (emp, reply) = Polling::connect(
-        &server,
-        "t1",
-        json!({ "token": server.token("emp", Role::Employe) }),
-    )
-    .await;
-    assert!(reply.starts_with("40"), "{reply}");
-    let (dg, reply) = Polling::connect(
-        &server,
-        "t1",
-        json!({ "token": server.token("dg1", Role::Dg) }),
-    )
-    .await;
-    assert!(reply.starts_with("40"), "{reply}");
+    let emp = Polling::staff(&server, "emp", Role::Employe).await;
+    let dg = Polling::staff(&server, "dg1", Role::Dg).await;
 
     dg.post(
         r#"420["messaging:send",{"toUserId":"emp","content":"Habari","clientMessageId":"s-1"}]"#,
@@ -914,13 +898,7 @@ async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
         .unwrap();
     let (listener, reply) = Polling::connect(&server, "t1", json!({ "token": short })).await;
     assert!(reply.starts_with("40"), "{reply}");
-    let (keeper, reply) = Polling::connect(
-        &server,
-        "t1",
-        json!({ "token": server.token("dg1", Role::Dg) }),
-    )
-    .await;
-    assert!(reply.starts_with("40"), "{reply}");
+    let keeper = Polling::staff(&server, "dg1", Role::Dg).await;
 
     // The listener sends nothing; the server closes it all the same.
     let closed = listener.wait_for("41").await;
