@@ -766,7 +766,14 @@ async fn sockets_refuse_bad_tokens_and_foreign_tenants_at_connect() {
 
 #[tokio::test]
 async fn presence_subscriptions_answer_current_status_and_are_capped_per_socket() {
-    let server = spawn().await;
+    // Reading the statuses takes a while, as across nodes, so that calls sent
+    // together overlap.
+    let server = spawn_over(
+        HttpConfig::default(),
+        RateLimits::default(),
+        SlowPresence::new(Duration::ZERO, Duration::from_millis(20)),
+    )
+    .await;
     let _emp = Polling::staff(&server, "emp", Role::Employe).await;
     let dg = Polling::staff(&server, "dg1", Role::Dg).await;
     let emit = async |id: u32, event: &str, users: Vec<String>| {
@@ -807,6 +814,36 @@ async fn presence_subscriptions_answer_current_status_and_are_capped_per_socket(
     assert_eq!(ack["ok"], true, "{ack}");
     let ack = emit(6, "presence:subscribe", batch(4)).await;
     assert_eq!(ack["ok"], true, "{ack}");
+
+    // Calls sent together (each runs in a task of its own) still respect the
+    // cap: back to 2 watched, six calls of 200 in one request, four fit.
+    for n in 1..5 {
+        let ack = emit(7, "presence:unsubscribe", batch(n)).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let burst: Vec<String> = (5..11)
+        .map(|n| {
+            format!(
+                "42{}{}",
+                20 + n,
+                json!(["presence:subscribe", { "userIds": batch(n) }])
+            )
+        })
+        .collect();
+    dg.post(&burst.join("\u{1e}")).await;
+    let mut acks = Vec::new();
+    for _ in 0..10 {
+        acks.extend(dg.poll().await.into_iter().filter(|p| p.starts_with("43")));
+        if acks.len() == 6 {
+            break;
+        }
+    }
+    let oks: Vec<bool> = acks
+        .iter()
+        .map(|p| packet_json(p).1[0]["ok"] == true)
+        .collect();
+    assert_eq!(oks.len(), 6, "{acks:?}");
+    assert_eq!(oks.iter().filter(|ok| **ok).count(), 4, "{acks:?}");
     server.stop().await;
 }
 
@@ -910,12 +947,27 @@ async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
     server.stop().await;
 }
 
-/// The in-process presence, slow to answer a connect (after recording it): a
-/// handshake that a client can leave while the server is still in it.
-struct SlowToConnect(LocalPresence);
+/// The in-process presence, slow to answer a connect (after recording it) or
+/// a snapshot: the server waits there while a test acts (a client leaving its
+/// handshake, events arriving together).
+struct SlowPresence {
+    inner: LocalPresence,
+    connect: Duration,
+    snapshot: Duration,
+}
+
+impl SlowPresence {
+    fn new(connect: Duration, snapshot: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalPresence::new(),
+            connect,
+            snapshot,
+        })
+    }
+}
 
 #[async_trait::async_trait]
-impl PresenceTracker for SlowToConnect {
+impl PresenceTracker for SlowPresence {
     async fn connect(
         &self,
         tenant: &TenantId,
@@ -923,8 +975,8 @@ impl PresenceTracker for SlowToConnect {
         connection: &ConnectionId,
         at: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<PresenceChange> {
-        let change = self.0.connect(tenant, user, connection, at).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let change = self.inner.connect(tenant, user, connection, at).await;
+        tokio::time::sleep(self.connect).await;
         change
     }
 
@@ -935,7 +987,7 @@ impl PresenceTracker for SlowToConnect {
         connection: &ConnectionId,
         at: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<PresenceChange> {
-        self.0.disconnect(tenant, user, connection, at).await
+        self.inner.disconnect(tenant, user, connection, at).await
     }
 
     async fn touch(
@@ -944,11 +996,12 @@ impl PresenceTracker for SlowToConnect {
         user: &UserId,
         at: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<PresenceChange> {
-        self.0.touch(tenant, user, at).await
+        self.inner.touch(tenant, user, at).await
     }
 
     async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
-        self.0.snapshot(tenant).await
+        tokio::time::sleep(self.snapshot).await;
+        self.inner.snapshot(tenant).await
     }
 }
 
@@ -957,7 +1010,7 @@ async fn a_client_that_leaves_during_the_handshake_does_not_stay_connected() {
     let server = spawn_over(
         HttpConfig::default(),
         RateLimits::default(),
-        Arc::new(SlowToConnect(LocalPresence::new())),
+        SlowPresence::new(Duration::from_millis(500), Duration::ZERO),
     )
     .await;
     let status_of_emp = async || {

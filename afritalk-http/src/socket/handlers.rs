@@ -315,20 +315,30 @@ async fn presence_subscribe(
             .collect();
         rooms.sort_unstable();
         rooms.dedup();
+        // Checked and joined with no await in between: each event runs in a
+        // task of its own, and pipelined calls that all checked before any
+        // joined would pass the cap together.
         let joined = socket.rooms();
         let watched = joined.iter().filter(|r| r.contains("/presence:")).count();
-        let added = rooms
-            .iter()
+        let added: Vec<String> = rooms
+            .into_iter()
             .filter(|r| !joined.iter().any(|j| j.as_ref() == r.as_str()))
-            .count();
-        if watched + added > MAX_WATCHED_USERS {
+            .collect();
+        if watched + added.len() > MAX_WATCHED_USERS {
             return Err(ApiError::BadRequest(format!(
                 "a socket watches at most {MAX_WATCHED_USERS} users' presence \
                  ({watched} now); unsubscribe some first"
             )));
         }
-        let all = app.inner.service.presence(&session.actor).await?;
-        socket.join(rooms);
+        socket.join(added.clone());
+        let all = match app.inner.service.presence(&session.actor).await {
+            Ok(all) => all,
+            Err(err) => {
+                // Refused: no new subscription stays behind.
+                socket.leave(added);
+                return Err(err.into());
+            }
+        };
         let presence: Vec<_> = all
             .into_iter()
             .filter(|p| users.contains(&p.user_id))
