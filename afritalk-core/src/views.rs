@@ -124,6 +124,12 @@ pub struct CatchUp {
     pub changes: Vec<Message>,
     /// Pass back to continue when `changes` filled a page; `None` when up to date.
     pub next: Option<CatchUpCursor>,
+    /// Where the next catch-up resumes, whether or not the page was full: the
+    /// last change as the store found it, or the given cursor when there was
+    /// none. Clients keep this one rather than one of their own, because a
+    /// change this call marked delivered carries a later `updatedAt` than its
+    /// place in the stream.
+    pub cursor: CatchUpCursor,
     /// The first page of conversations with their unread counts.
     pub conversations: Vec<ConversationListItem>,
     /// Unread messages over the conversations listed.

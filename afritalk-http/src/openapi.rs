@@ -177,12 +177,14 @@ fn schemas() -> Value {
         "ConversationCatchUp": object(&["conversationId", "messages", "hasMore"], json!({
             "conversationId": string(), "messages": array_of("Message"), "hasMore": { "type": "boolean" }
         })),
-        "CatchUp": object(&["changes", "conversations", "unreadMessages", "unreadNotifications"], json!({
+        "CatchUp": object(&["changes", "cursor", "conversations", "unreadMessages", "unreadNotifications"], json!({
             "changes": array_of("Message"),
-            "next": { "oneOf": [object(&["since"], json!({ "since": time(), "afterId": nullable("string") })), { "type": "null" }] },
+            "next": { "oneOf": [reference("SyncCursor"), { "type": "null" }] },
+            "cursor": reference("SyncCursor"),
             "conversations": array_of("ConversationListItem"),
             "unreadMessages": { "type": "integer" }, "unreadNotifications": { "type": "integer" }
         })),
+        "SyncCursor": object(&["since"], json!({ "since": time(), "afterId": nullable("string") })),
         "Notification": object(&["id", "userId", "title", "message", "type", "status", "createdAt"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": string(),
             "title": string(), "message": string(),

@@ -229,6 +229,25 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     let mut sent: Vec<Value> = changes.iter().map(|m| m["id"].clone()).collect();
     sent.sort_by_key(|id| id.to_string());
     assert_eq!(delivered, sent);
+    // The cursor to keep is the last change as found, before the join marked
+    // it delivered (which moved its `updatedAt` on).
+    let cursor = &ok_ack(&ack)["cursor"];
+    assert_eq!(cursor["afterId"], changes[2]["id"], "{ack}");
+    let time = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    assert_eq!(
+        time(&cursor["since"]),
+        time(&changes[2]["createdAt"]),
+        "{ack}"
+    );
+    assert!(
+        time(&changes[2]["updatedAt"]) > time(&cursor["since"]),
+        "{ack}"
+    );
     let (status, sync) = app
         .get(
             &format!(
@@ -252,6 +271,21 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     assert_eq!(sync["unreadNotifications"], 3);
     assert_eq!(sync["conversations"][0]["unreadCount"], 3);
     assert_eq!(sync["conversations"][0]["participant"]["userId"], "dg");
+    // Resuming from the answer's cursor: nothing new, and the cursor stays.
+    let resume = &sync["cursor"];
+    let (status, again) = app
+        .get(
+            &format!(
+                "/api/tenants/{T}/messaging/sync?since={}&afterId={}",
+                resume["since"].as_str().unwrap().replace('+', "%2B"),
+                resume["afterId"].as_str().unwrap()
+            ),
+            &emp,
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["changes"], json!([]), "{again}");
+    assert_eq!(again["cursor"], *resume);
     assert!(
         !c.receives_within("dg", "messaging:delivered", Duration::from_millis(500))
             .await,

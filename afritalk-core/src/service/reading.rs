@@ -218,14 +218,14 @@ impl MessagingService {
             .changes_since(&actor.tenant, &actor.user, ChangeCursor::from(since), limit)
             .await?;
         // The cursor is taken before the page is received: marking a message
-        // delivered moves its `updatedAt` to now, past the rest of the changes.
-        let next = changes
-            .last()
-            .filter(|_| changes.len() == limit.get() as usize)
-            .map(|m| CatchUpCursor {
-                since: m.updated_at,
-                after_id: Some(m.id),
-            });
+        // delivered moves its `updatedAt` to now, past the rest of the changes
+        // and past changes committed since the read, which resuming from it
+        // would skip.
+        let cursor = changes.last().map_or(since, |m| CatchUpCursor {
+            since: m.updated_at,
+            after_id: Some(m.id),
+        });
+        let next = Some(cursor).filter(|_| changes.len() == limit.get() as usize);
         self.receive(actor, &mut changes).await;
         let conversations = self
             .conversation_items(actor, None, PageSize::DEFAULT)
@@ -239,6 +239,7 @@ impl MessagingService {
         Ok(CatchUp {
             changes,
             next,
+            cursor,
             conversations,
             unread_messages,
             unread_notifications,

@@ -155,6 +155,15 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     .unwrap();
     assert_eq!(got.changes.len(), 1);
     assert_eq!(got.next, None);
+    let found = message("dg", "emp", 5, TimeDelta::seconds(1));
+    assert_eq!(
+        got.cursor,
+        CatchUpCursor {
+            since: found.updated_at,
+            after_id: Some(found.id),
+        },
+        "the last change as found, though not a full page"
+    );
     assert_eq!(got.unread_messages, 4);
     assert_eq!(got.unread_notifications, 7);
 }
@@ -240,10 +249,35 @@ fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor(
     let next = got.next.unwrap();
     assert_eq!(next.since, last.updated_at);
     assert_eq!(next.after_id, Some(last.id));
+    assert_eq!(got.cursor, next);
     assert_eq!(
         f.deliveries(),
         vec![("acme/user:dg".to_string(), "messaging:delivered"); 2]
     );
+}
+
+#[test]
+fn a_catch_up_with_nothing_new_resumes_where_it_was_asked() {
+    let mut h = Harness::new(users());
+    h.messages
+        .expect_changes_since()
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    h.messages
+        .expect_conversations()
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    h.notifications
+        .expect_unread_count()
+        .returning(|_, _| Ok(0));
+    let f = h.build();
+    let asked = CatchUpCursor {
+        since: now() - TimeDelta::minutes(5),
+        after_id: Some(message("dg", "emp", 1, TimeDelta::seconds(1)).id),
+    };
+    let got = run(f
+        .service
+        .catch_up(&staff("emp", Role::Employe), asked, PageSize::DEFAULT))
+    .unwrap();
+    assert_eq!((got.next, got.cursor), (None, asked));
 }
 
 #[test]
