@@ -600,6 +600,10 @@ async fn a_socket_checks_each_write_as_a_write() {
         )
         .await;
     assert_eq!(ack["ok"], false, "a write after the deadline: {ack}");
+    // Reported as expired (its time ran out), yet the socket still reads.
+    assert_eq!(ack["error"]["code"], "token_expired", "{ack}");
+    let ack = c.emit("dg", "presence:ping", json!({})).await;
+    assert_eq!(ack["ok"], true, "the socket stays for reading: {ack}");
     let (status, history) = app.get(&conversation, &short_writes).await;
     assert_eq!(status, 200, "the token still reads: {history}");
     let contents: Vec<_> = history["messages"]

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use afritalk_auth::{AuthError, Operation};
+use afritalk_auth::Operation;
 use afritalk_ports::{Audience, MessageContent, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -83,10 +83,10 @@ where
 }
 
 /// Authorizes the socket's token again for `operation`, runs `f` with the
-/// session and the parsed payload, then acks. An expired (or otherwise no
-/// longer valid) token closes the socket after the error ack: the client must
-/// reconnect with a fresh token. A token that may not do this operation but
-/// still reads (a read-only attenuation) keeps its socket.
+/// session and the parsed payload, then acks. A token that no longer reads
+/// (expired, or attenuated) closes the socket after the error ack: the client
+/// must reconnect with a fresh token. A token that may not do this operation
+/// but still reads (read-only, or writes that ended first) keeps its socket.
 async fn handle_as<T, F, Fut>(
     operation: Operation,
     s: SocketRef,
@@ -106,7 +106,14 @@ async fn handle_as<T, F, Fut>(
             .ok_or(ApiError::MissingToken)?;
         // Signatures were checked at connect; only the authorizer runs again.
         if let Err(err) = session.token.permits(&session.actor.tenant, operation) {
-            close_socket = !matches!(err, AuthError::OperationRefused);
+            // Closed only when the token no longer reads: an attenuation can
+            // end writes (by time, too, which reads as expired) before reads,
+            // and a socket that still reads is of use.
+            close_socket = operation == Operation::Read
+                || session
+                    .token
+                    .permits(&session.actor.tenant, Operation::Read)
+                    .is_err();
             return Err(err.into());
         }
         let payload = dto::parse_value::<T>(data.unwrap_or(Value::Null))?;
