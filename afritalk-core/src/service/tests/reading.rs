@@ -216,12 +216,10 @@ fn a_history_page_marks_what_no_device_of_the_reader_had_received_delivered() {
     assert_eq!(f.deliveries().len(), 1);
 }
 
-#[test]
-fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor() {
+/// A harness whose store answers a catch-up with `changes`, no conversations
+/// and no unread notifications.
+fn catching_up(changes: Vec<Message>) -> Harness {
     let mut h = Harness::new(users());
-    let first = message("dg", "emp", 4, TimeDelta::seconds(3));
-    let last = message("dg", "emp", 5, TimeDelta::seconds(2));
-    let changes = vec![first.clone(), last.clone()];
     h.messages
         .expect_changes_since()
         .returning(move |_, _, _, _| Ok(changes.clone()));
@@ -231,6 +229,14 @@ fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor(
     h.notifications
         .expect_unread_count()
         .returning(|_, _| Ok(0));
+    h
+}
+
+#[test]
+fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor() {
+    let first = message("dg", "emp", 4, TimeDelta::seconds(3));
+    let last = message("dg", "emp", 5, TimeDelta::seconds(2));
+    let mut h = catching_up(vec![first.clone(), last.clone()]);
     let marked = h.store_deliveries(vec![first.clone(), last.clone()]);
     let f = h.build();
     let got = run(f.service.catch_up(
@@ -258,17 +264,7 @@ fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor(
 
 #[test]
 fn a_catch_up_with_nothing_new_resumes_where_it_was_asked() {
-    let mut h = Harness::new(users());
-    h.messages
-        .expect_changes_since()
-        .returning(|_, _, _, _| Ok(Vec::new()));
-    h.messages
-        .expect_conversations()
-        .returning(|_, _, _, _| Ok(Vec::new()));
-    h.notifications
-        .expect_unread_count()
-        .returning(|_, _| Ok(0));
-    let f = h.build();
+    let f = catching_up(Vec::new()).build();
     let asked = CatchUpCursor {
         since: now() - TimeDelta::minutes(5),
         after_id: Some(message("dg", "emp", 1, TimeDelta::seconds(1)).id),
