@@ -42,6 +42,12 @@ impl Audience {
             Audience::Tenant(t) => format!("{t}/tenant:{t}"),
         }
     }
+
+    /// Whether `room` is the room of a [`Audience::PresenceWatchers`] audience.
+    /// Ids hold no `/` or `:`, so the marker appears in no other room name.
+    pub fn is_presence_watchers_room(room: &str) -> bool {
+        room.contains("/presence:")
+    }
 }
 
 /// Payload of `messaging:new`.
@@ -191,6 +197,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn only_presence_watcher_rooms_are_recognised_as_such() {
+        let t = TenantId::parse("acme").unwrap();
+        let u = UserId::parse("presence").unwrap();
+        assert!(Audience::is_presence_watchers_room(
+            &Audience::PresenceWatchers(t.clone(), u.clone()).room()
+        ));
+        for other in [Audience::User(t.clone(), u), Audience::Tenant(t)] {
+            assert!(!Audience::is_presence_watchers_room(&other.room()));
+        }
+    }
 
     #[test]
     fn the_wire_payload_is_the_inner_event_untagged_in_camel_case() {

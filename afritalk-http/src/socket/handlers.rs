@@ -326,7 +326,10 @@ async fn presence_subscribe(
         // task of its own, and pipelined calls that all checked before any
         // joined would pass the cap together.
         let joined = socket.rooms();
-        let watched = joined.iter().filter(|r| r.contains("/presence:")).count();
+        let watched = joined
+            .iter()
+            .filter(|r| Audience::is_presence_watchers_room(r))
+            .count();
         let added: Vec<String> = rooms
             .into_iter()
             .filter(|r| !joined.iter().any(|j| j.as_ref() == r.as_str()))

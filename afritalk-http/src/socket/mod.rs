@@ -78,9 +78,10 @@ fn handshake_token(s: &SocketRef, auth: Option<ConnectAuth>) -> Option<String> {
 }
 
 /// Connect middleware: opens the token once (signatures) and authorizes it to
-/// read the path's tenant (each write event is authorized again as a write), refreshes the directory, records the
-/// connection (staff only, checked by the core), keeps the [`Session`], joins
-/// the socket's rooms and registers its events. Nothing is emitted before it
+/// read the path's tenant (each write event is authorized again as a write),
+/// refreshes the directory, records the connection (staff only, checked by
+/// the core), keeps the [`Session`], joins the socket's rooms and registers
+/// its events. Nothing is emitted before it
 /// succeeds.
 ///
 /// Rooms and events are set up here rather than in [`on_connect`] because
