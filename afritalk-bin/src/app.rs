@@ -11,7 +11,7 @@ use afritalk_adapter_memory::SystemClock;
 use afritalk_adapter_redis::{BusMetrics, RedisPresence};
 use afritalk_auth::TokenVerifier;
 use afritalk_core::MessagingService;
-use afritalk_http::{App, HttpConfig, ReadinessCheck};
+use afritalk_http::{App, HttpConfig, ReadinessCheck, Tls, TlsError};
 use afritalk_ports::Clock;
 use async_trait::async_trait;
 use tokio::net::TcpListener;
@@ -32,6 +32,9 @@ pub enum StartError {
     /// The realtime adapters (Redis) could not be set up.
     #[error(transparent)]
     Realtime(#[from] RealtimeError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -66,6 +69,7 @@ impl ReadinessCheck for Readiness {
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    tls: Option<Tls>,
     app: App,
     service: MessagingService,
     heartbeat: Option<Heartbeat>,
@@ -83,6 +87,8 @@ struct Heartbeat {
 impl Application {
     /// Opens storage (migrating it), loads keys, wires adapters and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        // First, so that a wrong certificate path fails before any migration runs.
+        let tls = config.tls.clone().map(Tls::load).transpose()?;
         keys::ensure_data_dir(&config.data_dir)?;
         let public_key = keys::root_public_key(&config)?;
         let storage = wiring::open_storage(&config).await?;
@@ -140,6 +146,7 @@ impl Application {
         })?;
         tracing::info!(
             %address,
+            scheme = if tls.is_some() { "https (TLS 1.3)" } else { "http" },
             storage = storage.backend,
             realtime = realtime.backend,
             "AfriTalk listening (REST + Socket.IO at /api/tenants/{{tenantId}}/messaging/socket)"
@@ -147,6 +154,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            tls,
             app,
             service,
             heartbeat,
@@ -164,6 +172,11 @@ impl Application {
         self.address.port()
     }
 
+    /// The TLS acceptor, when the server terminates TLS itself (to reload its certificate).
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
     /// The messaging service, for in-process callers next to the server.
     pub fn service(&self) -> &MessagingService {
         &self.service
@@ -178,7 +191,7 @@ impl Application {
             .heartbeat
             .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone())));
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
-        let result = afritalk_http::serve(self.listener, self.app, shutdown).await;
+        let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;
         read_caches.abort();
         if let Some(task) = heartbeat {
             task.abort();
@@ -236,6 +249,28 @@ fn bus_metrics_text(m: &BusMetrics) -> String {
         m.not_here(),
         m.malformed(),
     )
+}
+
+/// Reloads the TLS certificate and key from their files on every SIGHUP, as
+/// certificate renewal tools expect; a failed reload keeps the current pair.
+pub async fn reload_tls_on_sighup(tls: Tls) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::error!(%err, "cannot listen for SIGHUP; the certificate cannot be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")
+            }
+            Err(err) => {
+                tracing::error!(%err, "TLS certificate not reloaded; the current one stays")
+            }
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -16,6 +16,8 @@ const ENV_HELP: &str = "\
 Environment:
   AFRITALK_DATA_DIR              data directory (default ./afritalk-data): SQLite file, dev key pair
   AFRITALK_LISTEN                listen address (default 127.0.0.1:8080)
+  AFRITALK_TLS_CERT              PEM certificate chain: serve TLS 1.3 (reloaded on SIGHUP)
+  AFRITALK_TLS_KEY               PEM private key of that certificate
   DATABASE_URL                   postgres://… for PostgreSQL (default: SQLite in the data directory)
   AFRITALK_DB_POOL_SIZE          storage connections (default 16)
   AFRITALK_REDIS_POOL_SIZE       Redis command connections, with REDIS_URL (default 64)

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use afritalk_http::TlsFiles;
 use afritalk_ports::{RateAction, RateLimit, RateLimits};
 
 /// A value that must never be printed (database URLs with passwords, private keys).
@@ -47,6 +48,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address to listen on (`AFRITALK_LISTEN`).
     pub listen: SocketAddr,
+    /// Serve TLS 1.3 with this certificate chain and key (`AFRITALK_TLS_CERT` and
+    /// `AFRITALK_TLS_KEY`, PEM files, both or neither; plain HTTP when unset).
+    pub tls: Option<TlsFiles>,
     /// Storage backend (`DATABASE_URL`; SQLite in the data directory when unset).
     pub database: Database,
     /// Connections per storage pool (`AFRITALK_DB_POOL_SIZE`).
@@ -145,6 +149,25 @@ impl Config {
             name: "AFRITALK_LISTEN",
             reason: format!("`{listen_raw}` is not an address like 127.0.0.1:8080"),
         })?;
+        let tls = match (get("AFRITALK_TLS_CERT"), get("AFRITALK_TLS_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    name: "AFRITALK_TLS_KEY",
+                    reason: "AFRITALK_TLS_CERT is set: give the certificate's key too".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    name: "AFRITALK_TLS_CERT",
+                    reason: "AFRITALK_TLS_KEY is set: give the key's certificate chain too".into(),
+                });
+            }
+        };
         let database = match get("DATABASE_URL") {
             None => Database::Sqlite(data_dir.join("afritalk.db")),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -198,6 +221,7 @@ impl Config {
         Ok(Self {
             data_dir,
             listen,
+            tls,
             database,
             db_pool_size,
             redis_pool_size,
@@ -319,6 +343,33 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let c = config(&[
+            ("AFRITALK_TLS_CERT", "/etc/afritalk/chain.pem"),
+            ("AFRITALK_TLS_KEY", "/etc/afritalk/key.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: PathBuf::from("/etc/afritalk/chain.pem"),
+                key: PathBuf::from("/etc/afritalk/key.pem"),
+            })
+        );
+        assert_eq!(config(&[]).unwrap().tls, None);
+        assert_eq!(
+            config(&[("AFRITALK_TLS_CERT", "chain.pem")])
+                .unwrap_err()
+                .name,
+            "AFRITALK_TLS_KEY"
+        );
+        assert_eq!(
+            config(&[("AFRITALK_TLS_KEY", "key.pem")]).unwrap_err().name,
+            "AFRITALK_TLS_CERT"
+        );
     }
 
     #[test]

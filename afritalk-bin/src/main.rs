@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use afritalk_bin::app::{Application, shutdown_signal};
+use afritalk_bin::app::{Application, reload_tls_on_sighup, shutdown_signal};
 use afritalk_bin::cli::{self, Cli, Command};
 use afritalk_bin::config::Config;
 use clap::Parser;
@@ -45,6 +45,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let app = Application::build(config)
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(tls) = app.tls() {
+                tokio::spawn(reload_tls_on_sighup(tls.clone()));
+            }
             app.run_until(shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

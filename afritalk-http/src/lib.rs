@@ -9,13 +9,14 @@
 //! let app = App::new(service, TokenVerifier::new(public_key), HttpConfig::default(),
 //!                    Arc::new(MyStoresPing));
 //! bus.attach(app.event_sink());          // core events reach this node's sockets
-//! serve(TcpListener::bind(addr).await?, app, shutdown_signal()).await?;
+//! serve(TcpListener::bind(addr).await?, None, app, shutdown_signal()).await?;
 //! ```
 //!
 //! ## Layout
 //! - [`config`]: [`HttpConfig`], limits and policies (body and socket caps, Origins, proxy header).
 //! - [`app`]: [`App`], the shared state, and [`ReadinessCheck`] for `/readyz`.
 //! - [`server`]: [`serve`], the accept loop with graceful shutdown.
+//! - [`tls`]: [`Tls`], TLS 1.3 termination with a certificate reloadable while serving.
 //! - `front`: rewrites the tenant socket path for Socket.IO, checks `Origin`, records the peer.
 //! - `router`: the REST route table, its warp filter, 404/405/413 handling.
 //! - `routes`: the REST handlers, one module per resource.
@@ -39,6 +40,7 @@ mod router;
 mod routes;
 pub mod server;
 mod socket;
+pub mod tls;
 mod token_sweep;
 
 pub use app::{AlwaysReady, App, MetricsSource, ReadinessCheck};
@@ -46,3 +48,4 @@ pub use auth::PeerAddr;
 pub use config::HttpConfig;
 pub use error::{ApiError, ErrorReply};
 pub use server::serve;
+pub use tls::{Tls, TlsError, TlsFiles};

@@ -1,4 +1,5 @@
-//! The accept loop: warp and Socket.IO on one listener, with graceful shutdown.
+//! The accept loop: warp and Socket.IO on one listener, plain or TLS, with
+//! graceful shutdown.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,18 +12,26 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 
 use crate::app::App;
 use crate::auth::PeerAddr;
 use crate::front::{SIO_PATH, front};
 use crate::socket::{self, Session};
+use crate::tls::Tls;
 
-/// Serves REST and Socket.IO on `listener` until `shutdown` completes, then stops
-/// accepting, closes the sockets (recording their disconnection), and waits up
-/// to the configured grace period for in-flight requests to finish.
+/// A client connection: plain, or TLS terminated here.
+type Connection = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// Serves REST and Socket.IO on `listener` (over TLS when `tls` is given) until
+/// `shutdown` completes, then stops accepting, closes the sockets (recording
+/// their disconnection), and waits up to the configured grace period for
+/// in-flight requests to finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Tls>,
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -71,14 +80,42 @@ pub async fn serve(
                 let svc = tower::ServiceBuilder::new()
                     .map_request(move |req: http::Request<Incoming>| front(req, &config, PeerAddr(peer)))
                     .service(sio.clone());
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(%err, "connection ended with an error");
+                match tls.clone() {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(
+                            TokioIo::new(Connection::Left(stream)),
+                            TowerToHyperService::new(svc),
+                        );
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(err) = conn.await {
+                                tracing::debug!(%err, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    // The handshake runs in the connection's own task, so a slow
+                    // client never holds up the accept loop.
+                    Some(tls) => {
+                        let watcher = graceful.watcher();
+                        let builder = builder.clone();
+                        tokio::spawn(async move {
+                            let stream = match tls.accept(stream).await {
+                                Ok(stream) => stream,
+                                Err(err) => {
+                                    tracing::debug!(%err, %peer, "TLS handshake failed");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection_with_upgrades(
+                                TokioIo::new(Connection::Right(stream)),
+                                TowerToHyperService::new(svc),
+                            );
+                            if let Err(err) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(%err, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

@@ -86,7 +86,7 @@ async fn spawn_over(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, async {
+    let task = tokio::spawn(serve(listener, None, app, async {
         let _ = stopped.await;
     }));
     TestServer {

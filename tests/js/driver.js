@@ -1,6 +1,6 @@
 // Drives real socket.io-client sockets for AfriTalk's black-box tests.
 // Reads one JSON command per line on stdin, writes one JSON report per line on stdout.
-//   {op:"connect", client, url, path, token, transports?, autoAck? (false | "empty")}
+//   {op:"connect", client, url, path, token, transports?, autoAck? (false | "empty"), ca? (PEM to trust)}
 //   {op:"emit", client, event, data, ref, timeoutMs?}   -> {kind:"ack", ref, data} | {kind:"ack_timeout", ref}
 //   {op:"emitRaw", client, event, data}                  (no ack requested)
 //   {op:"disconnect", client}
@@ -21,6 +21,8 @@ function connect(cmd) {
     forceNew: true,
     timeout: 5000,
     extraHeaders: cmd.headers || {},
+    // Node's TLS options, passed on by engine.io-client to both transports.
+    ca: cmd.ca || undefined,
   });
   sockets.set(cmd.client, socket);
   socket.on("connect", () =>

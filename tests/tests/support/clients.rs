@@ -240,6 +240,7 @@ fn connect_command(app: &TestApp, name: &str, tenant: &str, token: &str, transpo
     json!({
         "op": "connect", "client": name, "url": app.address,
         "path": app.socket_path(tenant), "token": token, "transports": [transport],
+        "ca": app.ca_pem,
     })
 }
 

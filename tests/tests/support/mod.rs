@@ -25,6 +25,10 @@ pub struct TestApp {
     pub port: u16,
     pub config: Config,
     pub http: reqwest::Client,
+    /// The PEM certificate clients trust, when the server speaks TLS.
+    pub ca_pem: Option<String>,
+    /// The server's TLS acceptor (to reload its certificate), when it speaks TLS.
+    pub tls: Option<afritalk_http::Tls>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _data: Option<tempfile::TempDir>,
@@ -44,25 +48,55 @@ pub fn fresh_config() -> (Config, tempfile::TempDir) {
 pub async fn spawn_app() -> TestApp {
     let (config, dir) = fresh_config();
     let mut app = start(config).await;
-    app._data = Some(dir);
+    app.keep_data_dir(dir);
     app
 }
 
 /// Starts the application with `config` on a free port.
 pub async fn start(config: Config) -> TestApp {
+    start_with(config, None).await
+}
+
+/// Starts the application with `config` (which names a certificate for
+/// `localhost`) on a free port, with clients that trust `ca_pem` only.
+pub async fn start_tls(config: Config, ca_pem: &str) -> TestApp {
+    start_with(config, Some(ca_pem)).await
+}
+
+/// A client that trusts `ca_pem` only, over TLS 1.3 or 1.2 up to `max`.
+pub fn tls_client(ca_pem: &str, max: reqwest::tls::Version) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .max_tls_version(max)
+        .build()
+        .unwrap()
+}
+
+async fn start_with(config: Config, ca_pem: Option<&str>) -> TestApp {
     let app = Application::build(config.clone())
         .await
         .expect("application starts");
     let port = app.port();
+    let tls = app.tls().cloned();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
+    let (address, http) = match ca_pem {
+        None => (format!("http://127.0.0.1:{port}"), reqwest::Client::new()),
+        Some(ca) => (
+            format!("https://localhost:{port}"),
+            tls_client(ca, reqwest::tls::Version::TLS_1_3),
+        ),
+    };
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address,
         port,
         config,
-        http: reqwest::Client::new(),
+        http,
+        ca_pem: ca_pem.map(str::to_owned),
+        tls,
         stop: Some(tx),
         task: Some(task),
         _data: None,
@@ -85,6 +119,11 @@ impl TestApp {
                 .expect("server ran cleanly");
         }
         (self.config.clone(), self._data.take())
+    }
+
+    /// Keeps `dir` (the data directory) until the app is dropped.
+    pub fn keep_data_dir(&mut self, dir: tempfile::TempDir) {
+        self._data = Some(dir);
     }
 
     /// A token for a staff member of `tenant`.
