@@ -38,9 +38,13 @@ pub enum Scenario {
 /// Options every scenario shares.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// The server (http://host:port).
+    /// The server (http://host:port, or https://host:port with --ca-file).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// PEM certificate authority to trust when the server speaks TLS (an
+    /// https:// URL); only it is trusted.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// The tenant the benchmark users belong to.
     #[arg(long, default_value = "bench")]
     pub tenant: String,

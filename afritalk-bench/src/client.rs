@@ -9,9 +9,14 @@
 //! acks every server event that asks for one (with the reply of the
 //! [`EventHandler`]), and hands the acks of our events back to the handler with
 //! the tag the caller gave.
+//!
+//! An `https://` server URL makes every socket (and the REST setup calls) speak
+//! TLS, trusting only the certificate authority given (`--ca-file`), so that
+//! a server terminating TLS itself is measured the way its clients reach it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,18 +24,28 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::crypto::aws_lc_rs;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+use tokio_util::either::Either;
 
 use crate::protocol::{self, Packet};
 
 /// Why a socket could not connect.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server URL is not `http://host:port[/prefix]`.
-    #[error("bad server URL `{0}`: expected http://host:port")]
+    /// The server URL is not `http://host:port[/prefix]` or `https://…`.
+    #[error("bad server URL `{0}`: expected http://host:port or https://host:port")]
     BadUrl(String),
+    /// The certificate authority to trust could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// TCP or websocket failure.
     #[error("transport: {0}")]
     Transport(String),
@@ -45,27 +60,55 @@ pub enum ClientError {
     Timeout,
 }
 
-/// Where the sockets of one tenant connect: a resolved address and the
-/// websocket URL of the tenant's Socket.IO path.
+/// Where the sockets of one tenant connect: a resolved address, the
+/// websocket URL of the tenant's Socket.IO path, and the TLS settings when the
+/// server speaks TLS.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// The server address (resolved once).
     pub addr: SocketAddr,
-    /// `ws://host:port/api/tenants/{tenant}/messaging/socket/?EIO=4&transport=websocket`.
+    /// `ws://host:port/api/tenants/{tenant}/messaging/socket/?EIO=4&transport=websocket`
+    /// (`wss://` over TLS).
     pub ws_url: String,
-    /// The HTTP base URL, for the REST calls (`http://host:port`).
+    /// The HTTP base URL, for the REST calls (`http://host:port` or `https://…`).
     pub http_base: String,
+    /// The client for the REST calls (trusting the same authority as the sockets).
+    pub http: reqwest::Client,
+    /// How sockets open TLS (`None`: plain TCP).
+    tls: Option<TlsTarget>,
+}
+
+/// What a TLS socket needs: the connector trusting the given authority, and
+/// the name the server's certificate must carry.
+#[derive(Clone)]
+struct TlsTarget {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
 }
 
 impl Endpoint {
-    /// The endpoint of `tenant` on the server at `url` (`http://host:port`; a
+    /// The endpoint of `tenant` on the server at `url` (`http://host:port`, or
+    /// `https://host:port` with `ca_file`, the PEM authority to trust; a
     /// trailing slash or path prefix is kept for the REST base).
-    pub fn new(url: &str, tenant: &str) -> Result<Self, ClientError> {
+    pub fn new(url: &str, tenant: &str, ca_file: Option<&Path>) -> Result<Self, ClientError> {
         let trimmed = url.trim_end_matches('/');
-        let rest = trimmed
-            .strip_prefix("http://")
-            .or_else(|| trimmed.strip_prefix("ws://"))
-            .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+        let (secure, rest) = if let Some(rest) = trimmed.strip_prefix("https://") {
+            (true, rest)
+        } else {
+            let rest = trimmed
+                .strip_prefix("http://")
+                .or_else(|| trimmed.strip_prefix("ws://"))
+                .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+            (false, rest)
+        };
         let (authority, prefix) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -74,14 +117,78 @@ impl Endpoint {
             .map_err(|_| ClientError::BadUrl(url.to_owned()))?
             .next()
             .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+        let roots = match (secure, ca_file) {
+            (false, _) => RootCertStore::empty(),
+            (true, None) => {
+                return Err(ClientError::Tls(
+                    "an https:// server needs --ca-file, the PEM authority to trust".into(),
+                ));
+            }
+            (true, Some(ca_file)) => trusted(ca_file)?,
+        };
+        // The REST client gets the sockets' TLS settings even for a plain
+        // server (where it never uses them), so it needs no process-wide
+        // crypto provider.
+        let config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(config.clone())
+            .build()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let tls = if secure {
+            Some(TlsTarget {
+                connector: TlsConnector::from(Arc::new(config)),
+                server_name: server_name(authority)?,
+            })
+        } else {
+            None
+        };
+        let (ws, http_scheme) = if secure {
+            ("wss", "https")
+        } else {
+            ("ws", "http")
+        };
         Ok(Self {
             addr,
             ws_url: format!(
-                "ws://{authority}{prefix}/api/tenants/{tenant}/messaging/socket/?EIO=4&transport=websocket"
+                "{ws}://{authority}{prefix}/api/tenants/{tenant}/messaging/socket/?EIO=4&transport=websocket"
             ),
-            http_base: format!("http://{authority}{prefix}"),
+            http_base: format!("{http_scheme}://{authority}{prefix}"),
+            http,
+            tls,
         })
     }
+}
+
+/// The certificates of `ca_file` (PEM), the only ones a TLS socket trusts.
+fn trusted(ca_file: &Path) -> Result<RootCertStore, ClientError> {
+    let tls_error =
+        |e: &dyn std::fmt::Display| ClientError::Tls(format!("{}: {e}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| tls_error(&e))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| tls_error(&e))?)
+            .map_err(|e| tls_error(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_error(&"no PEM certificate"));
+    }
+    Ok(roots)
+}
+
+/// The name the server's certificate must carry: the host of `authority`
+/// (`host:port`, `[v6]:port`).
+fn server_name(authority: &str) -> Result<ServerName<'static>, ClientError> {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    ServerName::try_from(host.to_owned()).map_err(|e| ClientError::BadUrl(format!("{host}: {e}")))
 }
 
 /// What the sockets do with what the server sends them. Called on the socket's
@@ -128,7 +235,7 @@ impl SocketHandle {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Either<TcpStream, TlsStream<TcpStream>>>;
 
 /// The websocket settings: small buffers so that 10,000 sockets fit in one
 /// process (tungstenite's default read buffer is 128 KiB per socket).
@@ -167,7 +274,16 @@ async fn handshake(endpoint: &Endpoint, token: &str) -> Result<Ws, ClientError> 
         .await
         .map_err(|e| ClientError::Transport(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let (mut ws, _) = client_async_with_config(endpoint.ws_url.as_str(), tcp, Some(ws_config()))
+    let stream = match &endpoint.tls {
+        None => Either::Left(tcp),
+        Some(tls) => Either::Right(
+            tls.connector
+                .connect(tls.server_name.clone(), tcp)
+                .await
+                .map_err(|e| ClientError::Transport(format!("TLS: {e}")))?,
+        ),
+    };
+    let (mut ws, _) = client_async_with_config(endpoint.ws_url.as_str(), stream, Some(ws_config()))
         .await
         .map_err(|e| ClientError::Transport(e.to_string()))?;
     match next_packet(&mut ws).await? {
@@ -289,14 +405,23 @@ mod tests {
 
     #[test]
     fn endpoints_name_the_tenant_socket_path() {
-        let e = Endpoint::new("http://127.0.0.1:8080/", "acme").unwrap();
+        let e = Endpoint::new("http://127.0.0.1:8080/", "acme", None).unwrap();
         assert_eq!(e.addr.port(), 8080);
         assert_eq!(
             e.ws_url,
             "ws://127.0.0.1:8080/api/tenants/acme/messaging/socket/?EIO=4&transport=websocket"
         );
         assert_eq!(e.http_base, "http://127.0.0.1:8080");
-        assert!(Endpoint::new("https://127.0.0.1:8080", "acme").is_err());
-        assert!(Endpoint::new("http://", "acme").is_err());
+        assert!(Endpoint::new("ftp://127.0.0.1:8080", "acme", None).is_err());
+        assert!(Endpoint::new("http://", "acme", None).is_err());
+    }
+
+    #[test]
+    fn an_https_endpoint_needs_an_authority_that_reads() {
+        let err = Endpoint::new("https://localhost:8443", "acme", None).unwrap_err();
+        assert!(err.to_string().contains("--ca-file"), "{err}");
+        let missing = Path::new("/nonexistent/ca.pem");
+        let err = Endpoint::new("https://localhost:8443", "acme", Some(missing)).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     }
 }

@@ -43,8 +43,10 @@ fn rss(pid: Option<u32>) -> Option<u64> {
 pub async fn run(args: IdleArgs) -> Result<(), SetupError> {
     let c = &args.common;
     let load_before = sys::load_average();
-    let endpoint =
-        Arc::new(Endpoint::new(&c.url, &c.tenant).map_err(|e| SetupError(e.to_string()))?);
+    let endpoint = Arc::new(
+        Endpoint::new(&c.url, &c.tenant, c.ca_file.as_deref())
+            .map_err(|e| SetupError(e.to_string()))?,
+    );
     let tokens = Tokens::new(
         setup::root_key(c.root_key.as_deref(), c.data_dir.as_deref())?,
         &c.tenant,
@@ -55,7 +57,7 @@ pub async fn run(args: IdleArgs) -> Result<(), SetupError> {
         .collect();
     if !c.skip_directory {
         let took = setup::upsert_users(
-            &endpoint.http_base,
+            &endpoint,
             &c.tenant,
             &tokens.service()?,
             &users,
@@ -70,7 +72,7 @@ pub async fn run(args: IdleArgs) -> Result<(), SetupError> {
     }
     if args.conversations > 0 {
         let took = setup::seed_conversations(
-            &endpoint.http_base,
+            &endpoint,
             &c.tenant,
             &tokens,
             &users,

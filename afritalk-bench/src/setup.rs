@@ -93,16 +93,17 @@ pub fn user_id(prefix: &str, i: usize) -> String {
 /// Writes `users` into the directory as Employés (PUT, with the service token),
 /// `concurrency` requests at a time; returns how long it took.
 pub async fn upsert_users(
-    base: &str,
+    endpoint: &Endpoint,
     tenant: &str,
     service_token: &str,
     users: &[String],
     concurrency: usize,
 ) -> Result<Duration, SetupError> {
-    let http = reqwest::Client::new();
+    let base = &endpoint.http_base;
     let requests = users.iter().map(|user| {
         let url = format!("{base}/api/tenants/{tenant}/directory/users/{user}");
-        let request = http
+        let request = endpoint
+            .http
             .put(&url)
             .bearer_auth(service_token)
             .json(&json!({ "displayName": user, "role": "EMPLOYE", "active": true }));
@@ -121,21 +122,24 @@ pub async fn upsert_users(
 /// with their own token) to each of users i+1 … i+per_user (mod the count), so
 /// each has about twice that many partners. Returns how long it took.
 pub async fn seed_conversations(
-    base: &str,
+    endpoint: &Endpoint,
     tenant: &str,
     tokens: &Tokens,
     users: &[String],
     per_user: usize,
     concurrency: usize,
 ) -> Result<Duration, SetupError> {
-    let http = reqwest::Client::new();
-    let url = format!("{base}/api/tenants/{tenant}/messaging/message");
+    let url = format!(
+        "{}/api/tenants/{tenant}/messaging/message",
+        endpoint.http_base
+    );
     let mut requests = Vec::with_capacity(users.len() * per_user);
     for (i, user) in users.iter().enumerate() {
         let token = tokens.user(user)?;
         for k in 1..=per_user.min(users.len().saturating_sub(1)) {
             let to = &users[(i + k) % users.len()];
-            let request = http
+            let request = endpoint
+                .http
                 .post(&url)
                 .bearer_auth(&token)
                 .json(&json!({ "toUserId": to, "content": "bonjour" }));

@@ -227,12 +227,15 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         return Err(SetupError("--rate must be positive".into()));
     }
     let load_before = sys::load_average();
-    let endpoint =
-        Arc::new(Endpoint::new(&c.url, &c.tenant).map_err(|e| SetupError(e.to_string()))?);
+    let endpoint = Arc::new(
+        Endpoint::new(&c.url, &c.tenant, c.ca_file.as_deref())
+            .map_err(|e| SetupError(e.to_string()))?,
+    );
     let recv_endpoint = match &args.recv_url {
-        Some(url) => {
-            Arc::new(Endpoint::new(url, &c.tenant).map_err(|e| SetupError(e.to_string()))?)
-        }
+        Some(url) => Arc::new(
+            Endpoint::new(url, &c.tenant, c.ca_file.as_deref())
+                .map_err(|e| SetupError(e.to_string()))?,
+        ),
         None => endpoint.clone(),
     };
     let two_nodes = args.recv_url.is_some();
@@ -271,7 +274,7 @@ pub async fn run(args: TrafficArgs, throughput: bool) -> Result<(), SetupError> 
         .collect();
     if !c.skip_directory {
         let took = setup::upsert_users(
-            &endpoint.http_base,
+            &endpoint,
             &c.tenant,
             &tokens.service()?,
             &users,

@@ -1,8 +1,10 @@
 //! The benchmark's client and setup against the real server (embedded default,
 //! in process, on a free port): directory writes, socket handshakes, a send
-//! acked `{ok:true}`, the recipient's `messaging:new`, and a refused token.
+//! acked `{ok:true}`, the recipient's `messaging:new`, and a refused token;
+//! the latency scenario's CSV, over plain HTTP and over TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use afritalk_bench::setup::{self, Planned, Tokens};
 use afritalk_bench::traffic;
 use afritalk_bin::app::Application;
 use afritalk_bin::config::{Config, Database};
+use afritalk_http::TlsFiles;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -45,12 +48,32 @@ struct Server {
 
 impl Server {
     async fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, None).await
+    }
+
+    /// The server speaking TLS with a fresh self-signed certificate for
+    /// localhost, whose PEM is written to the returned path.
+    async fn start_tls(dir: &std::path::Path) -> (Self, PathBuf) {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let files = TlsFiles {
+            cert: dir.join("chain.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.cert, pair.cert.pem()).unwrap();
+        std::fs::write(&files.key, pair.signing_key.serialize_pem()).unwrap();
+        let ca = files.cert.clone();
+        (Self::start_with(dir, Some(files)).await, ca)
+    }
+
+    async fn start_with(dir: &std::path::Path, tls: Option<TlsFiles>) -> Self {
         let mut config = Config::from_lookup(|_| None).unwrap();
         config.data_dir = dir.join("data");
         config.database = Database::Sqlite(config.data_dir.join("afritalk.db"));
         config.listen = "127.0.0.1:0".parse().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        config.tls = tls;
         let app = Application::build(config.clone()).await.unwrap();
-        let url = format!("http://127.0.0.1:{}", app.port());
+        let url = format!("{scheme}://localhost:{}", app.port());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -88,17 +111,11 @@ async fn the_client_sends_receives_and_acks_through_the_real_server() {
 
     let root = setup::root_key(None, Some(&config.data_dir)).unwrap();
     let tokens = Tokens::new(root, "bench", Duration::from_secs(600)).unwrap();
-    let endpoint = Arc::new(Endpoint::new(&url, "bench").unwrap());
+    let endpoint = Arc::new(Endpoint::new(&url, "bench", None).unwrap());
     let users: Vec<String> = (0..2).map(|i| setup::user_id("t", i)).collect();
-    setup::upsert_users(
-        &endpoint.http_base,
-        "bench",
-        &tokens.service().unwrap(),
-        &users,
-        2,
-    )
-    .await
-    .unwrap();
+    setup::upsert_users(&endpoint, "bench", &tokens.service().unwrap(), &users, 2)
+        .await
+        .unwrap();
     let plan = users
         .iter()
         .enumerate()
@@ -184,12 +201,29 @@ async fn the_client_sends_receives_and_acks_through_the_real_server() {
 async fn the_latency_scenario_writes_every_message_to_its_csv() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
+    latency_scenario_delivers_every_message(&server, dir.path(), &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_latency_scenario_runs_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, ca) = Server::start_tls(dir.path()).await;
+    let ca = ca.display().to_string();
+    latency_scenario_delivers_every_message(&server, dir.path(), &["--ca-file", &ca]).await;
+    server.stop().await;
+}
+
+/// Runs `latency` against `server` with `extra` options and checks its CSV:
+/// every message arrived, on the timetable.
+async fn latency_scenario_delivers_every_message(server: &Server, dir: &Path, extra: &[&str]) {
     let (url, config) = (server.url.clone(), server.config.clone());
 
     // 20 msg/s for 1 s after 0.5 s of warm-up: 30 messages, 10 of them warm-up.
-    let csv = dir.path().join("latencies.csv");
+    let csv = dir.join("latencies.csv");
     let data_dir = config.data_dir.display().to_string();
-    let cli = Cli::try_parse_from([
+    let csv_arg = csv.display().to_string();
+    let mut argv = vec![
         "afritalk-bench",
         "latency",
         "--url",
@@ -205,9 +239,10 @@ async fn the_latency_scenario_writes_every_message_to_its_csv() {
         "--warmup",
         "500ms",
         "--latencies-csv",
-        &csv.display().to_string(),
-    ])
-    .unwrap();
+        &csv_arg,
+    ];
+    argv.extend_from_slice(extra);
+    let cli = Cli::try_parse_from(argv).unwrap();
     let Scenario::Latency(args) = cli.scenario else {
         panic!("not the latency scenario");
     };
@@ -233,6 +268,4 @@ async fn the_latency_scenario_writes_every_message_to_its_csv() {
         .unwrap()
         .as_secs_f64();
     assert!((now - 60.0..now).contains(&due(29)), "{text}");
-
-    server.stop().await;
 }

@@ -100,6 +100,9 @@ async fn plain_http_and_tls_1_2_are_refused_on_the_tls_port() {
 
     let ok = app.http.get(&healthz).send().await.expect("TLS 1.3 works");
     assert_eq!(ok.status(), 200);
+    // ALPN: a client that speaks HTTP/2 gets it (the REST calls of the other
+    // tests go over HTTP/2 too; socket.io-client's over HTTP/1.1).
+    assert_eq!(ok.version(), reqwest::Version::HTTP_2);
 
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/healthz", app.port))
