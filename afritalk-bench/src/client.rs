@@ -118,7 +118,12 @@ impl Endpoint {
             .next()
             .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
         let roots = match (secure, ca_file) {
-            (false, _) => RootCertStore::empty(),
+            (false, None) => RootCertStore::empty(),
+            (false, Some(_)) => {
+                return Err(ClientError::Tls(
+                    "--ca-file is for an https:// server; this one is plain http://".into(),
+                ));
+            }
             (true, None) => {
                 return Err(ClientError::Tls(
                     "an https:// server needs --ca-file, the PEM authority to trust".into(),
@@ -423,5 +428,7 @@ mod tests {
         let missing = Path::new("/nonexistent/ca.pem");
         let err = Endpoint::new("https://localhost:8443", "acme", Some(missing)).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        let err = Endpoint::new("http://127.0.0.1:8080", "acme", Some(missing)).unwrap_err();
+        assert!(err.to_string().contains("plain http://"), "{err}");
     }
 }

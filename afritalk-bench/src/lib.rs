@@ -17,12 +17,14 @@
 //!
 //! The tool mints its tokens with the server's root private key (`--root-key`
 //! or the server's `--data-dir`) and writes its users to the directory through
-//! the REST admin API with a service token. `docs/benchmarks.md` has the
-//! commands and the figures.
+//! the REST admin API with a service token. An `https://` `--url` with
+//! `--ca-file` measures a server that terminates TLS itself.
+//! `docs/benchmarks.md` has the commands and the figures.
 //!
 //! ## Layout
 //! - [`protocol`]: the Engine.IO v4 / Socket.IO v5 packet codec.
-//! - [`client`]: a minimal websocket-only Socket.IO client, one task per socket.
+//! - [`client`]: a minimal websocket-only Socket.IO client, one task per socket,
+//!   over plain TCP or TLS.
 //! - [`setup`]: tokens, directory users, and opening a fleet of sockets.
 //! - [`traffic`]: the `latency` and `throughput` scenarios.
 //! - [`idle`]: the `idle` scenario.

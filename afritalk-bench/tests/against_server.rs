@@ -52,9 +52,9 @@ impl Server {
     }
 
     /// The server speaking TLS with a fresh self-signed certificate for
-    /// localhost, whose PEM is written to the returned path.
+    /// 127.0.0.1, whose PEM is written to the returned path.
     async fn start_tls(dir: &std::path::Path) -> (Self, PathBuf) {
-        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let files = TlsFiles {
             cert: dir.join("chain.pem"),
             key: dir.join("key.pem"),
@@ -73,7 +73,7 @@ impl Server {
         let scheme = if tls.is_some() { "https" } else { "http" };
         config.tls = tls;
         let app = Application::build(config.clone()).await.unwrap();
-        let url = format!("{scheme}://localhost:{}", app.port());
+        let url = format!("{scheme}://127.0.0.1:{}", app.port());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async {
             let _ = stopped.await;

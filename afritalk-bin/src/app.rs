@@ -15,6 +15,7 @@ use afritalk_http::{App, HttpConfig, ReadinessCheck, Tls, TlsError};
 use afritalk_ports::Clock;
 use async_trait::async_trait;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind};
 
 use crate::config::Config;
 use crate::keys::{self, KeyFileError};
@@ -251,16 +252,14 @@ fn bus_metrics_text(m: &BusMetrics) -> String {
     )
 }
 
+/// The process's SIGHUPs, from now on (a SIGHUP no longer ends the process).
+pub fn hangups() -> std::io::Result<Signal> {
+    tokio::signal::unix::signal(SignalKind::hangup())
+}
+
 /// Reloads the TLS certificate and key from their files on every SIGHUP, as
 /// certificate renewal tools expect; a failed reload keeps the current pair.
-pub async fn reload_tls_on_sighup(tls: Tls) {
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::error!(%err, "cannot listen for SIGHUP; the certificate cannot be reloaded");
-            return;
-        }
-    };
+pub async fn reload_tls_on_sighup(tls: Tls, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         match tls.reload() {
             Ok(()) => {

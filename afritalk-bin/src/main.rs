@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use afritalk_bin::app::{Application, reload_tls_on_sighup, shutdown_signal};
+use afritalk_bin::app::{Application, hangups, reload_tls_on_sighup, shutdown_signal};
 use afritalk_bin::cli::{self, Cli, Command};
 use afritalk_bin::config::Config;
 use clap::Parser;
@@ -42,11 +42,17 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     let print = |line: String| println!("{line}");
     match command {
         Command::Serve => {
+            // Listened for before anything else starts: a SIGHUP's default
+            // action would end the process.
+            let hangups = match config.tls {
+                Some(_) => Some(hangups().map_err(|e| format!("cannot listen for SIGHUP: {e}"))?),
+                None => None,
+            };
             let app = Application::build(config)
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Some(tls) = app.tls() {
-                tokio::spawn(reload_tls_on_sighup(tls.clone()));
+            if let (Some(tls), Some(hangups)) = (app.tls(), hangups) {
+                tokio::spawn(reload_tls_on_sighup(tls.clone(), hangups));
             }
             app.run_until(shutdown_signal())
                 .await

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
 
-/// A self-signed certificate for localhost and its key, as PEM.
+/// A self-signed certificate for 127.0.0.1 and its key, as PEM.
 fn self_signed() -> (String, String) {
-    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     (pair.cert.pem(), pair.signing_key.serialize_pem())
 }
 
@@ -88,7 +88,7 @@ async fn sighup_serves_the_renewed_certificate_without_a_restart() {
     let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
     let listening = log_line(&mut log, "AfriTalk listening").await;
     assert!(listening.contains("TLS 1.3"), "{listening}");
-    let healthz = format!("https://localhost:{}/healthz", port_of(&listening));
+    let healthz = format!("https://127.0.0.1:{}/healthz", port_of(&listening));
 
     let before = trusting(&old_cert).get(&healthz).send().await.unwrap();
     assert_eq!(before.status(), 200);

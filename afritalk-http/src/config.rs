@@ -15,6 +15,12 @@ pub struct HttpConfig {
     /// Header set by a trusted proxy with the client IP (e.g. `X-Forwarded-For`);
     /// `None`: the TCP peer address.
     pub client_ip_header: Option<String>,
+    /// How long a new connection has to deliver its first request's headers,
+    /// TLS handshake included; a connection silent that long is closed.
+    pub first_request_timeout: Duration,
+    /// How long a kept-alive HTTP/1.1 connection may wait for its next
+    /// request's headers before it is closed.
+    pub keep_alive_timeout: Duration,
     /// How long the server waits for a client's ack of an emit (`messaging:new` ✓✓).
     pub ack_timeout: Duration,
     /// Engine.IO heartbeat interval.
@@ -38,6 +44,8 @@ impl Default for HttpConfig {
             max_ws_message_bytes: 64 * 1024,
             allowed_origins: None,
             client_ip_header: None,
+            first_request_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
             ack_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),

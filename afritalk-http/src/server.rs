@@ -2,25 +2,34 @@
 //! graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use afritalk_ports::ConnectionId;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::auth::PeerAddr;
 use crate::front::{SIO_PATH, front};
 use crate::socket::{self, Session};
 use crate::tls::Tls;
+
+/// TLS handshakes in progress at most; each holds a task, a descriptor and
+/// key-exchange state until it completes or its deadline passes.
+const MAX_TLS_HANDSHAKES: usize = 1024;
 
 /// A client connection: plain, or TLS terminated here.
 type Connection = Either<TcpStream, TlsStream<TcpStream>>;
@@ -60,8 +69,16 @@ pub async fn serve(
     let sweeper = tokio::spawn(crate::presence_sweep::run(app.clone()));
     let token_sweeper = tokio::spawn(crate::token_sweep::run(app.clone()));
 
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper enforces no header timeout at all; with it, a
+    // kept-alive HTTP/1.1 connection that sends no next request is closed.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.keep_alive_timeout);
     let graceful = GracefulShutdown::new();
+    let stopping = CancellationToken::new();
+    let handshakes = Arc::new(Semaphore::new(MAX_TLS_HANDSHAKES));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -76,51 +93,66 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let deadline = Instant::now() + config.first_request_timeout;
+                let first_request = Arc::new(AtomicBool::new(false));
                 let config = config.clone();
+                let seen = first_request.clone();
                 let svc = tower::ServiceBuilder::new()
-                    .map_request(move |req: http::Request<Incoming>| front(req, &config, PeerAddr(peer)))
+                    .map_request(move |req: http::Request<Incoming>| {
+                        seen.store(true, Ordering::Relaxed);
+                        front(req, &config, PeerAddr(peer))
+                    })
                     .service(sio.clone());
-                match tls.clone() {
-                    None => {
-                        let conn = builder.serve_connection_with_upgrades(
-                            TokioIo::new(Connection::Left(stream)),
-                            TowerToHyperService::new(svc),
-                        );
-                        let conn = graceful.watch(conn.into_owned());
-                        tokio::spawn(async move {
-                            if let Err(err) = conn.await {
-                                tracing::debug!(%err, "connection ended with an error");
+                let Some(tls) = tls.clone() else {
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(Connection::Left(stream)),
+                        TowerToHyperService::new(svc),
+                    );
+                    let conn = graceful.watch(conn.into_owned());
+                    tokio::spawn(async move { drive(conn, &first_request, deadline).await });
+                    continue;
+                };
+                // Each handshake costs a task, a descriptor and key-exchange
+                // work: past the cap, new connections are dropped at once.
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many TLS handshakes in progress; connection dropped");
+                    continue;
+                };
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                let stopping = stopping.clone();
+                // The handshake runs in the connection's own task, so a slow
+                // client never holds up the accept loop.
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout_at(deadline, tls.accept(stream));
+                    let stream = tokio::select! {
+                        outcome = handshake => match outcome {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(%err, %peer, "TLS handshake failed");
+                                return;
                             }
-                        });
-                    }
-                    // The handshake runs in the connection's own task, so a slow
-                    // client never holds up the accept loop.
-                    Some(tls) => {
-                        let watcher = graceful.watcher();
-                        let builder = builder.clone();
-                        tokio::spawn(async move {
-                            let stream = match tls.accept(stream).await {
-                                Ok(stream) => stream,
-                                Err(err) => {
-                                    tracing::debug!(%err, %peer, "TLS handshake failed");
-                                    return;
-                                }
-                            };
-                            let conn = builder.serve_connection_with_upgrades(
-                                TokioIo::new(Connection::Right(stream)),
-                                TowerToHyperService::new(svc),
-                            );
-                            if let Err(err) = watcher.watch(conn.into_owned()).await {
-                                tracing::debug!(%err, "connection ended with an error");
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
                             }
-                        });
-                    }
-                }
+                        },
+                        // Shutdown does not wait for handshakes.
+                        () = stopping.cancelled() => return,
+                    };
+                    drop(permit);
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(Connection::Right(stream)),
+                        TowerToHyperService::new(svc),
+                    );
+                    drive(watcher.watch(conn.into_owned()), &first_request, deadline).await;
+                });
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    stopping.cancel();
     sweeper.abort();
     token_sweeper.abort();
     close_sockets(&app, &io).await;
@@ -131,6 +163,32 @@ pub async fn serve(
         tracing::warn!("in-flight requests still running after the grace period");
     }
     Ok(())
+}
+
+/// Drives one connection to its end, unless it has not delivered its first
+/// request's headers by `deadline`: then it is dropped, which closes it. A
+/// client that connects and says nothing must not hold a task and a
+/// descriptor for ever (hyper times out neither the wait for a connection's
+/// first bytes nor a TLS handshake).
+async fn drive<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>>,
+    first_request: &AtomicBool,
+    deadline: Instant,
+) {
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = &mut conn => result,
+        () = tokio::time::sleep_until(deadline) => {
+            if !first_request.load(Ordering::Relaxed) {
+                tracing::debug!("no request before the deadline; connection closed");
+                return;
+            }
+            conn.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%err, "connection ended with an error");
+    }
 }
 
 /// `io.close()` does not run disconnect handlers (socketioxide 0.18.9), so record

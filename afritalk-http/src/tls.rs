@@ -3,12 +3,12 @@
 //! PEM files and can be reloaded while serving (a renewed certificate takes
 //! effect for new connections; open ones keep theirs), so renewing never means
 //! dropping every socket with a restart. The crypto is aws-lc-rs, whose key
-//! exchange prefers the post-quantum hybrid X25519MLKEM768, so recorded traffic
-//! stays private even against a later quantum computer.
+//! exchange prefers the post-quantum hybrid X25519MLKEM768: the traffic of
+//! clients that offer it (current browsers do) stays private even against a
+//! later quantum computer; others get X25519.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -19,10 +19,6 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
-
-/// How long a client has to finish its TLS handshake: a connection that opens
-/// and says nothing must not hold a task and a file descriptor for ever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the server's certificate chain and private key are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +56,9 @@ pub enum TlsError {
         /// What the PEM reader said.
         reason: String,
     },
+    /// rustls refused the TLS 1.3 settings themselves (no certificate involved).
+    #[error("TLS 1.3 cannot be configured: {0}")]
+    Settings(String),
     /// The key is unusable or is not the certificate's.
     #[error("the key in {key} does not fit the certificate in {cert}: {reason}")]
     Unusable {
@@ -98,11 +97,7 @@ impl Tls {
         });
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Unusable {
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| TlsError::Settings(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -131,15 +126,9 @@ impl Tls {
         &self.files
     }
 
-    /// Runs the server side of a handshake on `stream`, within the handshake timeout.
+    /// Runs the server side of a handshake on `stream` (the caller bounds its time).
     pub(crate) async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "TLS handshake timed out",
-            )),
-        }
+        self.acceptor.accept(stream).await
     }
 }
 

@@ -14,7 +14,7 @@ use afritalk_adapter_memory::{
 };
 use afritalk_auth::{Identity, RootKeyPair, TokenMinter, TokenVerifier};
 use afritalk_core::{ActorKind, MessagingService, Ports};
-use afritalk_http::{AlwaysReady, App, HttpConfig, serve};
+use afritalk_http::{AlwaysReady, App, HttpConfig, Tls, TlsFiles, serve};
 use afritalk_ports::{
     ConnectionId, DisplayName, PresenceChange, PresenceRecord, PresenceTracker, RateAction,
     RateLimit, RateLimits, Role, StoreResult, TenantId, UserId,
@@ -64,6 +64,31 @@ async fn spawn_over(
     limits: RateLimits,
     presence: Arc<dyn PresenceTracker>,
 ) -> TestServer {
+    spawn_serving(config, limits, presence, None).await
+}
+
+/// The server over TLS with a fresh self-signed certificate.
+async fn spawn_tls(config: HttpConfig) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let files = TlsFiles {
+        cert: dir.path().join("chain.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, pair.cert.pem()).unwrap();
+    std::fs::write(&files.key, pair.signing_key.serialize_pem()).unwrap();
+    let tls = Tls::load(files).unwrap();
+    let presence = Arc::new(LocalPresence::new());
+    let server = spawn_serving(config, RateLimits::default(), presence, Some(tls)).await;
+    (server, dir)
+}
+
+async fn spawn_serving(
+    config: HttpConfig,
+    limits: RateLimits,
+    presence: Arc<dyn PresenceTracker>,
+    tls: Option<Tls>,
+) -> TestServer {
     let store = MemoryStore::new();
     let clock = Arc::new(SystemClock::new());
     let bus = Arc::new(LocalEventBus::new());
@@ -86,7 +111,7 @@ async fn spawn_over(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, None, app, async {
+    let task = tokio::spawn(serve(listener, tls, app, async {
         let _ = stopped.await;
     }));
     TestServer {
@@ -1054,4 +1079,77 @@ async fn a_client_that_leaves_during_the_handshake_does_not_stay_connected() {
         "the abandoned connection is not counted"
     );
     server.stop().await;
+}
+
+/// Whether the server closes `stream` within `within` (reads to EOF or error).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+/// Reads one `/healthz` answer from a kept-alive connection.
+async fn read_healthz(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn connections_without_a_first_request_are_closed_at_the_deadline() {
+    let config = HttpConfig {
+        first_request_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config.clone(), RateLimits::default()).await;
+    // Silent, and headers begun but never finished (slowloris).
+    for greeting in ["", "GET /healthz HTTP/1.1\r\nHost: t\r\n"] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(greeting.as_bytes()).await.unwrap();
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5)).await,
+            "{greeting:?}: still open"
+        );
+    }
+    // A connection that made its request in time is kept alive past it.
+    let request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stream.write_all(request).await.unwrap();
+    assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    server.stop().await;
+
+    // Over TLS the deadline covers the handshake: a client that opens a
+    // connection and never says hello is closed too.
+    let (server, _dir) = spawn_tls(config).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_pending_tls_handshake() {
+    let (server, _dir) = spawn_tls(HttpConfig::default()).await;
+    let _silent = TcpStream::connect(server.addr).await.unwrap();
+    // Let the accept loop take it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server.stop().await;
+    // Well under the 10 s handshake deadline and the 10 s grace period.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -58,7 +58,7 @@ pub async fn start(config: Config) -> TestApp {
 }
 
 /// Starts the application with `config` (which names a certificate for
-/// `localhost`) on a free port, with clients that trust `ca_pem` only.
+/// `127.0.0.1`) on a free port, with clients that trust `ca_pem` only.
 pub async fn start_tls(config: Config, ca_pem: &str) -> TestApp {
     start_with(config, Some(ca_pem)).await
 }
@@ -86,7 +86,7 @@ async fn start_with(config: Config, ca_pem: Option<&str>) -> TestApp {
     let (address, http) = match ca_pem {
         None => (format!("http://127.0.0.1:{port}"), reqwest::Client::new()),
         Some(ca) => (
-            format!("https://localhost:{port}"),
+            format!("https://127.0.0.1:{port}"),
             tls_client(ca, reqwest::tls::Version::TLS_1_3),
         ),
     };
