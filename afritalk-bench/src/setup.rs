@@ -22,8 +22,16 @@ use crate::stats::Progress;
 #[error("{0}")]
 pub struct SetupError(pub String);
 
-fn fail(context: &str, e: impl std::fmt::Display) -> SetupError {
-    SetupError(format!("{context}: {e}"))
+fn fail(context: &str, e: impl std::error::Error) -> SetupError {
+    // The whole chain: reqwest's own message ("error sending request") hides
+    // whether TCP, TLS or HTTP failed.
+    let mut message = format!("{context}: {e}");
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    SetupError(message)
 }
 
 /// The root key pair: `--root-key` hex, else the server's data directory file
