@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The gateway's metrics.
@@ -14,6 +15,28 @@ pub(crate) struct Metrics {
     messages_sent: IntCounter,
     delivery_latency: Histogram,
     http_latency: HistogramVec,
+    connections_dropped: IntCounterVec,
+}
+
+/// Why the server dropped a client connection before serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// No complete request (plain) or no finished handshake (TLS) by the deadline.
+    NoRequest,
+    /// The TLS handshake failed (wrong protocol or version, bad hello).
+    TlsHandshakeFailed,
+    /// Too many TLS handshakes were already in progress.
+    TlsHandshakeLimit,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::NoRequest => "no_request",
+            Dropped::TlsHandshakeFailed => "tls_handshake_failed",
+            Dropped::TlsHandshakeLimit => "tls_handshake_limit",
+        }
+    }
 }
 
 /// Sub-millisecond to seconds: the delivery target is single-digit milliseconds.
@@ -56,11 +79,20 @@ impl Metrics {
             &["route", "method", "status"],
         )
         .expect(VALID);
+        let connections_dropped = IntCounterVec::new(
+            Opts::new(
+                "afritalk_connections_dropped_total",
+                "Client connections closed before a request was served, by reason",
+            ),
+            &["reason"],
+        )
+        .expect(VALID);
         for collector in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(messages_sent.clone()),
             Box::new(delivery_latency.clone()),
             Box::new(http_latency.clone()),
+            Box::new(connections_dropped.clone()),
         ] {
             if let Err(err) = registry.register(collector) {
                 tracing::error!(%err, "metric not registered");
@@ -72,7 +104,14 @@ impl Metrics {
             messages_sent,
             delivery_latency,
             http_latency,
+            connections_dropped,
         }
+    }
+
+    pub(crate) fn connection_dropped(&self, why: Dropped) {
+        self.connections_dropped
+            .with_label_values(&[why.label()])
+            .inc();
     }
 
     pub(crate) fn socket_opened(&self) {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::auth::PeerAddr;
 use crate::front::{SIO_PATH, front};
+use crate::metrics::Dropped;
 use crate::socket::{self, Session};
 use crate::tls::Tls;
 
@@ -111,18 +112,21 @@ pub async fn serve(
                         TowerToHyperService::new(svc),
                     );
                     let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move { drive(conn, &first_request, deadline).await });
+                    let app = app.clone();
+                    tokio::spawn(async move { drive(conn, &first_request, deadline, &app).await });
                     continue;
                 };
                 // Each handshake costs a task, a descriptor and key-exchange
                 // work: past the cap, new connections are dropped at once.
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     tracing::debug!(%peer, "too many TLS handshakes in progress; connection dropped");
+                    app.inner.metrics.connection_dropped(Dropped::TlsHandshakeLimit);
                     continue;
                 };
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
                 let stopping = stopping.clone();
+                let app = app.clone();
                 // The handshake runs in the connection's own task, so a slow
                 // client never holds up the accept loop.
                 tokio::spawn(async move {
@@ -132,10 +136,12 @@ pub async fn serve(
                             Ok(Ok(stream)) => stream,
                             Ok(Err(err)) => {
                                 tracing::debug!(%err, %peer, "TLS handshake failed");
+                                app.inner.metrics.connection_dropped(Dropped::TlsHandshakeFailed);
                                 return;
                             }
                             Err(_) => {
                                 tracing::debug!(%peer, "TLS handshake timed out");
+                                app.inner.metrics.connection_dropped(Dropped::NoRequest);
                                 return;
                             }
                         },
@@ -147,7 +153,7 @@ pub async fn serve(
                         TokioIo::new(Connection::Right(Box::new(stream))),
                         TowerToHyperService::new(svc),
                     );
-                    drive(watcher.watch(conn.into_owned()), &first_request, deadline).await;
+                    drive(watcher.watch(conn.into_owned()), &first_request, deadline, &app).await;
                 });
             }
             () = &mut shutdown => break,
@@ -176,6 +182,7 @@ async fn drive<E: std::fmt::Display>(
     conn: impl Future<Output = Result<(), E>>,
     first_request: &AtomicBool,
     deadline: Instant,
+    app: &App,
 ) {
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -183,6 +190,7 @@ async fn drive<E: std::fmt::Display>(
         () = tokio::time::sleep_until(deadline) => {
             if !first_request.load(Ordering::Relaxed) {
                 tracing::debug!("no request before the deadline; connection closed");
+                app.inner.metrics.connection_dropped(Dropped::NoRequest);
                 return;
             }
             conn.await

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 struct TestServer {
     addr: SocketAddr,
+    app: App,
     minter: TokenMinter,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -111,11 +112,12 @@ async fn spawn_serving(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, tls, app, async {
+    let task = tokio::spawn(serve(listener, tls, app.clone(), async {
         let _ = stopped.await;
     }));
     TestServer {
         addr,
+        app,
         minter,
         stop: Some(stop),
         task,
@@ -1128,13 +1130,29 @@ async fn connections_without_a_first_request_are_closed_at_the_deadline() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     stream.write_all(request).await.unwrap();
     assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let metrics = server.call("GET", "/metrics", None, None).await.body;
+    assert!(
+        metrics.contains(r#"afritalk_connections_dropped_total{reason="no_request"} 2"#),
+        "{metrics}"
+    );
     server.stop().await;
 
     // Over TLS the deadline covers the handshake: a client that opens a
-    // connection and never says hello is closed too.
+    // connection and never says hello is closed too; one that speaks plain
+    // HTTP fails its handshake at once.
     let (server, _dir) = spawn_tls(config).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    let metrics = server.app.metrics_text();
+    for line in [
+        r#"afritalk_connections_dropped_total{reason="no_request"} 1"#,
+        r#"afritalk_connections_dropped_total{reason="tls_handshake_failed"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     server.stop().await;
 }
 
