@@ -87,6 +87,15 @@ impl Metrics {
             &["reason"],
         )
         .expect(VALID);
+        // Every reason from the start, at 0, so that rates and alerts see
+        // the series before the first drop.
+        for why in [
+            Dropped::NoRequest,
+            Dropped::TlsHandshakeFailed,
+            Dropped::TlsHandshakeLimit,
+        ] {
+            connections_dropped.with_label_values(&[why.label()]);
+        }
         for collector in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(messages_sent.clone()),

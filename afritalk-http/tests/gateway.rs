@@ -367,6 +367,13 @@ async fn a_message_is_sent_listed_and_read() {
             .contains(r#"route="/api/tenants/{tenantId}/messaging/message""#)
     );
     assert!(metrics.body.contains("afritalk_socket_connections 0"));
+    assert!(
+        metrics
+            .body
+            .contains(r#"afritalk_connections_dropped_total{reason="tls_handshake_limit"} 0"#),
+        "{}",
+        metrics.body
+    );
     // Every REST call above after the first of each token reused its check.
     let reopened = metrics
         .body
@@ -1109,14 +1116,19 @@ async fn read_healthz(stream: &mut TcpStream) -> String {
 #[tokio::test]
 async fn connections_without_a_first_request_are_closed_at_the_deadline() {
     let config = HttpConfig {
-        first_request_timeout: Duration::from_millis(300),
+        first_request_timeout: Duration::from_millis(600),
         ..HttpConfig::default()
     };
     let server = spawn_with(config.clone(), RateLimits::default()).await;
-    // Silent, and headers begun but never finished (slowloris).
+    // Silent, and headers begun but never finished (slowloris): open for a
+    // while, then closed.
     for greeting in ["", "GET /healthz HTTP/1.1\r\nHost: t\r\n"] {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
         stream.write_all(greeting.as_bytes()).await.unwrap();
+        assert!(
+            !closed_within(&mut stream, Duration::from_millis(100)).await,
+            "{greeting:?}: closed at once"
+        );
         assert!(
             closed_within(&mut stream, Duration::from_secs(5)).await,
             "{greeting:?}: still open"
@@ -1127,7 +1139,7 @@ async fn connections_without_a_first_request_are_closed_at_the_deadline() {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     stream.write_all(request).await.unwrap();
     assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
     let metrics = server.call("GET", "/metrics", None, None).await.body;
@@ -1154,6 +1166,66 @@ async fn connections_without_a_first_request_are_closed_at_the_deadline() {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
     server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_kept_alive_connections_close_but_a_long_poll_is_not_cut() {
+    let config = HttpConfig {
+        keep_alive_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(1000),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+
+    // An Engine.IO session's poll, held by the server until its ping (1 s,
+    // past the 300 ms keep-alive limit), on one kept-alive connection.
+    let base = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let open = get_on(&mut stream, base).await;
+    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+    let sid = handshake["sid"].as_str().unwrap();
+    let poll = get_on(&mut stream, &format!("{base}&sid={sid}")).await;
+    assert_eq!(poll, "2", "the server's ping ends the poll");
+    server.stop().await;
+}
+
+/// Sends a GET for `path` on a kept-alive `stream` and returns the body.
+async fn get_on(stream: &mut TcpStream, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no content-length: {head}"));
+            if body.len() >= length {
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                return body.to_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed: {text}");
+        raw.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[tokio::test]
