@@ -1098,21 +1098,6 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
         .is_ok()
 }
 
-/// Reads one `/healthz` answer from a kept-alive connection.
-async fn read_healthz(stream: &mut TcpStream) -> String {
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !answer.ends_with(b"}") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
-            .await
-            .expect("an answer within 5 s")
-            .unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[tokio::test]
 async fn connections_without_a_first_request_are_closed_at_the_deadline() {
     let config = HttpConfig {
@@ -1135,14 +1120,11 @@ async fn connections_without_a_first_request_are_closed_at_the_deadline() {
         );
     }
     // A connection that made its request in time is kept alive past it.
-    let request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(get_on(&mut stream, "/healthz").await, HEALTHY);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stream.write_all(request).await.unwrap();
-    assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
-    let metrics = server.call("GET", "/metrics", None, None).await.body;
+    assert_eq!(get_on(&mut stream, "/healthz").await, HEALTHY);
+    let metrics = server.app.metrics_text();
     assert!(
         metrics.contains(r#"afritalk_connections_dropped_total{reason="no_request"} 2"#),
         "{metrics}"
@@ -1156,7 +1138,10 @@ async fn connections_without_a_first_request_are_closed_at_the_deadline() {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
     let metrics = server.app.metrics_text();
     for line in [
@@ -1177,11 +1162,7 @@ async fn idle_kept_alive_connections_close_but_a_long_poll_is_not_cut() {
     };
     let server = spawn_with(config, RateLimits::default()).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(get_on(&mut stream, "/healthz").await, HEALTHY);
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
 
     // An Engine.IO session's poll, held by the server until its ping (1 s,
@@ -1196,7 +1177,11 @@ async fn idle_kept_alive_connections_close_but_a_long_poll_is_not_cut() {
     server.stop().await;
 }
 
-/// Sends a GET for `path` on a kept-alive `stream` and returns the body.
+/// The body of `/healthz`.
+const HEALTHY: &str = r#"{"status":"ok"}"#;
+
+/// Sends a GET for `path` on a kept-alive `stream`, checks that it got 200 and
+/// returns the body.
 async fn get_on(stream: &mut TcpStream, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
