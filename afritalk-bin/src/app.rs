@@ -100,9 +100,16 @@ impl Application {
             Bus::Redis(bus) => Some(bus.metrics()),
             Bus::Local(_) => None,
         };
+        let edge = &config.edge;
         let http_config = HttpConfig {
             allowed_origins: config.allowed_origins.clone(),
             client_ip_header: config.trusted_proxy_header.clone(),
+            max_body_bytes: edge.max_body_bytes,
+            max_ws_message_bytes: edge.max_socket_message_bytes,
+            first_request_timeout: edge.first_request_timeout,
+            keep_alive_timeout: edge.keep_alive_timeout,
+            request_body_timeout: edge.request_body_timeout,
+            shutdown_grace: edge.shutdown_grace,
             ..HttpConfig::default()
         };
         let app = App::new(

@@ -19,6 +19,8 @@ Environment:
   AFRITALK_TLS_CERT              PEM certificate chain: serve TLS 1.3 (reloaded on SIGHUP)
   AFRITALK_TLS_KEY               PEM private key of that certificate
   DATABASE_URL                   postgres://… for PostgreSQL (default: SQLite in the data directory)
+  REDIS_URL                      redis://… to share presence, events and rate limits across nodes
+  AFRITALK_REDIS_PREFIX          prefix of every Redis key and channel (default afritalk:)
   AFRITALK_DB_POOL_SIZE          storage connections (default 16)
   AFRITALK_REDIS_POOL_SIZE       Redis command connections, with REDIS_URL (default 64)
   AFRITALK_PG_ANALYZE            auto|off: analyze the Postgres tables while autovacuum is off (default auto)
@@ -27,6 +29,13 @@ Environment:
   AFRITALK_ALLOWED_ORIGINS       comma-separated Origin allowlist for the realtime handshake
   AFRITALK_TRUSTED_PROXY_HEADER  header with the client IP set by your proxy (e.g. X-Forwarded-For)
   AFRITALK_MESSAGING_DEFAULT     enabled|disabled for tenants never configured (default enabled)
+  AFRITALK_RATE_LIMITS           per-user limits, e.g. send=30/10,modify=20/60 (max per seconds)
+  AFRITALK_MAX_BODY_BYTES        largest REST body (default 64KiB; bytes, KiB or MiB)
+  AFRITALK_MAX_SOCKET_MESSAGE_BYTES  largest Socket.IO message (default 64KiB)
+  AFRITALK_FIRST_REQUEST_TIMEOUT a new connection's first request, TLS included (default 10s)
+  AFRITALK_KEEP_ALIVE_TIMEOUT    a connection with no request in flight is closed (default 75s)
+  AFRITALK_REQUEST_BODY_TIMEOUT  a REST body must arrive whole within it, else 408 (default 30s)
+  AFRITALK_SHUTDOWN_GRACE        how long shutdown waits for in-flight requests (default 10s)
   RUST_LOG                       log filter (default info)";
 
 /// AfriTalk: in-app business messaging for AfriGest.

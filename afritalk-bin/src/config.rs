@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use afritalk_http::TlsFiles;
+use afritalk_http::{HttpConfig, TlsFiles};
 use afritalk_ports::{RateAction, RateLimit, RateLimits};
 
 /// A value that must never be printed (database URLs with passwords, private keys).
@@ -81,6 +81,147 @@ pub struct Config {
     /// Per-user limits per action (`AFRITALK_RATE_LIMITS`, e.g. `send=30/10,modify=20/60`:
     /// at most 30 sends per 10 seconds).
     pub rate_limits: RateLimits,
+    /// Sizes and times the HTTP edge allows (`AFRITALK_MAX_*` and `AFRITALK_*_TIMEOUT`).
+    pub edge: EdgeLimits,
+}
+
+/// Sizes and times allowed at the HTTP and Socket.IO edge; the defaults are
+/// [`HttpConfig`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Largest REST body (`AFRITALK_MAX_BODY_BYTES`); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Largest Socket.IO message (`AFRITALK_MAX_SOCKET_MESSAGE_BYTES`).
+    pub max_socket_message_bytes: usize,
+    /// Time a new connection has to send its first request's headers, TLS
+    /// handshake included (`AFRITALK_FIRST_REQUEST_TIMEOUT`).
+    pub first_request_timeout: Duration,
+    /// Time a connection may have no request in flight
+    /// (`AFRITALK_KEEP_ALIVE_TIMEOUT`).
+    pub keep_alive_timeout: Duration,
+    /// Time a REST body has to arrive, whole (`AFRITALK_REQUEST_BODY_TIMEOUT`).
+    pub request_body_timeout: Duration,
+    /// Time shutdown waits for in-flight requests (`AFRITALK_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        let http = HttpConfig::default();
+        Self {
+            max_body_bytes: http.max_body_bytes,
+            max_socket_message_bytes: http.max_ws_message_bytes,
+            first_request_timeout: http.first_request_timeout,
+            keep_alive_timeout: http.keep_alive_timeout,
+            request_body_timeout: http.request_body_timeout,
+            shutdown_grace: http.shutdown_grace,
+        }
+    }
+}
+
+impl EdgeLimits {
+    /// Reads the variables through `get`; unset ones keep their defaults.
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let default = Self::default();
+        let bytes = |name: &'static str, default: usize, least: usize| match get(name) {
+            None => Ok(default),
+            Some(raw) => parse_bytes(&raw, least).map_err(|reason| ConfigError { name, reason }),
+        };
+        let duration = |name: &'static str, default: Duration| match get(name) {
+            None => Ok(default),
+            Some(raw) => parse_duration(&raw).map_err(|reason| ConfigError { name, reason }),
+        };
+        Ok(Self {
+            max_body_bytes: bytes("AFRITALK_MAX_BODY_BYTES", default.max_body_bytes, 1024)?,
+            // The socket's CONNECT packet carries the token (up to 4,096
+            // characters), so a smaller cap would refuse long tokens.
+            max_socket_message_bytes: bytes(
+                "AFRITALK_MAX_SOCKET_MESSAGE_BYTES",
+                default.max_socket_message_bytes,
+                8 * 1024,
+            )?,
+            first_request_timeout: duration(
+                "AFRITALK_FIRST_REQUEST_TIMEOUT",
+                default.first_request_timeout,
+            )?,
+            keep_alive_timeout: duration(
+                "AFRITALK_KEEP_ALIVE_TIMEOUT",
+                default.keep_alive_timeout,
+            )?,
+            request_body_timeout: duration(
+                "AFRITALK_REQUEST_BODY_TIMEOUT",
+                default.request_body_timeout,
+            )?,
+            shutdown_grace: duration("AFRITALK_SHUTDOWN_GRACE", default.shutdown_grace)?,
+        })
+    }
+}
+
+/// Largest size accepted for a body or message cap: above 16 MiB one request
+/// could hold a worrying share of memory.
+const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Splits `raw` into its whole number and its unit (`default_unit` when none
+/// is given).
+fn number_and_unit<'a>(raw: &'a str, default_unit: &'a str) -> Result<(u64, &'a str), String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, default_unit),
+    };
+    let number = number
+        .parse::<u64>()
+        .map_err(|_| format!("`{raw}` does not start with a whole number"))?;
+    let unit = unit.trim();
+    if unit.starts_with('.') {
+        return Err(format!("`{raw}`: use a whole number in a smaller unit"));
+    }
+    Ok((number, unit))
+}
+
+/// Parses a size of at least `least` bytes: a number of bytes, or of `KiB`
+/// or `MiB` (`65536`, `64KiB`, `1MiB`).
+pub fn parse_bytes(raw: &str, least: usize) -> Result<usize, String> {
+    let (number, unit) = number_and_unit(raw, "")?;
+    let unit: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        other => return Err(format!("unknown unit `{other}` (use bytes, KiB or MiB)")),
+    };
+    number
+        .checked_mul(unit)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (least..=MAX_BYTES).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a size from {} KiB to 16 MiB",
+                raw.trim(),
+                least / 1024
+            )
+        })
+}
+
+/// Shortest and longest time accepted for a timeout or grace period.
+const DURATION_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(24 * 60 * 60);
+
+/// Parses a time: a whole number of `ms`, `s`, `m` or `h`, or of seconds when
+/// no unit is given (`500ms`, `30s`, `2m`, `30`).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(raw, "s")?;
+    let millis_per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => return Err(format!("unknown unit `{other}` (use ms, s, m or h)")),
+    };
+    number
+        .checked_mul(millis_per)
+        .map(Duration::from_millis)
+        .filter(|d| DURATION_RANGE.contains(d))
+        .ok_or_else(|| format!("`{}` is not a time from 100ms to 24h", raw.trim()))
 }
 
 /// Parses `AFRITALK_RATE_LIMITS`: `action=max/seconds` pairs separated by commas
@@ -240,6 +381,7 @@ impl Config {
                     reason,
                 })?,
             },
+            edge: EdgeLimits::from_lookup(get)?,
         })
     }
 }
@@ -294,6 +436,52 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/afritalk")]).unwrap();
         assert!(matches!(c.database, Database::Postgres(_)));
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn edge_limits_default_to_the_gateway_s_and_take_units() {
+        assert_eq!(config(&[]).unwrap().edge, EdgeLimits::default());
+        assert_eq!(
+            EdgeLimits::default().keep_alive_timeout,
+            Duration::from_secs(75)
+        );
+        let c = config(&[
+            ("AFRITALK_MAX_BODY_BYTES", "1MiB"),
+            ("AFRITALK_MAX_SOCKET_MESSAGE_BYTES", "8192"),
+            ("AFRITALK_FIRST_REQUEST_TIMEOUT", "500ms"),
+            ("AFRITALK_KEEP_ALIVE_TIMEOUT", "2m"),
+            ("AFRITALK_REQUEST_BODY_TIMEOUT", "45"),
+            ("AFRITALK_SHUTDOWN_GRACE", "1h"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.edge,
+            EdgeLimits {
+                max_body_bytes: 1024 * 1024,
+                max_socket_message_bytes: 8192,
+                first_request_timeout: Duration::from_millis(500),
+                keep_alive_timeout: Duration::from_secs(120),
+                request_body_timeout: Duration::from_secs(45),
+                shutdown_grace: Duration::from_secs(3600),
+            }
+        );
+        for (name, bad) in [
+            ("AFRITALK_MAX_BODY_BYTES", "64KB"),
+            ("AFRITALK_MAX_BODY_BYTES", "100"),
+            ("AFRITALK_MAX_SOCKET_MESSAGE_BYTES", "17MiB"),
+            ("AFRITALK_MAX_SOCKET_MESSAGE_BYTES", "4KiB"),
+            ("AFRITALK_KEEP_ALIVE_TIMEOUT", "1.5s"),
+            (
+                "AFRITALK_MAX_SOCKET_MESSAGE_BYTES",
+                "99999999999999999999999",
+            ),
+            ("AFRITALK_FIRST_REQUEST_TIMEOUT", "0"),
+            ("AFRITALK_KEEP_ALIVE_TIMEOUT", "10 minutes"),
+            ("AFRITALK_REQUEST_BODY_TIMEOUT", "-5s"),
+            ("AFRITALK_SHUTDOWN_GRACE", "25h"),
+        ] {
+            assert_eq!(config(&[(name, bad)]).unwrap_err().name, name, "{bad}");
+        }
     }
 
     #[test]

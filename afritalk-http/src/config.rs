@@ -18,9 +18,12 @@ pub struct HttpConfig {
     /// How long a new connection has to deliver its first request's headers,
     /// TLS handshake included; a connection silent that long is closed.
     pub first_request_timeout: Duration,
-    /// How long a kept-alive HTTP/1.1 connection may wait for its next
-    /// request's headers before it is closed.
+    /// How long a connection may have no request in flight (HTTP/1.1
+    /// keep-alive and HTTP/2 alike) before it is closed.
     pub keep_alive_timeout: Duration,
+    /// How long a REST request's body may take to arrive, whole; a slower one
+    /// gets 408.
+    pub request_body_timeout: Duration,
     /// How long the server waits for a client's ack of an emit (`messaging:new` ✓✓).
     pub ack_timeout: Duration,
     /// Engine.IO heartbeat interval.
@@ -46,6 +49,7 @@ impl Default for HttpConfig {
             client_ip_header: None,
             first_request_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(75),
+            request_body_timeout: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),

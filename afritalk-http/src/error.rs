@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The body is larger than the configured cap.
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive within the configured time.
+    #[error("request body not received within {} s", .0.as_secs_f64())]
+    RequestTimeout(Duration),
     /// No route has this path.
     #[error("no such route")]
     RouteNotFound,
@@ -107,6 +110,11 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => R::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
+                self.to_string(),
+            ),
+            ApiError::RequestTimeout(_) => R::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
                 self.to_string(),
             ),
             ApiError::RouteNotFound => R::new(StatusCode::NOT_FOUND, "not_found", "no such route"),
@@ -247,6 +255,11 @@ mod tests {
             (ApiError::MissingToken, 401, "invalid_token"),
             (ApiError::BadRequest("bad".into()), 400, "validation"),
             (ApiError::PayloadTooLarge(10), 413, "payload_too_large"),
+            (
+                ApiError::RequestTimeout(Duration::from_secs(30)),
+                408,
+                "request_timeout",
+            ),
             (ApiError::RouteNotFound, 404, "not_found"),
             (
                 ApiError::MethodNotAllowed(vec![Method::GET]),

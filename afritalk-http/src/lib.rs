@@ -16,6 +16,7 @@
 //! - [`config`]: [`HttpConfig`], limits and policies (body and socket caps, Origins, proxy header).
 //! - [`app`]: [`App`], the shared state, and [`ReadinessCheck`] for `/readyz`.
 //! - [`server`]: [`serve`], the accept loop with graceful shutdown.
+//! - `connection`: one connection's first-request deadline, idle limit and graceful close.
 //! - [`tls`]: [`Tls`], TLS 1.3 termination with a certificate reloadable while serving.
 //! - `front`: rewrites the tenant socket path for Socket.IO, checks `Origin`, records the peer.
 //! - `router`: the REST route table, its warp filter, 404/405/413 handling.
@@ -30,6 +31,7 @@
 pub mod app;
 mod auth;
 pub mod config;
+mod connection;
 mod dto;
 pub mod error;
 mod front;

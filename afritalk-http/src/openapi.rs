@@ -74,6 +74,9 @@ fn operation(route: &Route) -> Value {
     if route.authenticated {
         codes.extend(["401", "403", "409"]);
     }
+    if route.body.is_some() {
+        codes.push("408");
+    }
     for code in codes {
         responses.insert(code.into(), error.clone());
     }

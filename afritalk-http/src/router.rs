@@ -2,7 +2,7 @@
 //! dispatch, 404/405 answers, the `route` label of the latency metric, and the
 //! OpenAPI document, so none of them can drift from the others.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -105,7 +105,7 @@ pub(crate) fn routes() -> &'static [Route] {
     ROUTES.get_or_init(|| {
         vec![
             route!(Conversations, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversations"), "messaging",
-                "The caller's conversations, latest message first, with unread counts and the other participant.",
+                "The caller's conversations, latest message first, with unread counts and the other participant. A last message to the caller is marked delivered.",
                 auth = true, query = &[q("after", "string", "Cursor from a previous page's nextCursor."), LIMIT],
                 body = None, success = 200, response = Some("ConversationPage")),
             route!(History, GET, concat!("/api/tenants/{tenantId}/", "messaging/conversation/{userId}"), "messaging",
@@ -339,8 +339,15 @@ fn into_response(reply: Reply) -> Response {
 /// Internal path the front service sends refused socket handshakes to.
 pub(crate) const ORIGIN_REFUSED_PATH: &str = "/__afritalk/origin-refused";
 
-/// Reads the body up to the configured cap (413 beyond it).
-async fn read_body<S, B>(headers: &HeaderMap, mut stream: S, cap: usize) -> Result<Bytes, ApiError>
+/// Reads the body up to the configured cap (413 beyond it), whole within
+/// `within` (408 past it: a client that trickles its body must not hold the
+/// connection and its buffer for as long as it likes).
+async fn read_body<S, B>(
+    headers: &HeaderMap,
+    mut stream: S,
+    cap: usize,
+    within: Duration,
+) -> Result<Bytes, ApiError>
 where
     S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
     B: bytes::Buf,
@@ -352,21 +359,26 @@ where
     if declared.is_some_and(|len| len > cap as u64) {
         return Err(ApiError::PayloadTooLarge(cap));
     }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("could not read body: {e}")))?;
-        if body.len() + chunk.remaining() > cap {
-            return Err(ApiError::PayloadTooLarge(cap));
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let mut chunk =
+                chunk.map_err(|e| ApiError::BadRequest(format!("could not read body: {e}")))?;
+            if body.len() + chunk.remaining() > cap {
+                return Err(ApiError::PayloadTooLarge(cap));
+            }
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                body.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
         }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            body.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .unwrap_or(Err(ApiError::RequestTimeout(within)))
 }
 
 /// Serves one request: route, read the body, dispatch, record the latency.
@@ -390,8 +402,9 @@ where
         }
         Err(err) => ("unmatched", error_response(&err)),
         Ok(matched) => {
-            let cap = app.inner.config.max_body_bytes;
-            let response = match read_body(&headers, stream, cap).await {
+            let config = &app.inner.config;
+            let (cap, within) = (config.max_body_bytes, config.request_body_timeout);
+            let response = match read_body(&headers, stream, cap, within).await {
                 Err(err) => error_response(&err),
                 Ok(body) => {
                     let request = Request {

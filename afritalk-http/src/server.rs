@@ -3,14 +3,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use afritalk_ports::ConnectionId;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
@@ -20,9 +18,11 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::auth::PeerAddr;
+use crate::connection::{Activity, Limits, drive};
 use crate::front::{SIO_PATH, front};
 use crate::metrics::Dropped;
 use crate::socket::{self, Session};
@@ -82,12 +82,17 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper enforces no header timeout at all; with it, a
     // kept-alive HTTP/1.1 connection that sends no next request is closed.
+    // `drive` applies the same limit to every protocol; hyper's stays as the
+    // one that also bounds headers sent too slowly.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.keep_alive_timeout);
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    // Cancelled first, to drop pending TLS handshakes; then `closing`, once
+    // the sockets are closed, to close the connections gracefully.
     let stopping = CancellationToken::new();
+    let closing = CancellationToken::new();
     let handshakes = Arc::new(Semaphore::new(MAX_TLS_HANDSHAKES));
     tokio::pin!(shutdown);
     loop {
@@ -103,24 +108,40 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let deadline = Instant::now() + config.first_request_timeout;
-                let first_request = Arc::new(AtomicBool::new(false));
-                let config = config.clone();
-                let seen = first_request.clone();
-                let svc = tower::ServiceBuilder::new()
-                    .map_request(move |req: http::Request<Incoming>| {
-                        seen.store(true, Ordering::Relaxed);
-                        front(req, &config, PeerAddr(peer))
-                    })
-                    .service(sio.clone());
+                let limits = Limits {
+                    first_request_by: Instant::now() + config.first_request_timeout,
+                    idle: config.keep_alive_timeout,
+                    shutdown_grace: config.shutdown_grace,
+                };
+                let activity = Activity::new();
+                let svc = {
+                    let config = config.clone();
+                    let activity = activity.clone();
+                    tower::ServiceBuilder::new()
+                        .map_future(move |answer| {
+                            let in_flight = activity.begin();
+                            async move {
+                                let response = answer.await;
+                                drop(in_flight);
+                                response
+                            }
+                        })
+                        .map_request(move |req: http::Request<Incoming>| {
+                            front(req, &config, PeerAddr(peer))
+                        })
+                        .service(sio.clone())
+                };
+                let app = app.clone();
+                let closing = closing.clone();
                 let Some(tls) = tls.clone() else {
                     let conn = builder.serve_connection_with_upgrades(
                         TokioIo::new(Connection::Left(stream)),
                         TowerToHyperService::new(svc),
-                    );
-                    let conn = graceful.watch(conn.into_owned());
-                    let app = app.clone();
-                    tokio::spawn(async move { drive(conn, &first_request, deadline, &app).await });
+                    )
+                    .into_owned();
+                    connections.spawn(async move {
+                        drive(conn, &activity, limits, &closing, &app.inner.metrics).await;
+                    });
                     continue;
                 };
                 // Each handshake costs a task, a descriptor and key-exchange
@@ -130,14 +151,14 @@ pub async fn serve(
                     app.inner.metrics.connection_dropped(Dropped::TlsHandshakeLimit);
                     continue;
                 };
-                let watcher = graceful.watcher();
                 let builder = builder.clone();
                 let stopping = stopping.clone();
-                let app = app.clone();
                 // The handshake runs in the connection's own task, so a slow
                 // client never holds up the accept loop.
-                tokio::spawn(async move {
-                    let handshake_deadline = deadline.min(Instant::now() + TLS_HANDSHAKE_TIMEOUT);
+                connections.spawn(async move {
+                    let handshake_deadline = limits
+                        .first_request_by
+                        .min(Instant::now() + TLS_HANDSHAKE_TIMEOUT);
                     let handshake = tokio::time::timeout_at(handshake_deadline, tls.accept(stream));
                     let stream = tokio::select! {
                         outcome = handshake => match outcome {
@@ -160,8 +181,9 @@ pub async fn serve(
                     let conn = builder.serve_connection_with_upgrades(
                         TokioIo::new(Connection::Right(Box::new(stream))),
                         TowerToHyperService::new(svc),
-                    );
-                    drive(watcher.watch(conn.into_owned()), &first_request, deadline, &app).await;
+                    )
+                    .into_owned();
+                    drive(conn, &activity, limits, &closing, &app.inner.metrics).await;
                 });
             }
             () = &mut shutdown => break,
@@ -172,41 +194,15 @@ pub async fn serve(
     sweeper.abort();
     token_sweeper.abort();
     close_sockets(&app, &io).await;
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(config.shutdown_grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests still running after the grace period");
     }
     Ok(())
-}
-
-/// Drives one connection to its end, unless it has not delivered its first
-/// request's headers by `deadline`: then it is dropped, which closes it. A
-/// client that connects and says nothing must not hold a task and a
-/// descriptor for ever (hyper times out neither the wait for a connection's
-/// first bytes nor a TLS handshake).
-async fn drive<E: std::fmt::Display>(
-    conn: impl Future<Output = Result<(), E>>,
-    first_request: &AtomicBool,
-    deadline: Instant,
-    app: &App,
-) {
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = &mut conn => result,
-        () = tokio::time::sleep_until(deadline) => {
-            if !first_request.load(Ordering::Relaxed) {
-                tracing::debug!("no request before the deadline; connection closed");
-                app.inner.metrics.connection_dropped(Dropped::NoRequest);
-                return;
-            }
-            conn.await
-        }
-    };
-    if let Err(err) = result {
-        tracing::debug!(%err, "connection ended with an error");
-    }
 }
 
 /// `io.close()` does not run disconnect handlers (socketioxide 0.18.9), so record

@@ -1177,6 +1177,75 @@ async fn idle_kept_alive_connections_close_but_a_long_poll_is_not_cut() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn idle_http2_connections_close_too() {
+    let config = HttpConfig {
+        keep_alive_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    // HTTP/2 with prior knowledge: hyper's own keep-alive limit is HTTP/1.1's only.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::get(format!("http://{}/healthz", server.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let opened = std::time::Instant::now();
+    // The server closes it (GOAWAY, then EOF), which ends the client's side.
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the idle HTTP/2 connection is closed")
+        .unwrap()
+        .unwrap();
+    assert!(
+        opened.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        opened.elapsed()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rest_body_that_trickles_gets_408() {
+    let config = HttpConfig {
+        request_body_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = "POST /api/tenants/t1/messaging/message HTTP/1.1\r\nHost: t\r\n\
+                Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"toUserId\"";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer, then the connection closed (its body is unread)")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout");
+    let metrics = server.app.metrics_text();
+    assert!(metrics.contains(r#"status="408""#), "{metrics}");
+    server.stop().await;
+}
+
 /// The body of `/healthz`.
 const HEALTHY: &str = r#"{"status":"ok"}"#;
 

@@ -674,6 +674,24 @@ async fn an_oversize_websocket_message_closes_the_socket_and_stores_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_operator_s_body_cap_is_the_one_applied() {
+    // A 3,000-character message fits the default 64 KiB cap but not 2 KiB.
+    let (mut config, dir) = support::fresh_config();
+    config.edge.max_body_bytes = 2 * 1024;
+    let mut app = start(config).await;
+    app.keep_data_dir(dir);
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let (status, body) = app.send(T, &dg, "emp", &"w".repeat(1_000)).await;
+    assert_eq!(status, 201, "{body}");
+    // Last: the server answers 413 without reading the body and closes.
+    let (status, body) = app.send(T, &dg, "emp", &"w".repeat(3_000)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_socket_does_not_outlive_its_token() {
     let app = spawn_app().await;
     company(&app).await;

@@ -345,17 +345,22 @@ impl MessagingService {
 
     /// Marks the messages of a page fetched by the caller that are addressed to
     /// them and that no device had received yet as delivered (✓✓), in place: a
-    /// history or catch-up page is the caller's device receiving them. Without
+    /// history or catch-up page, or the last messages of a conversation list,
+    /// is the caller's device receiving them. Without
     /// this, a message sent while its recipient was offline never reached ✓✓,
     /// since only a live socket's ack of `messaging:new` marked it. The page is
     /// received at one time, so it keeps its order among later changes; the
     /// marks run together so that the store can share their writes. A failure
     /// costs only the receipt, so it is logged and the message left as it was.
     /// The caller has checked that the tenant is enabled.
-    pub(super) async fn receive(&self, actor: &Actor, messages: &mut [Message]) {
+    pub(super) async fn receive<'m>(
+        &self,
+        actor: &Actor,
+        messages: impl IntoIterator<Item = &'m mut Message>,
+    ) {
         let now = self.ports.clock.now();
         let marks = messages
-            .iter_mut()
+            .into_iter()
             .filter(|m| {
                 m.recipient_id == actor.user && m.delivered_at.is_none() && !m.is_deleted()
             })

@@ -1,5 +1,6 @@
 //! Reading use cases: conversation list, history, and catch-up after a reconnect.
-//! A page of messages fetched by their recipient marks them delivered (✓✓).
+//! Messages fetched by their recipient, in a page or as a conversation's last
+//! message in the list, are marked delivered (✓✓).
 
 use std::collections::HashMap;
 
@@ -56,7 +57,9 @@ impl MessagingService {
             .await?)
     }
 
-    /// One page of summaries, joined with the directory in one extra call.
+    /// One page of summaries, joined with the directory in one extra call. A
+    /// last message addressed to the caller is marked delivered: the list shows
+    /// it, so the device has received it.
     async fn conversation_items(
         &self,
         actor: &Actor,
@@ -74,7 +77,7 @@ impl MessagingService {
             .collect();
         let entries = self.ports.directory.users(&actor.tenant, &others).await?;
         let by_id: HashMap<_, _> = entries.iter().map(|e| (&e.user_id, e)).collect();
-        Ok(summaries
+        let mut items: Vec<ConversationListItem> = summaries
             .into_iter()
             .filter_map(|summary: ConversationSummary| {
                 let other = summary.conversation.other_participant(&actor.user)?.clone();
@@ -86,7 +89,10 @@ impl MessagingService {
                     unread_count: summary.unread_count,
                 })
             })
-            .collect())
+            .collect();
+        let last_messages = items.iter_mut().filter_map(|i| i.last_message.as_mut());
+        self.receive(actor, last_messages).await;
+        Ok(items)
     }
 
     /// History with `other`, newest first, before `before_seq` when given.

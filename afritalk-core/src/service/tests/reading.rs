@@ -22,7 +22,7 @@ fn the_conversation_list_names_the_other_participant_and_pages_on() {
             assert_eq!(limit.get(), 1);
             Ok(vec![ConversationSummary {
                 conversation: conversation("dg", "emp", 3),
-                last_message: Some(message("emp", "dg", 3, TimeDelta::seconds(1))),
+                last_message: Some(message("dg", "emp", 3, TimeDelta::seconds(1))),
                 unread_count: 2,
             }])
         });
@@ -38,6 +38,49 @@ fn the_conversation_list_names_the_other_participant_and_pages_on() {
     assert_eq!(item.unread_count, 2);
     // A full page gives a cursor for the next one.
     assert_eq!(page.next_cursor.unwrap().id, conversation_id());
+}
+
+#[test]
+fn the_conversation_list_marks_the_last_messages_to_the_caller_delivered() {
+    let mut h = Harness::new(users());
+    let to_me = message("dg", "emp", 3, TimeDelta::seconds(1));
+    let mut received = message("dg", "emp", 2, TimeDelta::seconds(2));
+    received.delivered_at = Some(now() - TimeDelta::seconds(2));
+    let mine = message("emp", "dg", 1, TimeDelta::seconds(3));
+    let lasts = vec![to_me.clone(), received.clone(), mine.clone()];
+    let summaries: Vec<ConversationSummary> = lasts
+        .iter()
+        .map(|m| ConversationSummary {
+            conversation: conversation("dg", "emp", m.seq),
+            last_message: Some(m.clone()),
+            unread_count: 1,
+        })
+        .collect();
+    h.messages
+        .expect_conversations()
+        .returning(move |_, _, _, _| Ok(summaries.clone()));
+    let marked = h.store_deliveries(lasts);
+    let f = h.build();
+    let page = run(f
+        .service
+        .conversations(&staff("emp", Role::Employe), None, PageSize::DEFAULT))
+    .unwrap();
+    assert_eq!(*marked.lock().unwrap(), vec![to_me.id]);
+    let lasts: Vec<_> = page
+        .conversations
+        .iter()
+        .map(|c| c.last_message.clone().unwrap())
+        .collect();
+    assert_eq!(lasts[0].delivered_at, Some(now()), "returned as stored now");
+    assert_eq!(lasts[1], received, "the first delivery stays");
+    assert_eq!(
+        lasts[2], mine,
+        "the caller's own message is not theirs to receive"
+    );
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/user:dg".to_string(), "messaging:delivered")]
+    );
 }
 
 #[test]
