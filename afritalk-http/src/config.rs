@@ -21,8 +21,9 @@ pub struct HttpConfig {
     /// How long a connection may have no request in flight (HTTP/1.1
     /// keep-alive and HTTP/2 alike) before it is closed.
     pub keep_alive_timeout: Duration,
-    /// How long a REST request's body may take to arrive, whole; a slower one
-    /// gets 408.
+    /// How long a REST request's body may take to arrive, whole (a slower one
+    /// gets 408), and an Engine.IO polling POST (a slower one closes its
+    /// connection).
     pub request_body_timeout: Duration,
     /// How long the server waits for a client's ack of an emit (`messaging:new` ✓✓).
     pub ack_timeout: Duration,

@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +20,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
 use crate::app::App;
 use crate::auth::PeerAddr;
+use crate::config::HttpConfig;
 use crate::connection::{Activity, Limits, drive};
-use crate::front::{SIO_PATH, front};
+use crate::front::{PathTenant, SIO_PATH, front};
 use crate::metrics::Dropped;
 use crate::socket::{self, Session};
 use crate::tls::Tls;
@@ -114,23 +117,7 @@ pub async fn serve(
                     shutdown_grace: config.shutdown_grace,
                 };
                 let activity = Activity::new();
-                let svc = {
-                    let config = config.clone();
-                    let activity = activity.clone();
-                    tower::ServiceBuilder::new()
-                        .map_future(move |answer| {
-                            let in_flight = activity.begin();
-                            async move {
-                                let response = answer.await;
-                                drop(in_flight);
-                                response
-                            }
-                        })
-                        .map_request(move |req: http::Request<Incoming>| {
-                            front(req, &config, PeerAddr(peer))
-                        })
-                        .service(sio.clone())
-                };
+                let svc = edge_service(sio.clone(), config.clone(), peer, activity.clone());
                 let app = app.clone();
                 let closing = closing.clone();
                 let Some(tls) = tls.clone() else {
@@ -203,6 +190,65 @@ pub async fn serve(
         tracing::warn!("in-flight requests still running after the grace period");
     }
     Ok(())
+}
+
+/// A failed request: hyper closes an HTTP/1.1 connection, or resets an
+/// HTTP/2 stream, that answers with it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An Engine.IO polling POST whose body did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("Engine.IO request body not received within {0:?}")]
+struct PollBodyTimeout(Duration);
+
+/// The service one connection's requests go through: the front rewrite, the
+/// count of requests in flight, and a deadline on Engine.IO polling POSTs.
+/// engineioxide reads those bodies without one, so a client that trickles
+/// its body would hold the connection and its buffer for as long as it
+/// likes; past the deadline the request fails and hyper closes the
+/// connection. (REST bodies have their deadline, with a 408, in the router;
+/// long-polling GETs are held on purpose and have none.)
+fn edge_service<S, B>(
+    sio: S,
+    config: HttpConfig,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) -> impl tower::Service<
+    http::Request<Incoming>,
+    Response = http::Response<B>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<http::Response<B>, BoxError>> + Send,
+> + Clone
+where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+{
+    tower::service_fn(move |req: http::Request<Incoming>| {
+        let in_flight = activity.begin();
+        let req = front(req, &config, PeerAddr(peer));
+        let is_poll_body =
+            req.method() == http::Method::POST && req.extensions().get::<PathTenant>().is_some();
+        let within = is_poll_body.then_some(config.request_body_timeout);
+        let answer = sio.clone().oneshot(req);
+        async move {
+            let response = match within {
+                None => answer.await.map_err(Into::into),
+                Some(within) => match tokio::time::timeout(within, answer).await {
+                    Ok(response) => response.map_err(Into::into),
+                    Err(_) => {
+                        tracing::debug!(%peer, "Engine.IO request body too slow; connection closed");
+                        Err(PollBodyTimeout(within).into())
+                    }
+                },
+            };
+            drop(in_flight);
+            response
+        }
+    })
 }
 
 /// `io.close()` does not run disconnect handlers (socketioxide 0.18.9), so record

@@ -1246,6 +1246,59 @@ async fn a_rest_body_that_trickles_gets_408() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_engine_io_body_that_trickles_closes_its_connection() {
+    let config = HttpConfig {
+        request_body_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(1000),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    let base = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let open = get_on(&mut stream, base).await;
+    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+    let session = format!("{base}&sid={}", handshake["sid"].as_str().unwrap());
+    // A POST of the session whose body never arrives whole.
+    let head = format!(
+        "POST {session} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n\
+         Content-Length: 100\r\n\r\n40"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5)).await,
+        "still open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Polls are held on purpose and have no such deadline: after the first
+    // ping and its pong, the next poll waits for the next ping (1 s).
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let open = get_on(&mut stream, base).await;
+    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+    let session = format!("{base}&sid={}", handshake["sid"].as_str().unwrap());
+    assert_eq!(get_on(&mut stream, &session).await, "2");
+    let pong = format!(
+        "POST {session} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n\
+         Content-Length: 1\r\n\r\n3"
+    );
+    stream.write_all(pong.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut stream).await, "ok");
+    let started = std::time::Instant::now();
+    assert_eq!(get_on(&mut stream, &session).await, "2");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
+
 /// The body of `/healthz`.
 const HEALTHY: &str = r#"{"status":"ok"}"#;
 
@@ -1254,6 +1307,12 @@ const HEALTHY: &str = r#"{"status":"ok"}"#;
 async fn get_on(stream: &mut TcpStream, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
+    read_answer(stream).await
+}
+
+/// Reads one answer from a kept-alive `stream`, checks that it is 200 and
+/// returns its body.
+async fn read_answer(stream: &mut TcpStream) -> String {
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
