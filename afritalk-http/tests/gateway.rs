@@ -1167,12 +1167,9 @@ async fn idle_kept_alive_connections_close_but_a_long_poll_is_not_cut() {
 
     // An Engine.IO session's poll, held by the server until its ping (1 s,
     // past the 300 ms keep-alive limit), on one kept-alive connection.
-    let base = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let open = get_on(&mut stream, base).await;
-    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
-    let sid = handshake["sid"].as_str().unwrap();
-    let poll = get_on(&mut stream, &format!("{base}&sid={sid}")).await;
+    let session = open_polling_session(&mut stream).await;
+    let poll = get_on(&mut stream, &session).await;
     assert_eq!(poll, "2", "the server's ping ends the poll");
     server.stop().await;
 }
@@ -1254,11 +1251,8 @@ async fn an_engine_io_body_that_trickles_closes_its_connection() {
         ..HttpConfig::default()
     };
     let server = spawn_with(config, RateLimits::default()).await;
-    let base = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let open = get_on(&mut stream, base).await;
-    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
-    let session = format!("{base}&sid={}", handshake["sid"].as_str().unwrap());
+    let session = open_polling_session(&mut stream).await;
     // A POST of the session whose body never arrives whole.
     let head = format!(
         "POST {session} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n\
@@ -1279,9 +1273,7 @@ async fn an_engine_io_body_that_trickles_closes_its_connection() {
     // Polls are held on purpose and have no such deadline: after the first
     // ping and its pong, the next poll waits for the next ping (1 s).
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let open = get_on(&mut stream, base).await;
-    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
-    let session = format!("{base}&sid={}", handshake["sid"].as_str().unwrap());
+    let session = open_polling_session(&mut stream).await;
     assert_eq!(get_on(&mut stream, &session).await, "2");
     let pong = format!(
         "POST {session} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n\
@@ -1297,6 +1289,15 @@ async fn an_engine_io_body_that_trickles_closes_its_connection() {
         started.elapsed()
     );
     server.stop().await;
+}
+
+/// Opens an Engine.IO long-polling session on `stream` and returns the path
+/// of its requests.
+async fn open_polling_session(stream: &mut TcpStream) -> String {
+    let base = "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling";
+    let open = get_on(stream, base).await;
+    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+    format!("{base}&sid={}", handshake["sid"].as_str().unwrap())
 }
 
 /// The body of `/healthz`.
