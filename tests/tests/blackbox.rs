@@ -295,6 +295,48 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_conversation_list_delivers_the_last_message_it_shows() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    let (_, first) = app.send(T, &dg, "emp", "premier").await;
+    let (_, last) = app.send(T, &dg, "emp", "dernier").await;
+    // The employee, offline until now, opens the app on the conversation list.
+    let (status, list) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversations"), &emp)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let shown = &list["conversations"][0]["lastMessage"];
+    assert_eq!(shown["id"], last["message"]["id"], "{list}");
+    assert!(shown["deliveredAt"].is_string(), "{list}");
+    let delivered = c.next_event("dg", "messaging:delivered").await;
+    assert_eq!(delivered["messageId"], last["message"]["id"]);
+    // Only what the list showed: the first message waits for the history.
+    let (_, history) = app
+        .get(&format!("/api/tenants/{T}/messaging/conversation/emp"), &dg)
+        .await;
+    let by_id = |id: &Value| {
+        history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| &m["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert!(by_id(&first["message"]["id"])["deliveredAt"].is_null());
+    assert!(by_id(&last["message"]["id"])["deliveredAt"].is_string());
+    assert!(
+        !c.receives_within("dg", "messaging:delivered", Duration::from_millis(300))
+            .await
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_loses_nothing() {
     let (config, dir) = support::fresh_config();
     let app = start(config).await;
