@@ -6,9 +6,10 @@
 //! first bytes without a timeout, and its keep-alive limit (the header read
 //! timeout) is HTTP/1.1's only. An HTTP/2 connection that made one request
 //! could otherwise stay open, idle, for ever. So each connection counts its
-//! requests in flight ([`Activity`], updated by the service wrapper that
-//! [`Activity::begin`] feeds), and [`drive`] closes it gracefully once it has
-//! had none for the keep-alive limit. A connection upgraded to a websocket
+//! requests in flight in an [`Activity`] (the connection's service calls
+//! [`Activity::begin`] for each request), and [`drive`] closes it gracefully
+//! once it has had none for the keep-alive limit, then drops it if that close
+//! has not ended it within a grace. A connection upgraded to a websocket
 //! leaves hyper (its future ends) and is Engine.IO's from then on, with its own
 //! heartbeat.
 
