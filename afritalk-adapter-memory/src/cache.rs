@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use afritalk_ports::{
-    Clock, Directory, DirectoryUser, FeatureFlags, StoreResult, TenantId, UserId,
+    Clock, Directory, DirectoryQuery, DirectoryUser, FeatureFlags, StoreResult, TenantId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -237,6 +237,15 @@ impl Directory for CachedDirectory {
         self.cache.put(key, stored.clone(), self.clock.now());
         Ok(stored)
     }
+
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        query: &DirectoryQuery,
+    ) -> StoreResult<Vec<DirectoryUser>> {
+        // A person looking for a colleague expects today's directory: never cached.
+        self.inner.search(tenant, query).await
+    }
 }
 
 #[cfg(test)]
@@ -379,6 +388,13 @@ mod tests {
         }
         async fn upsert(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
             Ok(user)
+        }
+        async fn search(
+            &self,
+            _: &TenantId,
+            _: &DirectoryQuery,
+        ) -> StoreResult<Vec<DirectoryUser>> {
+            Ok(Vec::new())
         }
     }
 

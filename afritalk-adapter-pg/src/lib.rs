@@ -131,7 +131,11 @@ impl PgStore {
                 .map_err(|e| SetupError::Migration(e.to_string()))
         })
         .await
-        .map_err(|e| SetupError::Migration(format!("migration task failed: {e}")))?
+        .map_err(|e| SetupError::Migration(format!("migration task failed: {e}")))??;
+        self.fill_search_keys()
+            .await
+            .map_err(|e| SetupError::Migration(format!("folding directory names: {e}")))?;
+        Ok(())
     }
 }
 

@@ -11,8 +11,8 @@
 
 use afritalk_ports::{
     AuditAction, AuditEntry, AuditId, ClientMessageId, Conversation, ConversationId, DirectoryUser,
-    DisplayName, Message, MessageId, NewMessage, Notification, NotificationId, NotificationKind,
-    NotificationStatus, RelatedEntity, Role, StoreError, TenantId, UserId,
+    DisplayName, Message, MessageId, NameKey, NewMessage, Notification, NotificationId,
+    NotificationKind, NotificationStatus, RelatedEntity, Role, StoreError, TenantId, UserId,
 };
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
@@ -410,6 +410,8 @@ pub struct DirectoryUserRow {
     pub active: bool,
     /// Last change.
     pub updated_at: NaiveDateTime,
+    /// The folded name (always set by `new`, so upserts keep a fixed shape).
+    pub search_key: Option<String>,
 }
 
 impl DirectoryUserRow {
@@ -422,6 +424,7 @@ impl DirectoryUserRow {
             role: user.role.as_str().to_owned(),
             active: user.active,
             updated_at: to_db(at),
+            search_key: Some(NameKey::of(&user.display_name).as_str().to_owned()),
         }
     }
 }

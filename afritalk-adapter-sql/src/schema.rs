@@ -83,6 +83,10 @@ diesel::table! {
         role -> Text,
         active -> Bool,
         updated_at -> Timestamp,
+        /// The display name folded for search and ordering (`NameKey`;
+        /// `COLLATE "C"` on Postgres). NULL for rows written without it (before
+        /// the column, or by a node of an older release) until `fill_search_keys`.
+        search_key -> Nullable<Text>,
     }
 }
 

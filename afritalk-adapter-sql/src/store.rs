@@ -142,8 +142,8 @@ macro_rules! sql_store {
         const _: () = {
             use $crate::__private::afritalk_ports::{
                 AuditEntry, AuditFilter, AuditLog, ChangeCursor, Conversation, ConversationCursor,
-                ConversationId, ConversationSummary, DeliveryOutcome, Directory, DirectoryUser,
-                FeatureFlags,
+                ConversationId, ConversationSummary, DeliveryOutcome, Directory, DirectoryQuery,
+                DirectoryUser, FeatureFlags,
                 Message, MessageContent, MessageId, MessageStore, NewMessage, Notification,
                 NotificationCursor, NotificationId, NotificationStatus, NotificationStore,
                 PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
@@ -168,6 +168,19 @@ macro_rules! sql_store {
 
             fn limit_of(limit: PageSize) -> i64 {
                 i64::from(limit.get())
+            }
+
+            /// `%text%` with LIKE's own characters escaped by `\\`.
+            fn like_pattern(text: &$crate::__private::afritalk_ports::SearchText) -> String {
+                let mut pattern = String::from("%");
+                for c in text.as_str().chars() {
+                    if matches!(c, '%' | '_' | '\\') {
+                        pattern.push('\\');
+                    }
+                    pattern.push(c);
+                }
+                pattern.push('%');
+                pattern
             }
 
             /// The message stored earlier under the send's client message id, if any.
@@ -963,13 +976,99 @@ macro_rules! sql_store {
                             .do_update()
                             .set(&row)
                             .returning(DirectoryUserRow::as_returning())
-                            // Fixed shape: the row has no `Option` field, so the
-                            // changeset always sets every column.
+                            // Fixed shape: the row's one `Option` field (the
+                            // search key) is always `Some`, so the changeset
+                            // always sets every column.
                             .cached()
                             .get_result(&mut conn)
                             .await
                             .map_err(|e| db_error("storing a directory user", e))?;
                     row.try_into()
+                }
+
+                async fn search(
+                    &self,
+                    tenant: &TenantId,
+                    query: &DirectoryQuery,
+                ) -> StoreResult<Vec<DirectoryUser>> {
+                    use directory_users::{active, search_key, tenant_id, user_id};
+                    let mut select = directory_users::table
+                        .filter(tenant_id.eq(tenant.as_str()))
+                        .filter(search_key.is_not_null())
+                        .into_boxed::<Db>();
+                    if !query.include_inactive {
+                        select = select.filter(active.eq(true));
+                    }
+                    if let Some(text) = &query.text {
+                        select = select.filter(search_key.like(like_pattern(text)).escape('\\'));
+                    }
+                    if let Some(after) = &query.after {
+                        let key = after.key.as_str();
+                        select = select.filter(
+                            search_key
+                                .gt(key)
+                                .or(search_key.eq(key).and(user_id.gt(after.user_id.as_str()))),
+                        );
+                    }
+                    let mut conn = self.conn().await?;
+                    let rows = select
+                        .order((search_key.asc(), user_id.asc()))
+                        .limit(limit_of(query.limit))
+                        .select(DirectoryUserRow::as_select())
+                        .load(&mut conn)
+                        .await
+                        .map_err(|e| db_error("searching the directory", e))?;
+                    convert_all(rows)
+                }
+            }
+
+            impl $name {
+                /// Fills the search key of directory rows written before it
+                /// existed (the migrations cannot fold names: that is Rust's
+                /// job). Returns how many rows it filled; 0 once done.
+                pub async fn fill_search_keys(&self) -> StoreResult<u64> {
+                    use directory_users::{display_name, search_key, tenant_id, user_id};
+                    let mut filled = 0;
+                    loop {
+                        let _writer = self.write_lock().await;
+                        let mut pooled = self.conn().await?;
+                        let conn: &mut $conn = &mut pooled;
+                        let (read, updated) = conn
+                            .$tx(async |tx| {
+                                let rows: Vec<(String, String, String)> = directory_users::table
+                                    .filter(search_key.is_null())
+                                    .select((tenant_id, user_id, display_name))
+                                    .limit(500)
+                                    .load(tx)
+                                    .await?;
+                                let mut updated = 0;
+                                for (tenant, user, name) in &rows {
+                                    // Always Some, even for a name that folds to
+                                    // nothing, so the loop ends. Only if the row
+                                    // still has that name and no key: a node that
+                                    // renamed it meanwhile wrote the right key.
+                                    let key =
+                                        $crate::__private::afritalk_ports::fold_for_search(name);
+                                    updated += $crate::__private::diesel::update(
+                                        directory_users::table
+                                            .filter(tenant_id.eq(tenant))
+                                            .filter(user_id.eq(user))
+                                            .filter(display_name.eq(name))
+                                            .filter(search_key.is_null()),
+                                    )
+                                    .set(search_key.eq(Some(key)))
+                                    .execute(tx)
+                                    .await? as u64;
+                                }
+                                Ok::<_, TxError>((rows.len(), updated))
+                            })
+                            .await
+                            .map_err(|e| e.into_store("folding directory names"))?;
+                        if read == 0 {
+                            return Ok(filled);
+                        }
+                        filled += updated;
+                    }
                 }
             }
 

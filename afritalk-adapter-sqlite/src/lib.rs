@@ -123,7 +123,7 @@ impl SqliteStore {
 
     /// Applies the pending embedded migrations (idempotent; safe to run on every start).
     pub async fn migrate(&self) -> Result<(), SetupError> {
-        let _writer = self.write_lock().await;
+        let writer = self.write_lock().await;
         let conn = self
             .pool()
             .get()
@@ -139,6 +139,12 @@ impl SqliteStore {
                 .map_err(|e| SetupError::Migration(e.to_string()))
         })
         .await
-        .map_err(|e| SetupError::Migration(format!("migration task failed: {e}")))?
+        .map_err(|e| SetupError::Migration(format!("migration task failed: {e}")))??;
+        // The fill takes the writer lock itself, a batch at a time.
+        drop(writer);
+        self.fill_search_keys()
+            .await
+            .map_err(|e| SetupError::Migration(format!("folding directory names: {e}")))?;
+        Ok(())
     }
 }

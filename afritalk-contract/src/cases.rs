@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use afritalk_ports::{
     AuditAction, AuditCursor, AuditEntry, AuditFilter, ChangeCursor, Conversation,
-    ConversationCursor, DeliveryOutcome, Message, MessageContent, NewMessage, NotificationCursor,
-    NotificationKind, NotificationStatus, PageSize, Role, SendOutcome, StoreError, TenantId,
-    UserId,
+    ConversationCursor, DeliveryOutcome, DirectoryCursor, DirectoryQuery, DirectoryUser, Message,
+    MessageContent, NameKey, NewMessage, NotificationCursor, NotificationKind, NotificationStatus,
+    PageSize, Role, SearchText, SendOutcome, StoreError, TenantId, UserId,
 };
 use chrono::{Duration, SubsecRound};
 
@@ -1601,6 +1601,135 @@ pub async fn directory_upserts_and_reads_users(p: Ports) {
     found.sort_by(|x, y| x.user_id.cmp(&y.user_id));
     assert_eq!(found, vec![awa, promoted]);
     assert!(p.directory.users(&t, &[]).await.unwrap().is_empty());
+}
+
+pub async fn directory_search_pages_by_folded_name_and_matches_without_accents(p: Ports) {
+    let (t, other) = (tenant("acme"), tenant("other"));
+    for (id, name, role, active) in [
+        ("u-elodie", "Élodie KONÉ", Role::Dg, true),
+        ("u-awa2", "Awa Diallo", Role::Employe, true),
+        ("u-awa1", "awa diallo", Role::Pdg, true),
+        ("u-bakary", "Bakary Traoré", Role::Employe, false),
+        ("u-pct", "100% Sûr_e", Role::Employe, true),
+        ("u-emile", "Émile  Zola", Role::Employe, true),
+    ] {
+        let mut entry = directory_user(&t, id, name, role);
+        entry.active = active;
+        p.directory.upsert(entry).await.unwrap();
+    }
+    p.directory
+        .upsert(directory_user(&other, "x-elodie", "Elodie", Role::Dg))
+        .await
+        .unwrap();
+    let ids = |users: Vec<DirectoryUser>| -> Vec<String> {
+        users
+            .iter()
+            .map(|u| u.user_id.as_str().to_owned())
+            .collect()
+    };
+    let query = |text: Option<&str>, include_inactive: bool, limit: u32| DirectoryQuery {
+        text: text.map(|t| SearchText::parse(t).unwrap()),
+        after: None,
+        include_inactive,
+        limit: page(limit),
+    };
+
+    // Active users only, by folded name then id; pages follow their cursor.
+    let mut seen = Vec::new();
+    let mut q = query(None, false, 2);
+    loop {
+        let rows = p.directory.search(&t, &q).await.unwrap();
+        let Some(last) = rows.last() else { break };
+        q.after = Some(DirectoryCursor {
+            key: NameKey::of(&last.display_name),
+            user_id: last.user_id.clone(),
+        });
+        assert!(rows.len() <= 2);
+        seen.extend(ids(rows));
+    }
+    assert_eq!(seen, ["u-pct", "u-awa1", "u-awa2", "u-elodie", "u-emile"]);
+
+    let everyone = p
+        .directory
+        .search(&t, &query(None, true, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(everyone),
+        [
+            "u-pct", "u-awa1", "u-awa2", "u-bakary", "u-elodie", "u-emile"
+        ]
+    );
+
+    // Matching ignores accents, case and repeated spaces; the found rows are whole.
+    let found = p
+        .directory
+        .search(&t, &query(Some("ELODIE kone"), false, 10))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].display_name.as_str(), "Élodie KONÉ");
+    assert_eq!(found[0].role, Role::Dg);
+    assert_eq!(
+        ids(p
+            .directory
+            .search(&t, &query(Some("emile zola"), false, 10))
+            .await
+            .unwrap()),
+        ["u-emile"]
+    );
+    assert_eq!(
+        ids(p
+            .directory
+            .search(&t, &query(Some("trao"), false, 10))
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(p
+            .directory
+            .search(&t, &query(Some("trao"), true, 10))
+            .await
+            .unwrap()),
+        ["u-bakary"]
+    );
+    // LIKE's wildcards are plain characters in a search.
+    for literal in ["%", "_", "0% s"] {
+        assert_eq!(
+            ids(p
+                .directory
+                .search(&t, &query(Some(literal), false, 10))
+                .await
+                .unwrap()),
+            ["u-pct"],
+            "{literal}"
+        );
+    }
+    assert!(
+        p.directory
+            .search(&t, &query(Some("a_a"), false, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another tenant's users never show.
+    assert!(
+        p.directory
+            .search(&tenant("nobody"), &query(None, true, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(p
+            .directory
+            .search(&other, &query(Some("elo"), true, 10))
+            .await
+            .unwrap()),
+        ["x-elodie"]
+    );
 }
 
 pub async fn feature_flags_default_on_and_switch_per_tenant(p: Ports) {

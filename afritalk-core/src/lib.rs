@@ -15,7 +15,8 @@
 //! - [`views`]: what the use cases return.
 //!
 //! Every use case refuses a tenant whose messaging is switched off (administration
-//! excepted), writes its audit row, and publishes the realtime events of MISSION §4.
+//! and directory search excepted), writes its audit row, and publishes the
+//! realtime events of MISSION §4.
 //!
 //! ## Embedding
 //!
@@ -87,6 +88,6 @@ pub mod service;
 pub mod views;
 
 pub use actor::{Actor, ActorKind};
-pub use service::{AUDIT_RETENTION, NewAlert};
+pub use service::{AUDIT_RETENTION, DirectorySearch, NewAlert};
 pub use service::{MessagingService, Ports};
 pub use views::*;

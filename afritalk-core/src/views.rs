@@ -1,7 +1,8 @@
 //! What the use cases return: plain data shaped for clients (camelCase JSON).
 
 use afritalk_ports::{
-    ChangeCursor, Conversation, ConversationId, DirectoryUser, Message, MessageId, Role, UserId,
+    ChangeCursor, Conversation, ConversationId, DirectoryCursor, DirectoryUser, Message, MessageId,
+    Role, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -55,6 +56,33 @@ impl Participant {
             active: entry.is_some_and(|e| e.active),
         }
     }
+}
+
+/// A colleague as the caller's directory search shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryEntry {
+    /// Their id.
+    pub user_id: UserId,
+    /// Their name.
+    pub display_name: String,
+    /// Their role.
+    pub role: Role,
+    /// Whether they are active.
+    pub active: bool,
+    /// Whether the permission matrix lets the caller open a conversation with
+    /// them (always false for services and inactive people). A conversation
+    /// they opened can be answered either way (the reply rule).
+    pub can_start_conversation: bool,
+}
+
+/// One page of a directory search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryPage {
+    /// The people, by name (accents and case ignored), then id.
+    pub users: Vec<DirectoryEntry>,
+    /// Where the next page starts (`None`: this is the last page).
+    pub next_cursor: Option<DirectoryCursor>,
 }
 
 /// One row of the caller's conversation list.

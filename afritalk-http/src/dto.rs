@@ -2,11 +2,13 @@
 //! their conversion to the core's validated values at the edge. Unknown fields in
 //! bodies are refused, so a typo is an error rather than silently ignored.
 
+use afritalk_core::DirectorySearch;
 use afritalk_core::views::{CatchUpCursor, ConversationPageCursor, SendMessage};
 use afritalk_ports::{
     AuditAction, AuditCursor, AuditFilter, AuditId, ClientMessageId, ConversationCursor,
-    ConversationId, DisplayName, MessageContent, MessageId, NotificationCursor, NotificationId,
-    NotificationKind, NotificationStatus, PageSize, RelatedEntity, Role, UserId, ValidationError,
+    ConversationId, DirectoryCursor, DisplayName, MessageContent, MessageId, NameKey,
+    NotificationCursor, NotificationId, NotificationKind, NotificationStatus, PageSize,
+    RelatedEntity, Role, SearchText, UserId, ValidationError,
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -232,6 +234,38 @@ pub(crate) struct NotificationQuery {
     pub(crate) limit: Option<u32>,
 }
 
+/// `?q=&after=&includeInactive=&limit=` of the directory search.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DirectoryListQuery {
+    q: Option<String>,
+    after: Option<String>,
+    include_inactive: Option<bool>,
+    limit: Option<u32>,
+}
+
+impl DirectoryListQuery {
+    /// The search; a blank `q` (a cleared search box) lists everyone.
+    pub(crate) fn into_domain(self) -> Result<DirectorySearch, ApiError> {
+        let text = self
+            .q
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| SearchText::parse(&q))
+            .transpose()
+            .map_err(invalid)?;
+        Ok(DirectorySearch {
+            text,
+            after: self
+                .after
+                .as_deref()
+                .map(decode_directory_cursor)
+                .transpose()?,
+            include_inactive: self.include_inactive.unwrap_or(false),
+            limit: page(self.limit)?,
+        })
+    }
+}
+
 /// `?action=&userId=&since=&before=&limit=` of the audit query.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -331,6 +365,37 @@ pub(crate) fn decode_conversation_cursor(raw: &str) -> Result<ConversationCursor
     })
 }
 
+/// The opaque `after` cursor of directory pages: the folded name in hex (any
+/// text, kept out of the way of the separator), `_`, the user id.
+pub(crate) fn encode_directory_cursor(c: &DirectoryCursor) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(c.key.as_str().len() * 2 + 1 + c.user_id.as_str().len());
+    for byte in c.key.as_str().bytes() {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out.push('_');
+    out.push_str(c.user_id.as_str());
+    out
+}
+
+/// Reads a directory page cursor.
+fn decode_directory_cursor(raw: &str) -> Result<DirectoryCursor, ApiError> {
+    let (hex, user) = raw.split_once('_').ok_or_else(bad_cursor)?;
+    if hex.len() % 2 != 0 {
+        return Err(bad_cursor());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad_cursor)?;
+    let key = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+    Ok(DirectoryCursor {
+        key: NameKey::from_cursor(key),
+        user_id: UserId::parse(user).map_err(|_| bad_cursor())?,
+    })
+}
+
 /// The opaque `after` cursor of notification pages: `{status}_{micros}_{uuid}`.
 pub(crate) fn encode_notification_cursor(n: &afritalk_ports::Notification) -> String {
     format!("{}_{}_{}", n.status.as_str(), micros(n.created_at), n.id)
@@ -390,6 +455,17 @@ mod tests {
         let back = decode_conversation_cursor(&encode_conversation_cursor(&c)).unwrap();
         assert_eq!((back.last_message_at, back.id), (c.last_message_at, c.id));
         assert!(decode_conversation_cursor("nope").is_err());
+        let d = DirectoryCursor {
+            key: NameKey::from_cursor("élodie_k 😀".into()),
+            user_id: UserId::parse("u_1").unwrap(),
+        };
+        assert_eq!(
+            decode_directory_cursor(&encode_directory_cursor(&d)).unwrap(),
+            d
+        );
+        for bad in ["", "_", "6_u", "zz_u", "ff_u", "61", "61_"] {
+            assert!(decode_directory_cursor(bad).is_err(), "{bad}");
+        }
         assert!(decode_notification_cursor("read_x_y").is_err());
     }
 }

@@ -215,6 +215,14 @@ fn schemas() -> Value {
             "tenantId": string(), "userId": string(), "displayName": string(),
             "role": { "enum": ["PDG", "DG", "EMPLOYE"] }, "active": { "type": "boolean" }
         })),
+        "Colleague": object(&["userId", "displayName", "role", "active", "canStartConversation"], json!({
+            "userId": string(), "displayName": string(),
+            "role": { "enum": ["PDG", "DG", "EMPLOYE"] }, "active": { "type": "boolean" },
+            "canStartConversation": { "type": "boolean", "description": "The permission matrix lets the caller open a conversation with them (false for services and inactive users; a conversation they opened can be answered either way)." }
+        })),
+        "DirectoryPage": object(&["users", "nextCursor"], json!({
+            "users": array_of("Colleague"), "nextCursor": nullable("string")
+        })),
         "AuditEntry": object(&["id", "action", "createdAt"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": nullable("string"),
             "action": string(), "entityType": nullable("string"), "entityId": nullable("string"),

@@ -11,6 +11,8 @@
 //!   an invalid one cannot be constructed.
 //! - [`entities`]: stored things and what clients see (`Message`, `Conversation`,
 //!   `Notification`, `AuditEntry`, `DirectoryUser`, presence).
+//! - [`search`]: directory search: the folded name key, the search text and
+//!   the query a `Directory` answers.
 //! - [`events`]: realtime events and their audiences.
 //! - [`error`]: `ValidationError`, `StoreError` (adapters), `MessagingError` (use cases).
 //! - [`ports`]: the driven-port traits, each method stating its obligations.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod ports;
+pub mod search;
 pub mod values;
 
 pub use entities::*;
@@ -30,4 +33,5 @@ pub use error::*;
 pub use events::*;
 pub use ids::*;
 pub use ports::*;
+pub use search::*;
 pub use values::*;

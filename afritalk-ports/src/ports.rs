@@ -19,6 +19,7 @@ use crate::ids::{
     AuditId, ClientMessageId, ConnectionId, ConversationId, MessageId, NotificationId, TenantId,
     UserId,
 };
+use crate::search::DirectoryQuery;
 use crate::values::{MessageContent, PageSize, RelatedEntity};
 
 /// Short alias for port results.
@@ -373,6 +374,15 @@ pub trait Directory: Send + Sync {
 
     /// Creates or replaces a user (keyed by tenant + user id) and returns it.
     async fn upsert(&self, user: DirectoryUser) -> StoreResult<DirectoryUser>;
+
+    /// One page of this tenant's users, ordered by [`NameKey`](crate::NameKey) then user id:
+    /// those after `query.after`, whose key contains `query.text` when given,
+    /// active ones only unless `query.include_inactive`; at most `query.limit`.
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        query: &DirectoryQuery,
+    ) -> StoreResult<Vec<DirectoryUser>>;
 }
 
 /// The presence facts before and after a change, so the caller can tell whether

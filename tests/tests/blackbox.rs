@@ -337,6 +337,124 @@ async fn the_conversation_list_delivers_the_last_message_it_shows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_directory_finds_colleagues_by_name_and_says_whom_the_caller_may_write_to() {
+    let app = spawn_app().await;
+    let admin = app.service_token(T, "directory-sync");
+    for (id, name, role, active) in [
+        ("pdg", "Aminata Touré", "PDG", true),
+        ("dg", "Élodie Koné", "DG", true),
+        ("emp", "Moussa Diarra", "EMPLOYE", true),
+        ("emp2", "Awa Sow", "EMPLOYE", true),
+        ("gone", "Elodie Bamba", "DG", false),
+    ] {
+        let (status, body) = app
+            .put(
+                &format!("/api/tenants/{T}/directory/users/{id}"),
+                &admin,
+                json!({ "displayName": name, "role": role, "active": active }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.add_user("globex", "spy", "DG").await;
+    let emp = app.token(T, "emp", Role::Employe);
+    let list = |query: &'static str| {
+        let (app, emp) = (&app, &emp);
+        async move {
+            app.get(&format!("/api/tenants/{T}/directory/users{query}"), emp)
+                .await
+        }
+    };
+    let rows = |body: &Value| -> Vec<(String, bool)> {
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let id = u["userId"].as_str().unwrap().to_owned();
+                (id, u["canStartConversation"].as_bool().unwrap())
+            })
+            .collect()
+    };
+    let owned = |pairs: &[(&str, bool)]| -> Vec<(String, bool)> {
+        pairs.iter().map(|(id, b)| (id.to_string(), *b)).collect()
+    };
+
+    // By name, the caller left out, the inactive and the other tenant too; an
+    // employee may not open a conversation with the PDG.
+    let (status, body) = list("").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rows(&body),
+        owned(&[("pdg", false), ("emp2", true), ("dg", true)])
+    );
+    assert_eq!(body["users"][2]["displayName"], "Élodie Koné");
+    assert_eq!(body["users"][2]["role"], "DG");
+    assert!(body["nextCursor"].is_null());
+
+    // Accents and case do not matter; inactive people on request.
+    let (_, body) = list("?q=ELODIE").await;
+    assert_eq!(rows(&body), owned(&[("dg", true)]));
+    let (_, body) = list("?q=elodie&includeInactive=true").await;
+    assert_eq!(rows(&body), owned(&[("gone", false), ("dg", true)]));
+    let (_, body) = list("?q=%20%20").await;
+    assert_eq!(rows(&body).len(), 3, "a blank search lists everyone");
+
+    // Pages follow nextCursor.
+    let (_, first) = list("?limit=2").await;
+    assert_eq!(rows(&first), owned(&[("pdg", false), ("emp2", true)]));
+    let cursor = first["nextCursor"].as_str().unwrap().to_owned();
+    let (_, second) = app
+        .get(
+            &format!("/api/tenants/{T}/directory/users?limit=2&after={cursor}"),
+            &emp,
+        )
+        .await;
+    assert_eq!(rows(&second), owned(&[("dg", true)]));
+    // That page ended on the caller, left out: one more, empty, ends the list.
+    let cursor = second["nextCursor"].as_str().unwrap().to_owned();
+    let (_, third) = app
+        .get(
+            &format!("/api/tenants/{T}/directory/users?limit=2&after={cursor}"),
+            &emp,
+        )
+        .await;
+    assert_eq!(rows(&third), owned(&[]));
+    assert!(third["nextCursor"].is_null(), "{third}");
+
+    // Bad input is a clear 400.
+    for bad in [
+        "?limit=0",
+        "?after=nobody",
+        "?after=zz_emp2",
+        "?includeInactive=maybe",
+        "?after=",
+    ] {
+        let (status, body) = list(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["code"].is_string(), "{bad}: {body}");
+    }
+    let (status, body) = app
+        .get(
+            &format!("/api/tenants/{T}/directory/users?q={}", "x".repeat(101)),
+            &emp,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("validation"))
+    );
+
+    // Another tenant's token cannot read this directory.
+    let spy = app.token("globex", "spy", Role::Dg);
+    let (status, _) = app
+        .get(&format!("/api/tenants/{T}/directory/users"), &spy)
+        .await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_loses_nothing() {
     let (config, dir) = support::fresh_config();
     let app = start(config).await;

@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use afritalk_ports::{Directory, DirectoryUser, FeatureFlags, StoreResult, TenantId, UserId};
+use afritalk_ports::{
+    Directory, DirectoryQuery, DirectoryUser, FeatureFlags, NameKey, StoreResult, TenantId, UserId,
+};
 use async_trait::async_trait;
 
 use super::MemoryStore;
@@ -41,6 +43,32 @@ impl Directory for MemoryStore {
             .users
             .insert(user.user_id.clone(), user.clone());
         Ok(user)
+    }
+
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        query: &DirectoryQuery,
+    ) -> StoreResult<Vec<DirectoryUser>> {
+        let state = self.lock();
+        let Some(data) = state.tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let after = query.after.as_ref().map(|c| (&c.key, &c.user_id));
+        let mut found: Vec<(NameKey, &DirectoryUser)> = data
+            .users
+            .values()
+            .filter(|u| u.active || query.include_inactive)
+            .map(|u| (NameKey::of(&u.display_name), u))
+            .filter(|(key, _)| query.text.as_ref().is_none_or(|t| t.matches(key)))
+            .filter(|(key, u)| after.is_none_or(|after| (key, &u.user_id) > after))
+            .collect();
+        found.sort_by(|(a, x), (b, y)| (a, &x.user_id).cmp(&(b, &y.user_id)));
+        Ok(found
+            .into_iter()
+            .take(query.limit.get() as usize)
+            .map(|(_, u)| u.clone())
+            .collect())
     }
 }
 

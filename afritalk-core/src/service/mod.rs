@@ -4,6 +4,7 @@
 //! the realtime events MISSION §4 names.
 
 mod admin;
+mod directory;
 mod messages;
 mod notifications;
 mod presence;
@@ -25,6 +26,7 @@ use crate::actor::Actor;
 use crate::rules::presence::ActivityMemo;
 
 pub use admin::{AUDIT_RETENTION, NewAlert};
+pub use directory::DirectorySearch;
 
 /// The adapters a [`MessagingService`] runs on. Any mix works: the standalone
 /// server's Postgres/SQLite stores and Redis/in-process presence, or an

@@ -1,16 +1,31 @@
-//! Presence snapshot and administration: directory, audit query, messaging switch.
+//! Presence snapshot, directory search, and administration: directory entries,
+//! audit query, messaging switch.
 
 use serde_json::json;
 
 use super::caller;
 use crate::app::App;
-use crate::dto::{self, AuditQuery, DirectoryBody, SettingsBody};
+use crate::dto::{self, AuditQuery, DirectoryBody, DirectoryListQuery, SettingsBody};
 use crate::error::ApiError;
 use crate::router::{Matched, Reply, Request};
 
 pub(super) async fn presence(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
     let actor = caller(app, m, req)?;
     Ok(Reply::ok(app.inner.service.presence(&actor).await?))
+}
+
+pub(super) async fn directory(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let q: DirectoryListQuery = dto::parse_query(&req.query)?;
+    let page = app
+        .inner
+        .service
+        .search_directory(&actor, q.into_domain()?)
+        .await?;
+    let next = page.next_cursor.as_ref().map(dto::encode_directory_cursor);
+    Ok(Reply::ok(
+        json!({ "users": page.users, "nextCursor": next }),
+    ))
 }
 
 pub(super) async fn upsert_user(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {

@@ -55,6 +55,7 @@ pub(crate) async fn dispatch(app: &App, m: &Matched, req: &Request) -> Result<Re
         ArchiveNotification => notifications::archive(app, m, req).await,
         CreateNotification => notifications::create(app, m, req).await,
         Presence => admin::presence(app, m, req).await,
+        Directory => admin::directory(app, m, req).await,
         UpsertUser => admin::upsert_user(app, m, req).await,
         MessagingSettings => admin::messaging_settings(app, m, req).await,
         Healthz => Ok(ops::healthz()),

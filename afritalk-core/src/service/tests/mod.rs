@@ -2,6 +2,7 @@
 //! panics when called, so each test also proves what the service did NOT touch.
 
 mod admin;
+mod directory;
 mod messages;
 mod presence;
 mod reading;

@@ -1,0 +1,75 @@
+//! Finding a colleague: the tenant's directory in name order, searchable
+//! without accents or case, each entry telling the caller whether the
+//! permission matrix lets them open a conversation with that person, so a
+//! front end's people picker can grey out whom it may not write to first.
+
+use afritalk_ports::{
+    DirectoryCursor, DirectoryQuery, MessagingError, NameKey, PageSize, SearchText,
+};
+
+use super::MessagingService;
+use crate::actor::{Actor, ActorKind};
+use crate::rules::permissions::PermissionMatrix;
+use crate::views::{DirectoryEntry, DirectoryPage};
+
+/// What a directory search asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorySearch {
+    /// Only people whose name contains this text (accents and case ignored).
+    pub text: Option<SearchText>,
+    /// Start after this position (the previous page's `next_cursor`).
+    pub after: Option<DirectoryCursor>,
+    /// Also list deactivated people.
+    pub include_inactive: bool,
+    /// Page size.
+    pub limit: PageSize,
+}
+
+impl MessagingService {
+    /// One page of the caller's tenant directory, by name, without the caller.
+    /// Works while the tenant's messaging is switched off, like the rest of the
+    /// directory, so an administrator can check it before the rollout (the
+    /// entries then say what the matrix would allow).
+    pub async fn search_directory(
+        &self,
+        actor: &Actor,
+        search: DirectorySearch,
+    ) -> Result<DirectoryPage, MessagingError> {
+        let directory = &self.ports.directory;
+        let query = DirectoryQuery {
+            text: search.text,
+            after: search.after,
+            include_inactive: search.include_inactive,
+            limit: search.limit,
+        };
+        let found = directory.search(&actor.tenant, &query).await?;
+        // The cursor is the position of the row itself, not of whoever has
+        // that id by the next call: a rename between pages skips nobody.
+        let full = found.len() == search.limit.get() as usize;
+        let next_cursor = found.last().filter(|_| full).map(|u| DirectoryCursor {
+            key: NameKey::of(&u.display_name),
+            user_id: u.user_id.clone(),
+        });
+        // A deactivated caller may start nothing (sends refuse them too).
+        let role = match actor.kind {
+            ActorKind::Staff(role) => {
+                let me = directory.user(&actor.tenant, &actor.user).await?;
+                me.is_none_or(|me| me.active).then_some(role)
+            }
+            ActorKind::Service => None,
+        };
+        let users = found
+            .into_iter()
+            .filter(|u| u.user_id != actor.user)
+            .map(|u| DirectoryEntry {
+                can_start_conversation: role
+                    .is_some_and(|role| u.active && PermissionMatrix::allows(role, u.role)),
+                user_id: u.user_id,
+                display_name: u.display_name.as_str().to_owned(),
+                role: u.role,
+                active: u.active,
+            })
+            .collect();
+        Ok(DirectoryPage { users, next_cursor })
+    }
+}

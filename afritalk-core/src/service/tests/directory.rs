@@ -1,0 +1,128 @@
+//! Directory search: the caller left out, the matrix per entry, the cursor.
+
+use std::sync::{Arc, Mutex};
+
+use afritalk_ports::*;
+
+use super::*;
+use crate::service::DirectorySearch;
+
+fn people() -> Vec<DirectoryUser> {
+    vec![
+        dir_user("dg", Role::Dg, true),
+        dir_user("emp", Role::Employe, true),
+        dir_user("emp2", Role::Employe, true),
+        dir_user("off", Role::Dg, false),
+        dir_user("pdg", Role::Pdg, true),
+    ]
+}
+
+fn search(after: Option<DirectoryCursor>, limit: u32) -> DirectorySearch {
+    DirectorySearch {
+        text: None,
+        after,
+        include_inactive: true,
+        limit: PageSize::new(limit).unwrap(),
+    }
+}
+
+/// A harness whose directory search returns `page` and records the queries.
+fn answering(page: Vec<DirectoryUser>) -> (Harness, Arc<Mutex<Vec<DirectoryQuery>>>) {
+    let mut h = Harness::new(people());
+    let queries = Arc::new(Mutex::new(Vec::new()));
+    let seen = queries.clone();
+    h.directory.expect_search().returning(move |t, q| {
+        assert_eq!(t, &tenant());
+        seen.lock().unwrap().push(q.clone());
+        Ok(page.clone())
+    });
+    (h, queries)
+}
+
+fn flags(page: &crate::views::DirectoryPage) -> Vec<(&str, bool)> {
+    page.users
+        .iter()
+        .map(|e| (e.user_id.as_str(), e.can_start_conversation))
+        .collect()
+}
+
+#[test]
+fn each_entry_says_whether_the_matrix_lets_the_caller_start_and_the_caller_is_left_out() {
+    let (h, _) = answering(people());
+    let f = h.build();
+    let page = run(f
+        .service
+        .search_directory(&staff("emp", Role::Employe), search(None, 50)))
+    .unwrap();
+    assert_eq!(
+        flags(&page),
+        [("dg", true), ("emp2", true), ("off", false), ("pdg", false)]
+    );
+    assert_eq!(page.next_cursor, None);
+
+    let page = run(f
+        .service
+        .search_directory(&staff("pdg", Role::Pdg), search(None, 50)))
+    .unwrap();
+    assert_eq!(
+        flags(&page),
+        [("dg", true), ("emp", true), ("emp2", true), ("off", false)]
+    );
+    let service = Actor::service(tenant(), uid("hr-sync"));
+    let page = run(f.service.search_directory(&service, search(None, 50))).unwrap();
+    assert_eq!(page.users.len(), 5);
+    assert!(page.users.iter().all(|e| !e.can_start_conversation));
+    // A read: nothing audited, nothing pushed.
+    assert!(f.actions().is_empty());
+    assert!(f.deliveries().is_empty());
+}
+
+#[test]
+fn a_full_page_gives_its_last_row_s_position_even_when_that_row_is_the_caller() {
+    let page_rows = vec![
+        dir_user("dg", Role::Dg, true),
+        dir_user("emp", Role::Employe, true),
+    ];
+    let (h, queries) = answering(page_rows);
+    let f = h.build();
+    let after = DirectoryCursor {
+        key: NameKey::from_cursor("user ceo".into()),
+        user_id: uid("ceo"),
+    };
+    let page = run(f
+        .service
+        .search_directory(&staff("emp", Role::Employe), search(Some(after.clone()), 2)))
+    .unwrap();
+    assert_eq!(flags(&page), [("dg", true)]);
+    let next = page.next_cursor.unwrap();
+    assert_eq!(
+        (next.key.as_str(), next.user_id.as_str()),
+        ("user emp", "emp")
+    );
+    let asked = queries.lock().unwrap()[0].clone();
+    assert_eq!(asked.after, Some(after));
+    assert!(asked.include_inactive);
+
+    let (h, _) = answering(vec![dir_user("dg", Role::Dg, true)]);
+    let page = run(h
+        .build()
+        .service
+        .search_directory(&staff("emp", Role::Employe), search(None, 2)))
+    .unwrap();
+    assert_eq!(page.next_cursor, None, "a short page is the last");
+}
+
+#[test]
+fn a_deactivated_caller_may_start_nothing() {
+    let mut everyone = people();
+    everyone.push(dir_user("left", Role::Pdg, false));
+    let mut h = Harness::new(everyone);
+    h.directory.expect_search().returning(|_, _| Ok(people()));
+    let page = run(h
+        .build()
+        .service
+        .search_directory(&staff("left", Role::Pdg), search(None, 50)))
+    .unwrap();
+    assert_eq!(page.users.len(), 5);
+    assert!(page.users.iter().all(|e| !e.can_start_conversation));
+}
