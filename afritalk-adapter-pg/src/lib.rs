@@ -119,7 +119,20 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| SetupError::Migration(format!("no connection: {e}")))?;
-        let conn = deadpool_object_into_inner(conn);
+        let mut conn = deadpool_object_into_inner(conn);
+        // Nodes of one deployment start together and each migrates: without
+        // this lock all but one failed on a fresh database (two `CREATE
+        // TABLE`s racing). Session-level, so it ends with this connection,
+        // which the harness below owns and drops, even if a migration fails.
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query("SELECT pg_advisory_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK),
+            &mut conn,
+        )
+        .await
+        .map_err(|e| {
+            SetupError::Migration(format!("waiting for another node's migrations: {e}"))
+        })?;
         // The migration harness is synchronous: run it on a blocking thread that
         // drives the async connection through the runtime handle.
         tokio::task::spawn_blocking(move || {
@@ -138,6 +151,10 @@ impl PgStore {
         Ok(())
     }
 }
+
+/// The advisory lock key under which one node at a time migrates ("afritalk"
+/// in ASCII, so it is recognisable in `pg_locks`).
+const MIGRATION_LOCK: i64 = 0x6166_7269_7461_6c6b;
 
 /// Takes a connection out of the pool for good (the migration keeps it).
 fn deadpool_object_into_inner(

@@ -45,6 +45,24 @@ async fn migrate_is_idempotent_and_the_default_flag_is_configurable() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn nodes_starting_together_on_a_fresh_database_all_migrate() {
+    // A deployment of several nodes starts them at once: each runs the
+    // migrations on start, and none may fail for racing the others.
+    let mut conn = admin().await;
+    let (name, url) = new_database(&mut conn).await;
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(PgStore::connect(&url, 2).await.unwrap());
+    }
+    let results = futures::future::join_all(nodes.iter().map(|store| store.migrate())).await;
+    for result in &results {
+        assert!(result.is_ok(), "{results:?}");
+    }
+    drop(nodes);
+    drop_database(&mut conn, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_server_is_a_setup_error_not_a_panic() {
     let err = PgStore::connect("postgres://nobody:secret@127.0.0.1:1/none", 1)
         .await

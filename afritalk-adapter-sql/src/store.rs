@@ -1004,10 +1004,12 @@ macro_rules! sql_store {
                     }
                     if let Some(after) = &query.after {
                         let key = after.key.as_str();
-                        select = select.filter(
+                        // The first condition alone is a range of the index, so a
+                        // late page starts there instead of at the tenant's first row.
+                        select = select.filter(search_key.ge(key)).filter(
                             search_key
                                 .gt(key)
-                                .or(search_key.eq(key).and(user_id.gt(after.user_id.as_str()))),
+                                .or(user_id.gt(after.user_id.as_str())),
                         );
                     }
                     let mut conn = self.conn().await?;
