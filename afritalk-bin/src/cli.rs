@@ -26,7 +26,7 @@ Environment:
   AFRITALK_PG_ANALYZE            auto|off: analyze the Postgres tables while autovacuum is off (default auto)
   AFRITALK_ROOT_PUBLIC_KEY       root public key (hex) to verify tokens with; no private key needed
   AFRITALK_ROOT_PRIVATE_KEY      root private key (hex) for `token` (default: the data directory's)
-  AFRITALK_ALLOWED_ORIGINS       comma-separated Origin allowlist for the realtime handshake
+  AFRITALK_ALLOWED_ORIGINS       comma-separated Origin allowlist (socket handshakes, CORS)
   AFRITALK_TRUSTED_PROXY_HEADER  header with the client IP set by your proxy (e.g. X-Forwarded-For)
   AFRITALK_MESSAGING_DEFAULT     enabled|disabled for tenants never configured (default enabled)
   AFRITALK_RATE_LIMITS           per-user limits, e.g. send=30/10,modify=20/60 (max per seconds)

@@ -66,8 +66,9 @@ pub struct Config {
     /// Root public key in hex (`AFRITALK_ROOT_PUBLIC_KEY`); when set, the server
     /// holds no private key at all.
     pub root_public_key: Option<String>,
-    /// Allowed browser origins for the realtime handshake (`AFRITALK_ALLOWED_ORIGINS`,
-    /// comma-separated; unset = any origin, as in the embedded default).
+    /// Allowed browser origins for the realtime handshake and for REST calls from
+    /// pages (CORS) (`AFRITALK_ALLOWED_ORIGINS`, comma-separated; unset = any
+    /// origin, as in the embedded default).
     pub allowed_origins: Option<Vec<String>>,
     /// Header carrying the client IP set by a trusted proxy (`AFRITALK_TRUSTED_PROXY_HEADER`).
     pub trusted_proxy_header: Option<String>,

@@ -9,8 +9,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest Socket.IO message (websocket message or frame, long-polling body).
     pub max_ws_message_bytes: usize,
-    /// Origins allowed to open a socket (`None`: any). Requests without `Origin`
-    /// (non-browser clients) are always allowed.
+    /// Origins allowed to open a socket and to read REST answers in a browser
+    /// (CORS) (`None`: any). Requests without `Origin` (non-browser clients) are
+    /// always allowed.
     pub allowed_origins: Option<Vec<String>>,
     /// Header set by a trusted proxy with the client IP (e.g. `X-Forwarded-For`);
     /// `None`: the TCP peer address.

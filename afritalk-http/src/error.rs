@@ -129,7 +129,7 @@ impl ApiError {
             ApiError::OriginNotAllowed => R::new(
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
-                "this Origin may not open a socket",
+                "this Origin is not in the server's allowlist",
             ),
             ApiError::UnknownEvent(name) => R::new(
                 StatusCode::NOT_FOUND,

@@ -2,6 +2,7 @@
 //! records the TCP peer, maps the tenant socket path onto Socket.IO's fixed
 //! path (keeping the tenant in the request extensions), refuses socket
 //! handshakes from Origins outside the allowlist, and hides the internal path.
+//! CORS preflights pass untouched, to the REST router.
 //! Socket requests get their headers copied out of the connection's read
 //! buffer (see [`detach_headers`]).
 
@@ -58,6 +59,10 @@ fn socket_path(path: &str) -> Option<(&str, &str)> {
 /// Rewrites one request as described in the module docs.
 pub(crate) fn front<B>(mut req: Request<B>, config: &HttpConfig, peer: PeerAddr) -> Request<B> {
     req.extensions_mut().insert(peer);
+    if crate::cors::is_preflight(req.method(), req.headers()) {
+        // The REST router answers every preflight, socket paths' too.
+        return req;
+    }
     let path = req.uri().path().to_owned();
     if let Some((tenant, tail)) = socket_path(&path) {
         let origin = req

@@ -32,6 +32,7 @@ pub mod app;
 mod auth;
 pub mod config;
 mod connection;
+mod cors;
 mod dto;
 pub mod error;
 mod front;

@@ -404,31 +404,44 @@ where
     B: bytes::Buf,
 {
     let started = Instant::now();
-    let (label, response) = match find(&method, path.as_str()) {
-        Err(_) if path.as_str() == ORIGIN_REFUSED_PATH => {
-            ("unmatched", error_response(&ApiError::OriginNotAllowed))
-        }
-        Err(err) => ("unmatched", error_response(&err)),
-        Ok(matched) => {
-            let config = &app.inner.config;
-            let (cap, within) = (config.max_body_bytes, config.request_body_timeout);
-            let response = match read_body(&headers, stream, cap, within).await {
-                Err(err) => error_response(&err),
-                Ok(body) => {
-                    let request = Request {
-                        method: method.clone(),
-                        query,
-                        headers,
-                        body,
-                        peer,
-                    };
-                    match routes::dispatch(&app, &matched, &request).await {
-                        Ok(reply) => into_response(reply),
-                        Err(err) => error_response(&err),
+    let (label, response) = if crate::cors::is_preflight(&method, &headers) {
+        let response = match crate::cors::preflight(&headers, &app.inner.config) {
+            Some((status, cors_headers)) => {
+                let mut response = warp::reply().into_response();
+                *response.status_mut() = status;
+                response.headers_mut().extend(cors_headers);
+                response
+            }
+            None => error_response(&ApiError::OriginNotAllowed),
+        };
+        ("preflight", response)
+    } else {
+        match find(&method, path.as_str()) {
+            Err(_) if path.as_str() == ORIGIN_REFUSED_PATH => {
+                ("unmatched", error_response(&ApiError::OriginNotAllowed))
+            }
+            Err(err) => ("unmatched", error_response(&err)),
+            Ok(matched) => {
+                let config = &app.inner.config;
+                let (cap, within) = (config.max_body_bytes, config.request_body_timeout);
+                let response = match read_body(&headers, stream, cap, within).await {
+                    Err(err) => error_response(&err),
+                    Ok(body) => {
+                        let request = Request {
+                            method: method.clone(),
+                            query,
+                            headers,
+                            body,
+                            peer,
+                        };
+                        match routes::dispatch(&app, &matched, &request).await {
+                            Ok(reply) => into_response(reply),
+                            Err(err) => error_response(&err),
+                        }
                     }
-                }
-            };
-            (matched.route.path, response)
+                };
+                (matched.route.path, response)
+            }
         }
     };
     app.inner.metrics.http_request(

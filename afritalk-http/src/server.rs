@@ -229,6 +229,10 @@ where
 {
     tower::service_fn(move |req: http::Request<Incoming>| {
         let in_flight = activity.begin();
+        // Preflights are answered whole by the router; every other answer
+        // names the page's origin if it may read it.
+        let preflight = crate::cors::is_preflight(req.method(), req.headers());
+        let origin = crate::cors::allowed_origin(req.headers(), &config);
         let req = front(req, &config, PeerAddr(peer));
         let is_poll_body =
             req.method() == http::Method::POST && req.extensions().get::<PathTenant>().is_some();
@@ -246,7 +250,12 @@ where
                 },
             };
             drop(in_flight);
-            response
+            response.map(|mut response| {
+                if !preflight {
+                    crate::cors::expose(response.headers_mut(), origin);
+                }
+                response
+            })
         }
     })
 }

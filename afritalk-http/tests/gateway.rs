@@ -675,6 +675,134 @@ async fn socket_handshakes_check_the_origin_and_hide_the_internal_path() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn browsers_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
+    let config = HttpConfig {
+        allowed_origins: Some(vec!["https://admin.example".into()]),
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    let header = |r: &Response, name: &str| -> Option<String> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let preflight = |origin: &'static str, path: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .raw(
+                    "OPTIONS",
+                    path,
+                    None,
+                    None,
+                    &[
+                        ("Origin", origin),
+                        ("Access-Control-Request-Method", "POST"),
+                        (
+                            "Access-Control-Request-Headers",
+                            "authorization, content-type",
+                        ),
+                    ],
+                )
+                .await
+        }
+    };
+    let send_path = "/api/tenants/t1/messaging/message";
+
+    // The preflight of a send: allowed for the admin's origin only.
+    let r = preflight("https://admin.example", send_path).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("https://admin.example")
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-headers").as_deref(),
+        Some("authorization, content-type")
+    );
+    assert!(
+        header(&r, "access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+    let r = preflight("https://evil.example", send_path).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "origin_not_allowed"));
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    // A socket path's preflight is answered the same way, not by Engine.IO.
+    let r = preflight(
+        "https://admin.example",
+        "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    // The calls themselves: the answer names the allowed origin, errors included.
+    let token = server.token("u1", Role::Dg);
+    let conversations = "/api/tenants/t1/messaging/conversations";
+    let r = server
+        .raw(
+            "GET",
+            conversations,
+            Some(&token),
+            None,
+            &[("Origin", "https://admin.example")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("https://admin.example")
+    );
+    assert!(
+        header(&r, "vary")
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("origin")
+    );
+    let r = server
+        .raw(
+            "GET",
+            conversations,
+            None,
+            None,
+            &[("Origin", "https://admin.example")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        header(&r, "access-control-allow-origin").is_some(),
+        "a page must read its errors"
+    );
+    let r = server
+        .raw(
+            "GET",
+            conversations,
+            Some(&token),
+            None,
+            &[("Origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    // Engine.IO's polling answers carry it too, for polling from the browser.
+    let r = server
+        .raw(
+            "GET",
+            "/api/tenants/t1/messaging/socket/?EIO=4&transport=polling",
+            None,
+            None,
+            &[("Origin", "https://admin.example")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("https://admin.example")
+    );
+    server.stop().await;
+}
+
 /// A Socket.IO client over Engine.IO v4 long-polling, speaking raw packets.
 struct Polling<'a> {
     server: &'a TestServer,
