@@ -122,26 +122,41 @@ impl PgStore {
         let mut conn = deadpool_object_into_inner(conn);
         // Nodes of one deployment start together and each migrates: without
         // this lock all but one failed on a fresh database (two `CREATE
-        // TABLE`s racing). Session-level, so it ends with this connection,
-        // which the harness below owns and drops, even if a migration fails.
-        diesel_async::RunQueryDsl::execute(
-            diesel::sql_query("SELECT pg_advisory_lock($1)")
-                .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK),
+        // TABLE`s racing). Session-level: released below, and in any case
+        // when this connection (owned by the harness, never back in the pool)
+        // closes. Behind a pooler, use session mode (see the README).
+        let lock =
+            |sql| diesel::sql_query(sql).bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK);
+        let failed =
+            |e| SetupError::Migration(format!("waiting for another node's migrations: {e}"));
+        let got: Vec<LockTaken> = diesel_async::RunQueryDsl::load(
+            lock("SELECT pg_try_advisory_lock($1) AS taken"),
             &mut conn,
         )
         .await
-        .map_err(|e| {
-            SetupError::Migration(format!("waiting for another node's migrations: {e}"))
-        })?;
+        .map_err(failed)?;
+        if !got.first().is_some_and(|row| row.taken) {
+            tracing::info!("another node is migrating the database; waiting for it");
+            diesel_async::RunQueryDsl::execute(lock("SELECT pg_advisory_lock($1)"), &mut conn)
+                .await
+                .map_err(failed)?;
+        }
         // The migration harness is synchronous: run it on a blocking thread that
         // drives the async connection through the runtime handle.
         tokio::task::spawn_blocking(move || {
             let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
                 AsyncConnectionWrapper::from(conn);
-            wrapper
+            let migrated = wrapper
                 .run_pending_migrations(MIGRATIONS)
                 .map(|_| ())
-                .map_err(|e| SetupError::Migration(e.to_string()))
+                .map_err(|e| SetupError::Migration(e.to_string()));
+            let unlock = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK);
+            if let Err(err) = diesel::RunQueryDsl::execute(unlock, &mut wrapper) {
+                // The session's end releases it anyway: the wrapper drops here.
+                tracing::warn!(%err, "migration lock not released explicitly");
+            }
+            migrated
         })
         .await
         .map_err(|e| SetupError::Migration(format!("migration task failed: {e}")))??;
@@ -150,6 +165,13 @@ impl PgStore {
             .map_err(|e| SetupError::Migration(format!("folding directory names: {e}")))?;
         Ok(())
     }
+}
+
+/// The answer of `pg_try_advisory_lock`.
+#[derive(diesel::QueryableByName)]
+struct LockTaken {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    taken: bool,
 }
 
 /// The advisory lock key under which one node at a time migrates ("afritalk"

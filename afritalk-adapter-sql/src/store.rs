@@ -856,6 +856,25 @@ macro_rules! sql_store {
                         .map_err(|e| db_error("counting unread notifications", e))?;
                     Ok(u64::try_from(count).unwrap_or(0))
                 }
+
+                async fn mark_all_read(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64> {
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let changed = $crate::__private::diesel::update(
+                        notifications::table
+                            .filter(notifications::tenant_id.eq(tenant.as_str()))
+                            .filter(notifications::user_id.eq(user.as_str()))
+                            .filter(
+                                notifications::status_rank
+                                    .eq(status_rank(NotificationStatus::Unread)),
+                            ),
+                    )
+                    .set(notifications::status_rank.eq(status_rank(NotificationStatus::Read)))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| db_error("marking notifications read", e))?;
+                    Ok(changed as u64)
+                }
             }
 
             #[$crate::__private::async_trait]
@@ -1040,6 +1059,10 @@ macro_rules! sql_store {
                                 let rows: Vec<(String, String, String)> = directory_users::table
                                     .filter(search_key.is_null())
                                     .select((tenant_id, user_id, display_name))
+                                    // One order on every node: two nodes filling at
+                                    // once queue on the same first row instead of
+                                    // deadlocking on two.
+                                    .order((tenant_id.asc(), user_id.asc()))
                                     .limit(500)
                                     .load(tx)
                                     .await?;

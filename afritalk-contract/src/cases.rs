@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use afritalk_ports::{
     AuditAction, AuditCursor, AuditEntry, AuditFilter, ChangeCursor, Conversation,
     ConversationCursor, DeliveryOutcome, DirectoryCursor, DirectoryQuery, DirectoryUser, Message,
-    MessageContent, NameKey, NewMessage, NotificationCursor, NotificationKind, NotificationStatus,
-    PageSize, Role, SearchText, SendOutcome, StoreError, TenantId, UserId,
+    MessageContent, NameKey, NewMessage, Notification, NotificationCursor, NotificationKind,
+    NotificationStatus, PageSize, Role, SearchText, SendOutcome, StoreError, TenantId, UserId,
 };
 use chrono::{Duration, SubsecRound};
 
@@ -1313,6 +1313,53 @@ pub async fn changes_since_follows_updated_at_then_id(p: Ports) {
         .await
         .unwrap();
     assert_eq!(limited.len(), 1);
+}
+
+pub async fn mark_all_read_changes_only_the_user_s_unread_notifications(p: Ports) {
+    let (t, elsewhere) = (tenant("acme"), tenant("other"));
+    let (u, colleague) = (user("awa"), user("bakary"));
+    let mut mine = Vec::new();
+    for i in 0..4 {
+        let n = notification(&t, &u, NotificationKind::Alert, at(i));
+        p.notifications.create(n.clone()).await.unwrap();
+        mine.push(n);
+    }
+    p.notifications
+        .set_status(&t, &u, mine[0].id, NotificationStatus::Archived)
+        .await
+        .unwrap();
+    p.notifications
+        .set_status(&t, &u, mine[1].id, NotificationStatus::Read)
+        .await
+        .unwrap();
+    let theirs = notification(&t, &colleague, NotificationKind::Alert, at(9));
+    p.notifications.create(theirs.clone()).await.unwrap();
+    let hers_elsewhere = notification(&elsewhere, &u, NotificationKind::Alert, at(9));
+    p.notifications
+        .create(hers_elsewhere.clone())
+        .await
+        .unwrap();
+
+    assert_eq!(p.notifications.mark_all_read(&t, &u).await.unwrap(), 2);
+    let status = async |tenant: &TenantId, n: &Notification| {
+        p.notifications
+            .notification(tenant, n.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(status(&t, &mine[0]).await, NotificationStatus::Archived);
+    for n in &mine[1..] {
+        assert_eq!(status(&t, n).await, NotificationStatus::Read);
+    }
+    assert_eq!(status(&t, &theirs).await, NotificationStatus::Unread);
+    assert_eq!(
+        status(&elsewhere, &hers_elsewhere).await,
+        NotificationStatus::Unread
+    );
+    assert_eq!(p.notifications.unread_count(&t, &u).await.unwrap(), 0);
+    assert_eq!(p.notifications.mark_all_read(&t, &u).await.unwrap(), 0);
 }
 
 pub async fn notifications_list_unread_first_then_newest(p: Ports) {

@@ -144,6 +144,7 @@ macro_rules! storage_contract {
             edit_and_delete_follow_their_not_found_and_conflict_rules,
             changes_since_follows_updated_at_then_id,
             notifications_list_unread_first_then_newest,
+            mark_all_read_changes_only_the_user_s_unread_notifications,
             audit_query_filters_newest_first_and_purge_removes_only_older_rows,
             concurrent_audit_appends_each_get_their_own_answer,
             directory_upserts_and_reads_users,

@@ -3,7 +3,7 @@
 //! (a preflight `OPTIONS` for calls carrying `Authorization`) and lets the page
 //! read an answer only if it names the page's origin.
 //!
-//! The same allowlist as socket handshakes decides ([`HttpConfig::origin_allowed`];
+//! Only API paths take part ([`applies`]). The same allowlist as socket handshakes decides ([`HttpConfig::origin_allowed`];
 //! open when none is configured, as in the embedded default). Answers name the
 //! requesting origin, never `*`, and carry `Vary: Origin` so a cache in between
 //! keeps one copy per origin. No credentials are allowed: AfriTalk reads bearer
@@ -20,11 +20,20 @@ const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 
 /// Response headers a page may read besides the simple ones.
-const EXPOSED_HEADERS: &str = "retry-after, allow";
+const EXPOSED_HEADERS: &str = "retry-after, allow, www-authenticate";
 
-/// Whether a request is a CORS preflight.
-pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+/// Whether cross-origin pages may use this path at all: the API and its
+/// sockets (`/api/…`), not the operations routes (`/metrics`, `/readyz`,
+/// `/openapi.json`), which a page has no business reading through a visitor's
+/// browser on an internal network.
+pub(crate) fn applies(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// Whether a request is a CORS preflight of an API path.
+pub(crate) fn is_preflight(method: &Method, path: &str, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS
+        && applies(path)
         && headers.contains_key(header::ORIGIN)
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
@@ -35,7 +44,7 @@ pub(crate) fn preflight(
     headers: &HeaderMap,
     config: &HttpConfig,
 ) -> Option<(StatusCode, HeaderMap)> {
-    let origin = allowed_origin(headers, config)?;
+    let origin = listed_origin(headers, config)?;
     let mut out = HeaderMap::new();
     out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     out.insert(
@@ -51,12 +60,29 @@ pub(crate) fn preflight(
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from(PREFLIGHT_MAX_AGE_SECS),
     );
-    out.append(header::VARY, HeaderValue::from_static("origin"));
+    out.append(
+        header::VARY,
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
+    );
     Some((StatusCode::NO_CONTENT, out))
 }
 
-/// The request's `Origin`, if it is allowed to read answers.
-pub(crate) fn allowed_origin(headers: &HeaderMap, config: &HttpConfig) -> Option<HeaderValue> {
+/// The request's `Origin`, if it is allowed to read answers from `path`.
+pub(crate) fn allowed_origin(
+    path: &str,
+    headers: &HeaderMap,
+    config: &HttpConfig,
+) -> Option<HeaderValue> {
+    if !applies(path) {
+        return None;
+    }
+    listed_origin(headers, config)
+}
+
+/// The request's `Origin`, if the allowlist has it.
+fn listed_origin(headers: &HeaderMap, config: &HttpConfig) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
     config
         .origin_allowed(Some(origin.to_str().ok()?))
@@ -105,8 +131,10 @@ mod tests {
                 "authorization, content-type",
             ),
         ]);
-        assert!(is_preflight(&Method::OPTIONS, &asked));
-        assert!(!is_preflight(&Method::GET, &asked));
+        let path = "/api/tenants/t/messaging/message";
+        assert!(is_preflight(&Method::OPTIONS, path, &asked));
+        assert!(!is_preflight(&Method::GET, path, &asked));
+        assert!(!is_preflight(&Method::OPTIONS, "/metrics", &asked));
         let (status, out) = preflight(&asked, &listing(&["https://admin.example"])).unwrap();
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert_eq!(
@@ -138,19 +166,29 @@ mod tests {
         let mut out = HeaderMap::new();
         expose(
             &mut out,
-            allowed_origin(&headers(&[("origin", "https://evil.example")]), &config),
+            allowed_origin(
+                "/api/x",
+                &headers(&[("origin", "https://evil.example")]),
+                &config,
+            ),
         );
         assert!(!out.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
         assert_eq!(out[header::VARY], "origin");
         let mut out = HeaderMap::new();
         expose(
             &mut out,
-            allowed_origin(&headers(&[("origin", "https://admin.example")]), &config),
+            allowed_origin(
+                "/api/x",
+                &headers(&[("origin", "https://admin.example")]),
+                &config,
+            ),
         );
         assert_eq!(
             out[header::ACCESS_CONTROL_ALLOW_ORIGIN],
             "https://admin.example"
         );
-        assert!(allowed_origin(&HeaderMap::new(), &config).is_none());
+        assert!(allowed_origin("/api/x", &HeaderMap::new(), &config).is_none());
+        let admin = headers(&[("origin", "https://admin.example")]);
+        assert!(allowed_origin("/metrics", &admin, &config).is_none());
     }
 }

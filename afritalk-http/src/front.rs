@@ -59,7 +59,7 @@ fn socket_path(path: &str) -> Option<(&str, &str)> {
 /// Rewrites one request as described in the module docs.
 pub(crate) fn front<B>(mut req: Request<B>, config: &HttpConfig, peer: PeerAddr) -> Request<B> {
     req.extensions_mut().insert(peer);
-    if crate::cors::is_preflight(req.method(), req.headers()) {
+    if crate::cors::is_preflight(req.method(), req.uri().path(), req.headers()) {
         // The REST router answers every preflight, socket paths' too.
         return req;
     }

@@ -199,6 +199,9 @@ fn schemas() -> Value {
         "NotificationPage": object(&["notifications", "nextCursor"], json!({
             "notifications": array_of("Notification"), "nextCursor": nullable("string")
         })),
+        "MarkedRead": object(&["updated"], json!({
+            "updated": { "type": "integer", "description": "How many were unread and are now read." }
+        })),
         "NewAlert": closed(&["userId", "type", "title", "message"], json!({
             "userId": string(), "type": { "enum": ["alert", "system"] }, "title": string(),
             "message": string(), "relatedEntityType": string(), "relatedEntityId": string()

@@ -31,6 +31,7 @@ pub(crate) enum RouteId {
     Audit,
     Notifications,
     ReadNotification,
+    ReadAllNotifications,
     ArchiveNotification,
     CreateNotification,
     Presence,
@@ -155,6 +156,9 @@ pub(crate) fn routes() -> &'static [Route] {
             route!(ReadNotification, PUT, concat!("/api/tenants/{tenantId}/", "notifications/{notificationId}/read"), "notifications",
                 "Marks a notification read.", auth = true, query = &[], body = None, success = 200,
                 response = Some("Notification")),
+            route!(ReadAllNotifications, PUT, concat!("/api/tenants/{tenantId}/", "notifications/read-all"), "notifications",
+                "Marks every unread notification of the caller read; archived ones stay archived.",
+                auth = true, query = &[], body = None, success = 200, response = Some("MarkedRead")),
             route!(ArchiveNotification, PUT, concat!("/api/tenants/{tenantId}/", "notifications/{notificationId}/archive"), "notifications",
                 "Archives a notification.", auth = true, query = &[], body = None, success = 200,
                 response = Some("Notification")),
@@ -404,7 +408,7 @@ where
     B: bytes::Buf,
 {
     let started = Instant::now();
-    let (label, response) = if crate::cors::is_preflight(&method, &headers) {
+    let (label, response) = if crate::cors::is_preflight(&method, path.as_str(), &headers) {
         let response = match crate::cors::preflight(&headers, &app.inner.config) {
             Some((status, cors_headers)) => {
                 let mut response = warp::reply().into_response();

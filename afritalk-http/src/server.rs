@@ -231,8 +231,9 @@ where
         let in_flight = activity.begin();
         // Preflights are answered whole by the router; every other answer
         // names the page's origin if it may read it.
-        let preflight = crate::cors::is_preflight(req.method(), req.headers());
-        let origin = crate::cors::allowed_origin(req.headers(), &config);
+        let path = req.uri().path();
+        let preflight = crate::cors::is_preflight(req.method(), path, req.headers());
+        let origin = crate::cors::allowed_origin(path, req.headers(), &config);
         let req = front(req, &config, PeerAddr(peer));
         let is_poll_body =
             req.method() == http::Method::POST && req.extensions().get::<PathTenant>().is_some();

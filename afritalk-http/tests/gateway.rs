@@ -592,7 +592,7 @@ async fn every_documented_route_is_served_and_nothing_else_is() {
             assert_eq!(r.status, expected, "{method} {template}: {}", r.body);
         }
     }
-    assert_eq!(count, 22);
+    assert_eq!(count, 23);
     server.stop().await;
 }
 
@@ -785,6 +785,20 @@ async fn browsers_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
         )
         .await;
     assert_eq!(header(&r, "access-control-allow-origin"), None);
+    // The operations routes are not the API: no page may read them.
+    let r = server
+        .raw(
+            "GET",
+            "/metrics",
+            None,
+            None,
+            &[("Origin", "https://admin.example")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let r = preflight("https://admin.example", "/readyz").await;
+    assert_ne!(r.status, 204);
     // Engine.IO's polling answers carry it too, for polling from the browser.
     let r = server
         .raw(

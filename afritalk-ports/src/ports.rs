@@ -318,6 +318,10 @@ pub trait NotificationStore: Send + Sync {
 
     /// How many of `user`'s notifications are unread.
     async fn unread_count(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64>;
+
+    /// Marks every unread notification of `user` read, in one write, and says
+    /// how many changed. Read and archived ones MUST stay as they are.
+    async fn mark_all_read(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64>;
 }
 
 /// Which audit rows a query wants (all conditions must hold).

@@ -455,6 +455,53 @@ async fn the_directory_finds_colleagues_by_name_and_says_whom_the_caller_may_wri
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn mark_all_as_read_clears_the_caller_s_unread_notifications_only() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let stock = app.service_token(T, "stock-service");
+    for (user, title) in [
+        ("emp", "Stock bas"),
+        ("emp", "Rupture"),
+        ("emp2", "Stock bas"),
+    ] {
+        let body = json!({ "userId": user, "type": "alert", "title": title, "message": "P-9" });
+        let (status, created) = app
+            .post(&format!("/api/tenants/{T}/notifications"), &stock, body)
+            .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let dg = app.token(T, "dg", Role::Dg);
+    assert_eq!(app.send(T, &dg, "emp", "Commande 17").await.0, 201);
+    let emp = app.token(T, "emp", Role::Employe);
+    let read_all = format!("/api/tenants/{T}/notifications/read-all");
+
+    let (status, body) = app.put(&read_all, &emp, json!({})).await;
+    assert_eq!((status, &body["updated"]), (200, &json!(3)), "{body}");
+    let (_, list) = app
+        .get(&format!("/api/tenants/{T}/notifications"), &emp)
+        .await;
+    let statuses: Vec<&str> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["read", "read", "read"], "{list}");
+    let (_, sync) = app
+        .get(&format!("/api/tenants/{T}/messaging/sync"), &emp)
+        .await;
+    assert_eq!(sync["unreadNotifications"], 0, "{sync}");
+    // Idempotent, and a colleague's stay unread.
+    assert_eq!(app.put(&read_all, &emp, json!({})).await.1["updated"], 0);
+    let emp2 = app.token(T, "emp2", Role::Employe);
+    let (_, theirs) = app
+        .get(&format!("/api/tenants/{T}/notifications"), &emp2)
+        .await;
+    assert_eq!(theirs["notifications"][0]["status"], "unread", "{theirs}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_loses_nothing() {
     let (config, dir) = support::fresh_config();
     let app = start(config).await;

@@ -96,6 +96,21 @@ impl NotificationStore for MemoryStore {
                 .count() as u64
         }))
     }
+
+    async fn mark_all_read(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let Some(data) = state.tenants.get_mut(tenant) else {
+            return Ok(0);
+        };
+        let mut changed = 0;
+        for n in data.notifications.values_mut() {
+            if &n.user_id == user && n.status == NotificationStatus::Unread {
+                n.status = NotificationStatus::Read;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Notification use cases: list (unread first), mark read, archive.
+//! Notification use cases: list (unread first), mark read (one or all), archive.
 
 use afritalk_ports::{
     MessagingError, Missing, Notification, NotificationCursor, NotificationId, NotificationStatus,
@@ -40,6 +40,17 @@ impl MessagingService {
     ) -> Result<Notification, MessagingError> {
         self.move_notification(actor, id, NotificationStatus::Read)
             .await
+    }
+
+    /// Marks every unread notification of the caller read (the bell's "mark all
+    /// as read"); returns how many changed. Archived ones stay archived.
+    pub async fn mark_all_notifications_read(&self, actor: &Actor) -> Result<u64, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        Ok(self
+            .ports
+            .notifications
+            .mark_all_read(&actor.tenant, &actor.user)
+            .await?)
     }
 
     /// Archives one of the caller's notifications (idempotent).

@@ -52,6 +52,7 @@ pub(crate) async fn dispatch(app: &App, m: &Matched, req: &Request) -> Result<Re
         Audit => admin::audit(app, m, req).await,
         Notifications => notifications::list(app, m, req).await,
         ReadNotification => notifications::read(app, m, req).await,
+        ReadAllNotifications => notifications::read_all(app, m, req).await,
         ArchiveNotification => notifications::archive(app, m, req).await,
         CreateNotification => notifications::create(app, m, req).await,
         Presence => admin::presence(app, m, req).await,

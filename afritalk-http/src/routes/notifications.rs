@@ -1,4 +1,5 @@
-//! In-app notifications: list (unread first), read, archive, and alerts from services.
+//! In-app notifications: list (unread first), read (one or all), archive, and
+//! alerts from services.
 
 use http::StatusCode;
 use serde_json::json;
@@ -38,6 +39,16 @@ pub(super) async fn read(app: &App, m: &Matched, req: &Request) -> Result<Reply,
     Ok(Reply::ok(
         app.inner.service.mark_notification_read(&actor, id).await?,
     ))
+}
+
+pub(super) async fn read_all(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let updated = app
+        .inner
+        .service
+        .mark_all_notifications_read(&actor)
+        .await?;
+    Ok(Reply::ok(json!({ "updated": updated })))
 }
 
 pub(super) async fn archive(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {

@@ -200,3 +200,19 @@ fn purge_removes_rows_older_than_twelve_months() {
     let (removed, _) = run(f.service.purge_audit(AUDIT_RETENTION)).unwrap();
     assert_eq!(removed, 12);
 }
+
+#[test]
+fn mark_all_read_asks_the_store_for_the_caller_only_and_reports_the_count() {
+    let mut h = Harness::new(users());
+    h.notifications
+        .expect_mark_all_read()
+        .withf(|t, u| t == &tenant() && u.as_str() == "emp")
+        .times(1)
+        .returning(|_, _| Ok(3));
+    let f = h.build();
+    let changed = run(f
+        .service
+        .mark_all_notifications_read(&staff("emp", Role::Employe)))
+    .unwrap();
+    assert_eq!(changed, 3);
+}
