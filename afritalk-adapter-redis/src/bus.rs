@@ -268,6 +268,7 @@ fn rebuild(name: &str, payload: &str) -> Result<RealtimeEvent, String> {
         "message:deleted" => RealtimeEvent::MessageDeleted(parse(payload).map_err(err)?),
         "presence:update" => RealtimeEvent::PresenceUpdate(parse(payload).map_err(err)?),
         "notify:new" => RealtimeEvent::NotifyNew(parse(payload).map_err(err)?),
+        "notify:updated" => RealtimeEvent::NotifyUpdated(parse(payload).map_err(err)?),
         "typing:start" => RealtimeEvent::TypingStart(parse(payload).map_err(err)?),
         "typing:stop" => RealtimeEvent::TypingStop(parse(payload).map_err(err)?),
         other => return Err(format!("unknown event {other:?}")),
@@ -578,8 +579,8 @@ impl Subscriber {
 mod tests {
     use afritalk_ports::{
         DeliveredEvent, Message, MessageId, NewMessageEvent, Notification, NotificationId,
-        NotificationKind, NotificationStatus, NotifyEvent, PresenceEvent, PresenceStatus,
-        ReadEvent, RelatedEntity, TypingEvent,
+        NotificationKind, NotificationStatus, NotifyEvent, NotifyUpdatedEvent, PresenceEvent,
+        PresenceStatus, ReadEvent, RelatedEntity, TypingEvent,
     };
     use chrono::{DateTime, Utc};
     use uuid::Uuid;
@@ -659,6 +660,16 @@ mod tests {
                     created_at: at(6),
                 },
             }),
+            RealtimeEvent::NotifyUpdated(NotifyUpdatedEvent {
+                notification_id: Some(NotificationId::from_uuid(Uuid::from_u128(3))),
+                status: NotificationStatus::Archived,
+                unread_count: 2,
+            }),
+            RealtimeEvent::NotifyUpdated(NotifyUpdatedEvent {
+                notification_id: None,
+                status: NotificationStatus::Read,
+                unread_count: 0,
+            }),
             RealtimeEvent::TypingStart(typing.clone()),
             RealtimeEvent::TypingStop(typing),
         ]
@@ -679,7 +690,7 @@ mod tests {
         ];
         let events = every_event();
         let names: std::collections::HashSet<_> = events.iter().map(|e| e.name()).collect();
-        assert_eq!(names.len(), 9, "one sample per RealtimeEvent variant");
+        assert_eq!(names.len(), 10, "one sample per RealtimeEvent variant");
         for audience in &audiences {
             for event in &events {
                 let wire = encode(audience, event).unwrap();

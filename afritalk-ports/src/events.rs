@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::entities::{Message, Notification, NotificationKind, PresenceStatus};
-use crate::ids::{ConversationId, MessageId, TenantId, UserId};
+use crate::entities::{
+    Message, Notification, NotificationKind, NotificationStatus, PresenceStatus,
+};
+use crate::ids::{ConversationId, MessageId, NotificationId, TenantId, UserId};
 
 /// Who receives an event. Every audience names its tenant, so that no event can
 /// be routed across tenants by construction.
@@ -107,6 +109,20 @@ pub struct NotifyEvent {
     pub payload: Notification,
 }
 
+/// Payload of `notify:updated`: notifications of the user changed status on
+/// one of their devices, so the others update their list and badge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyUpdatedEvent {
+    /// The one notification that changed, or `None` when all unread ones
+    /// were marked read at once.
+    pub notification_id: Option<NotificationId>,
+    /// Its new status (`read` for all of them at once).
+    pub status: NotificationStatus,
+    /// How many of the user's notifications are still unread.
+    pub unread_count: u64,
+}
+
 /// Payload of `typing:start` / `typing:stop`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,6 +150,8 @@ pub enum RealtimeEvent {
     PresenceUpdate(PresenceEvent),
     /// `notify:new`
     NotifyNew(NotifyEvent),
+    /// `notify:updated`
+    NotifyUpdated(NotifyUpdatedEvent),
     /// `typing:start`
     TypingStart(TypingEvent),
     /// `typing:stop`
@@ -151,6 +169,7 @@ impl RealtimeEvent {
             RealtimeEvent::MessageDeleted(_) => "message:deleted",
             RealtimeEvent::PresenceUpdate(_) => "presence:update",
             RealtimeEvent::NotifyNew(_) => "notify:new",
+            RealtimeEvent::NotifyUpdated(_) => "notify:updated",
             RealtimeEvent::TypingStart(_) => "typing:start",
             RealtimeEvent::TypingStop(_) => "typing:stop",
         }
@@ -187,6 +206,7 @@ impl Serialize for WirePayload<'_> {
             }
             RealtimeEvent::PresenceUpdate(e) => e.serialize(serializer),
             RealtimeEvent::NotifyNew(e) => e.serialize(serializer),
+            RealtimeEvent::NotifyUpdated(e) => e.serialize(serializer),
             RealtimeEvent::TypingStart(e) | RealtimeEvent::TypingStop(e) => e.serialize(serializer),
         }
     }

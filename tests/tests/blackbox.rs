@@ -458,6 +458,11 @@ async fn the_directory_finds_colleagues_by_name_and_says_whom_the_caller_may_wri
 async fn mark_all_as_read_clears_the_caller_s_unread_notifications_only() {
     let app = spawn_app().await;
     company(&app).await;
+    let emp = app.token(T, "emp", Role::Employe);
+    let mut c = Clients::start().await;
+    c.connect(&app, "emp-laptop", T, &emp, "websocket")
+        .await
+        .unwrap();
     let stock = app.service_token(T, "stock-service");
     for (user, title) in [
         ("emp", "Stock bas"),
@@ -472,11 +477,16 @@ async fn mark_all_as_read_clears_the_caller_s_unread_notifications_only() {
     }
     let dg = app.token(T, "dg", Role::Dg);
     assert_eq!(app.send(T, &dg, "emp", "Commande 17").await.0, 201);
-    let emp = app.token(T, "emp", Role::Employe);
     let read_all = format!("/api/tenants/{T}/notifications/read-all");
 
     let (status, body) = app.put(&read_all, &emp, json!({})).await;
     assert_eq!((status, &body["updated"]), (200, &json!(3)), "{body}");
+    // The user's other devices clear their badge.
+    let updated = c.next_event("emp-laptop", "notify:updated").await;
+    assert_eq!(
+        updated,
+        json!({ "notificationId": null, "status": "read", "unreadCount": 0 })
+    );
     let (_, list) = app
         .get(&format!("/api/tenants/{T}/notifications"), &emp)
         .await;

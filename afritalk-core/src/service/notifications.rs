@@ -1,8 +1,9 @@
 //! Notification use cases: list (unread first), mark read (one or all), archive.
+//! A change of status is pushed to the user's other devices (`notify:updated`).
 
 use afritalk_ports::{
-    MessagingError, Missing, Notification, NotificationCursor, NotificationId, NotificationStatus,
-    PageSize,
+    Audience, MessagingError, Missing, Notification, NotificationCursor, NotificationId,
+    NotificationStatus, NotifyUpdatedEvent, PageSize, RealtimeEvent,
 };
 
 use super::MessagingService;
@@ -46,11 +47,50 @@ impl MessagingService {
     /// as read"); returns how many changed. Archived ones stay archived.
     pub async fn mark_all_notifications_read(&self, actor: &Actor) -> Result<u64, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        Ok(self
+        let changed = self
             .ports
             .notifications
             .mark_all_read(&actor.tenant, &actor.user)
-            .await?)
+            .await?;
+        if changed > 0 {
+            self.tell_devices(actor, None, NotificationStatus::Read)
+                .await;
+        }
+        Ok(changed)
+    }
+
+    /// Tells every device of the caller that notifications changed status, with
+    /// the unread count their badge now shows (`notify:updated`). Best effort,
+    /// like every push: the change is stored, and a device that missed the
+    /// event reads the list again.
+    async fn tell_devices(
+        &self,
+        actor: &Actor,
+        notification_id: Option<NotificationId>,
+        status: NotificationStatus,
+    ) {
+        let unread_count = match self
+            .ports
+            .notifications
+            .unread_count(&actor.tenant, &actor.user)
+            .await
+        {
+            Ok(count) => count,
+            Err(err) => {
+                tracing::warn!(%err, "notify:updated not sent: no unread count");
+                return;
+            }
+        };
+        let event = RealtimeEvent::NotifyUpdated(NotifyUpdatedEvent {
+            notification_id,
+            status,
+            unread_count,
+        });
+        self.publish(
+            Audience::User(actor.tenant.clone(), actor.user.clone()),
+            event,
+        )
+        .await;
     }
 
     /// Archives one of the caller's notifications (idempotent).
@@ -82,11 +122,14 @@ impl MessagingService {
         if target == current.status {
             return Ok(current);
         }
-        self.ports
+        let moved = self
+            .ports
             .notifications
             .set_status(&actor.tenant, &actor.user, id, target)
             .await
-            .map_err(|e| MessagingError::from_store(e, Missing::Notification))
+            .map_err(|e| MessagingError::from_store(e, Missing::Notification))?;
+        self.tell_devices(actor, Some(id), moved.status).await;
+        Ok(moved)
     }
 }
 

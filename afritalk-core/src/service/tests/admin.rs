@@ -101,17 +101,36 @@ fn someone_elses_notification_does_not_exist() {
                 created_at: now(),
             })
         });
+    h.notifications
+        .expect_unread_count()
+        .withf(|_, u| u.as_str() == "pdg")
+        .times(1)
+        .returning(|_, _| Ok(4));
     let f = h.build();
     let err = run(f
         .service
         .mark_notification_read(&staff("emp", Role::Employe), id))
     .unwrap_err();
     assert_eq!(err, MessagingError::NotFound(Missing::Notification));
+    assert!(f.deliveries().is_empty());
     let n = run(f
         .service
         .mark_notification_read(&staff("pdg", Role::Pdg), id))
     .unwrap();
     assert_eq!(n.status, NotificationStatus::Read);
+    // The owner's other devices are told, with their badge's count.
+    let published = f.published.lock().unwrap().clone();
+    assert_eq!(
+        published,
+        vec![(
+            Audience::User(tenant(), uid("pdg")),
+            RealtimeEvent::NotifyUpdated(NotifyUpdatedEvent {
+                notification_id: Some(id),
+                status: NotificationStatus::Read,
+                unread_count: 4,
+            })
+        )]
+    );
 }
 
 #[test]
@@ -209,10 +228,33 @@ fn mark_all_read_asks_the_store_for_the_caller_only_and_reports_the_count() {
         .withf(|t, u| t == &tenant() && u.as_str() == "emp")
         .times(1)
         .returning(|_, _| Ok(3));
+    h.notifications
+        .expect_unread_count()
+        .times(1)
+        .returning(|_, _| Ok(0));
     let f = h.build();
     let changed = run(f
         .service
         .mark_all_notifications_read(&staff("emp", Role::Employe)))
     .unwrap();
     assert_eq!(changed, 3);
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/user:emp".to_string(), "notify:updated")]
+    );
+}
+
+#[test]
+fn marking_all_read_when_none_is_unread_pushes_nothing() {
+    let mut h = Harness::new(users());
+    h.notifications
+        .expect_mark_all_read()
+        .returning(|_, _| Ok(0));
+    let f = h.build();
+    let changed = run(f
+        .service
+        .mark_all_notifications_read(&staff("emp", Role::Employe)))
+    .unwrap();
+    assert_eq!(changed, 0);
+    assert!(f.deliveries().is_empty());
 }
