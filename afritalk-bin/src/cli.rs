@@ -1,11 +1,12 @@
-//! The command line: `serve`, `migrate`, `token`, `user upsert`, `audit purge`.
+//! The command line: `serve`, `migrate`, `token`, `user upsert`, `user list`,
+//! `audit purge`.
 //! Everything else is configured by environment variables (see `--help`).
 
 use std::time::Duration;
 
 use afritalk_auth::{Identity, TokenMinter};
-use afritalk_core::{AUDIT_RETENTION, Actor, ActorKind};
-use afritalk_ports::{DisplayName, Role, TenantId, UserId};
+use afritalk_core::{AUDIT_RETENTION, Actor, ActorKind, DirectorySearch};
+use afritalk_ports::{DisplayName, MAX_PAGE_SIZE, PageSize, Role, SearchText, TenantId, UserId};
 use chrono::TimeDelta;
 use clap::{Parser, Subcommand};
 
@@ -108,6 +109,18 @@ pub enum UserCommand {
         #[arg(long)]
         inactive: bool,
     },
+    /// List the users of a tenant by name, one per line: id, role, status, name.
+    List {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Only names containing this text (accents and case ignored).
+        #[arg(long)]
+        search: Option<String>,
+        /// Also list deactivated users.
+        #[arg(long)]
+        include_inactive: bool,
+    },
 }
 
 /// Audit subcommands.
@@ -177,15 +190,22 @@ async fn cli_service(
     Ok((service, actor))
 }
 
-/// `afritalk user upsert`.
+/// `afritalk user upsert` and `afritalk user list`.
 pub async fn user(config: &Config, command: &UserCommand) -> Result<String, CommandError> {
-    let UserCommand::Upsert {
-        tenant,
-        user,
-        role,
-        name,
-        inactive,
-    } = command;
+    let (tenant, user, role, name, inactive) = match command {
+        UserCommand::Upsert {
+            tenant,
+            user,
+            role,
+            name,
+            inactive,
+        } => (tenant, user, role, name, inactive),
+        UserCommand::List {
+            tenant,
+            search,
+            include_inactive,
+        } => return list_users(config, tenant, search.as_deref(), *include_inactive).await,
+    };
     let (service, actor) = cli_service(config, tenant).await?;
     let stored = service
         .upsert_user(
@@ -205,6 +225,52 @@ pub async fn user(config: &Config, command: &UserCommand) -> Result<String, Comm
         stored.role,
         if stored.active { "active" } else { "inactive" }
     ))
+}
+
+/// `afritalk user list`: every page of the directory search, one user a line.
+async fn list_users(
+    config: &Config,
+    tenant: &str,
+    search: Option<&str>,
+    include_inactive: bool,
+) -> Result<String, CommandError> {
+    let (service, actor) = cli_service(config, tenant).await?;
+    let text = search
+        .filter(|s| !s.trim().is_empty())
+        .map(SearchText::parse)
+        .transpose()
+        .map_err(|e| CommandError(format!("--search {}", e.reason)))?;
+    let mut lines = Vec::new();
+    let mut after = None;
+    loop {
+        let page = service
+            .search_directory(
+                &actor,
+                DirectorySearch {
+                    text: text.clone(),
+                    after,
+                    include_inactive,
+                    limit: PageSize::new(MAX_PAGE_SIZE).map_err(fail)?,
+                },
+            )
+            .await
+            .map_err(fail)?;
+        for u in &page.users {
+            let status = if u.active { "active" } else { "inactive" };
+            lines.push(format!(
+                "{}\t{}\t{status}\t{}",
+                u.user_id, u.role, u.display_name
+            ));
+        }
+        match page.next_cursor {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if lines.is_empty() {
+        return Ok(format!("no users in {tenant}"));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// `afritalk audit purge`.

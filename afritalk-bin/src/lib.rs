@@ -8,7 +8,8 @@
 //! - [`keys`]: the embedded default's root key pair in the data directory.
 //! - [`wiring`]: the one place that names concrete adapters and assembles the service.
 //! - [`app`]: [`app::Application`] — build from a config, bind, serve until shutdown.
-//! - [`cli`]: the subcommands (`serve`, `migrate`, `token`, `user upsert`, `audit purge`).
+//! - [`cli`]: the subcommands (`serve`, `migrate`, `token`, `user upsert`, `user list`,
+//!   `audit purge`).
 
 pub mod app;
 pub mod cli;
