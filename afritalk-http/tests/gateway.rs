@@ -741,60 +741,33 @@ async fn browsers_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
     // The calls themselves: the answer names the allowed origin, errors included.
     let token = server.token("u1", Role::Dg);
     let conversations = "/api/tenants/t1/messaging/conversations";
-    let r = server
-        .raw(
-            "GET",
-            conversations,
-            Some(&token),
-            None,
-            &[("Origin", "https://admin.example")],
-        )
-        .await;
+    let from = |origin: &'static str, path: &'static str, token: Option<&'static str>| {
+        let server = &server;
+        async move {
+            server
+                .raw("GET", path, token, None, &[("Origin", origin)])
+                .await
+        }
+    };
+    let token: &'static str = Box::leak(token.into_boxed_str());
+    let r = from("https://admin.example", conversations, Some(&token)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         header(&r, "access-control-allow-origin").as_deref(),
         Some("https://admin.example")
     );
-    assert!(
-        header(&r, "vary")
-            .unwrap()
-            .to_ascii_lowercase()
-            .contains("origin")
-    );
-    let r = server
-        .raw(
-            "GET",
-            conversations,
-            None,
-            None,
-            &[("Origin", "https://admin.example")],
-        )
-        .await;
+    let vary = header(&r, "vary").unwrap().to_ascii_lowercase();
+    assert!(vary.contains("origin"), "{vary}");
+    let r = from("https://admin.example", conversations, None).await;
     assert_eq!(r.status, 401);
     assert!(
         header(&r, "access-control-allow-origin").is_some(),
         "a page must read its errors"
     );
-    let r = server
-        .raw(
-            "GET",
-            conversations,
-            Some(&token),
-            None,
-            &[("Origin", "https://evil.example")],
-        )
-        .await;
+    let r = from("https://evil.example", conversations, Some(&token)).await;
     assert_eq!(header(&r, "access-control-allow-origin"), None);
     // The operations routes are not the API: no page may read them.
-    let r = server
-        .raw(
-            "GET",
-            "/metrics",
-            None,
-            None,
-            &[("Origin", "https://admin.example")],
-        )
-        .await;
+    let r = from("https://admin.example", "/metrics", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r, "access-control-allow-origin"), None);
     let r = preflight("https://admin.example", "/readyz").await;

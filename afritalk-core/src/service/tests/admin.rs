@@ -220,41 +220,31 @@ fn purge_removes_rows_older_than_twelve_months() {
     assert_eq!(removed, 12);
 }
 
-#[test]
-fn mark_all_read_asks_the_store_for_the_caller_only_and_reports_the_count() {
+/// Marks all read as `emp` over a store that changes `unread` notifications;
+/// returns the answer and what was pushed.
+fn mark_all_read_over(unread: u64) -> (u64, Vec<(String, &'static str)>) {
     let mut h = Harness::new(users());
     h.notifications
         .expect_mark_all_read()
         .withf(|t, u| t == &tenant() && u.as_str() == "emp")
         .times(1)
-        .returning(|_, _| Ok(3));
+        .returning(move |_, _| Ok(unread));
     h.notifications
         .expect_unread_count()
-        .times(1)
         .returning(|_, _| Ok(0));
     let f = h.build();
     let changed = run(f
         .service
         .mark_all_notifications_read(&staff("emp", Role::Employe)))
     .unwrap();
-    assert_eq!(changed, 3);
-    assert_eq!(
-        f.deliveries(),
-        vec![("acme/user:emp".to_string(), "notify:updated")]
-    );
+    (changed, f.deliveries())
 }
 
 #[test]
-fn marking_all_read_when_none_is_unread_pushes_nothing() {
-    let mut h = Harness::new(users());
-    h.notifications
-        .expect_mark_all_read()
-        .returning(|_, _| Ok(0));
-    let f = h.build();
-    let changed = run(f
-        .service
-        .mark_all_notifications_read(&staff("emp", Role::Employe)))
-    .unwrap();
-    assert_eq!(changed, 0);
-    assert!(f.deliveries().is_empty());
+fn mark_all_read_reports_the_count_and_tells_the_user_s_devices_only_of_a_change() {
+    assert_eq!(
+        mark_all_read_over(3),
+        (3, vec![("acme/user:emp".to_string(), "notify:updated")])
+    );
+    assert_eq!(mark_all_read_over(0), (0, vec![]));
 }
