@@ -741,15 +741,15 @@ async fn browsers_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
     // The calls themselves: the answer names the allowed origin, errors included.
     let token = server.token("u1", Role::Dg);
     let conversations = "/api/tenants/t1/messaging/conversations";
-    let from = |origin: &'static str, path: &'static str, token: Option<&'static str>| {
-        let server = &server;
+    let from = |origin: &'static str, path: &'static str, token: Option<&String>| {
+        let (server, token) = (&server, token.cloned());
         async move {
+            let token = token.as_deref();
             server
                 .raw("GET", path, token, None, &[("Origin", origin)])
                 .await
         }
     };
-    let token: &'static str = Box::leak(token.into_boxed_str());
     let r = from("https://admin.example", conversations, Some(&token)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
