@@ -592,7 +592,7 @@ async fn every_documented_route_is_served_and_nothing_else_is() {
             assert_eq!(r.status, expected, "{method} {template}: {}", r.body);
         }
     }
-    assert_eq!(count, 23);
+    assert_eq!(count, 24);
     server.stop().await;
 }
 

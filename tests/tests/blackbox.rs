@@ -445,6 +445,23 @@ async fn the_directory_finds_colleagues_by_name_and_says_whom_the_caller_may_wri
         (400, &json!("validation"))
     );
 
+    // One colleague by id, for a link that opens a conversation.
+    let (status, dg) = list("/dg").await;
+    assert_eq!(status, 200, "{dg}");
+    assert_eq!(
+        (&dg["displayName"], &dg["canStartConversation"]),
+        (&json!("Élodie Koné"), &json!(true))
+    );
+    assert_eq!(list("/pdg").await.1["canStartConversation"], false);
+    for unknown in ["/ghost", "/spy"] {
+        let (status, body) = list(unknown).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &json!("not_found")),
+            "{unknown}"
+        );
+    }
+
     // Another tenant's token cannot read this directory.
     let spy = app.token("globex", "spy", Role::Dg);
     let (status, _) = app

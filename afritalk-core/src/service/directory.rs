@@ -4,7 +4,8 @@
 //! front end's people picker can grey out whom it may not write to first.
 
 use afritalk_ports::{
-    DirectoryCursor, DirectoryQuery, MessagingError, NameKey, PageSize, SearchText,
+    DirectoryCursor, DirectoryQuery, DirectoryUser, MessagingError, Missing, NameKey, PageSize,
+    Role, SearchText, UserId,
 };
 
 use super::MessagingService;
@@ -50,26 +51,61 @@ impl MessagingService {
             key: NameKey::of(&u.display_name),
             user_id: u.user_id.clone(),
         });
-        // A deactivated caller may start nothing (sends refuse them too).
-        let role = match actor.kind {
-            ActorKind::Staff(role) => {
-                let me = directory.user(&actor.tenant, &actor.user).await?;
-                me.is_none_or(|me| me.active).then_some(role)
-            }
-            ActorKind::Service => None,
-        };
+        let starter = self.starter_role(actor).await?;
         let users = found
             .into_iter()
             .filter(|u| u.user_id != actor.user)
-            .map(|u| DirectoryEntry {
-                can_start_conversation: role
-                    .is_some_and(|role| u.active && PermissionMatrix::allows(role, u.role)),
-                user_id: u.user_id,
-                display_name: u.display_name.as_str().to_owned(),
-                role: u.role,
-                active: u.active,
-            })
+            .map(|u| entry(starter, u))
             .collect();
         Ok(DirectoryPage { users, next_cursor })
+    }
+
+    /// One colleague of the caller's tenant, as a search would show them (for
+    /// a link that opens a conversation with someone by id). Unknown ids, and
+    /// ids of another tenant, are `NotFound`.
+    pub async fn directory_entry(
+        &self,
+        actor: &Actor,
+        user: &UserId,
+    ) -> Result<DirectoryEntry, MessagingError> {
+        let found = self
+            .ports
+            .directory
+            .user(&actor.tenant, user)
+            .await?
+            .ok_or(MessagingError::NotFound(Missing::User))?;
+        let starter = self.starter_role(actor).await?;
+        let mut shown = entry(starter, found);
+        // Nobody opens a conversation with themselves.
+        shown.can_start_conversation &= shown.user_id != actor.user;
+        Ok(shown)
+    }
+
+    /// The role the matrix checks for the caller opening a conversation:
+    /// `None` for services, and for a deactivated caller (sends refuse them too).
+    async fn starter_role(&self, actor: &Actor) -> Result<Option<Role>, MessagingError> {
+        Ok(match actor.kind {
+            ActorKind::Staff(role) => {
+                let me = self
+                    .ports
+                    .directory
+                    .user(&actor.tenant, &actor.user)
+                    .await?;
+                me.is_none_or(|me| me.active).then_some(role)
+            }
+            ActorKind::Service => None,
+        })
+    }
+}
+
+/// How `user` shows to a caller who starts conversations as `starter`.
+fn entry(starter: Option<Role>, user: DirectoryUser) -> DirectoryEntry {
+    DirectoryEntry {
+        can_start_conversation: starter
+            .is_some_and(|role| user.active && PermissionMatrix::allows(role, user.role)),
+        user_id: user.user_id,
+        display_name: user.display_name.as_str().to_owned(),
+        role: user.role,
+        active: user.active,
     }
 }

@@ -28,6 +28,18 @@ pub(super) async fn directory(app: &App, m: &Matched, req: &Request) -> Result<R
     ))
 }
 
+pub(super) async fn directory_entry(
+    app: &App,
+    m: &Matched,
+    req: &Request,
+) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let user = dto::parse_user("userId", m.param("userId").to_owned())?;
+    Ok(Reply::ok(
+        app.inner.service.directory_entry(&actor, &user).await?,
+    ))
+}
+
 pub(super) async fn upsert_user(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
     let actor = caller(app, m, req)?;
     let user = dto::parse_user("userId", m.param("userId").to_owned())?;

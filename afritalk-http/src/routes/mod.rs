@@ -57,6 +57,7 @@ pub(crate) async fn dispatch(app: &App, m: &Matched, req: &Request) -> Result<Re
         CreateNotification => notifications::create(app, m, req).await,
         Presence => admin::presence(app, m, req).await,
         Directory => admin::directory(app, m, req).await,
+        DirectoryEntry => admin::directory_entry(app, m, req).await,
         UpsertUser => admin::upsert_user(app, m, req).await,
         MessagingSettings => admin::messaging_settings(app, m, req).await,
         Healthz => Ok(ops::healthz()),

@@ -126,3 +126,19 @@ fn a_deactivated_caller_may_start_nothing() {
     assert_eq!(page.users.len(), 5);
     assert!(page.users.iter().all(|e| !e.can_start_conversation));
 }
+
+#[test]
+fn one_entry_by_id_follows_the_same_rules_and_unknown_ids_are_not_found() {
+    let f = Harness::new(people()).build();
+    let emp = staff("emp", Role::Employe);
+    let shown = |id: &str| run(f.service.directory_entry(&emp, &uid(id)));
+    assert!(shown("dg").unwrap().can_start_conversation);
+    assert!(!shown("pdg").unwrap().can_start_conversation);
+    assert!(!shown("off").unwrap().can_start_conversation);
+    let me = shown("emp").unwrap();
+    assert_eq!((me.active, me.can_start_conversation), (true, false));
+    assert_eq!(
+        shown("ghost").unwrap_err(),
+        MessagingError::NotFound(Missing::User)
+    );
+}
