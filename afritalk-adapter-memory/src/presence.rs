@@ -151,6 +151,23 @@ impl PresenceTracker for LocalPresence {
         records.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         Ok(records)
     }
+
+    async fn records(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> StoreResult<Vec<PresenceRecord>> {
+        let tenants = self.lock();
+        let Some(known) = tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let mut seen = std::collections::HashSet::new();
+        Ok(users
+            .iter()
+            .filter(|user| seen.insert(*user))
+            .filter_map(|user| known.get(user).map(|entry| entry.record(user)))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +191,23 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn records_reads_the_asked_users_once_each_and_skips_the_unseen() {
+        let presence = LocalPresence::new();
+        let (t, a, b) = (tenant("t"), user("a"), user("b"));
+        block_on(presence.connect(&t, &a, &conn("c1"), t0())).unwrap();
+        block_on(presence.touch(&t, &b, t0())).unwrap();
+        let mut asked =
+            block_on(presence.records(&t, &[b.clone(), user("x"), a.clone(), b.clone()])).unwrap();
+        asked.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+        assert_eq!(asked, block_on(presence.snapshot(&t)).unwrap());
+        assert!(
+            block_on(presence.records(&tenant("o"), &[a]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Script};
 
-use crate::commands::SharedCommands;
+use crate::commands::{Command, SharedCommands};
 use crate::unavailable;
 
 /// Shared Lua helpers, prepended to every presence script.
@@ -152,6 +152,44 @@ pub struct RedisPresence {
 type Facts = (i64, i64, i64, i64, i64);
 
 impl RedisPresence {
+    /// The records of `users` (with their last-seen scores), each with its live
+    /// connections counted at `now_ms`. Read-only: expired connections are left
+    /// for the next write (or the key's own expiry) to remove, and simply not
+    /// counted here.
+    async fn with_connections(
+        &self,
+        conn: &mut Command,
+        tenant: &TenantId,
+        now_ms: i64,
+        users: Vec<(UserId, f64)>,
+    ) -> StoreResult<Vec<PresenceRecord>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (user, _) in &users {
+            pipe.cmd("ZCOUNT")
+                .arg(self.conns_key(tenant, user))
+                .arg(format!("({now_ms}"))
+                .arg("+inf");
+        }
+        let counts: Vec<i64> = pipe
+            .query_async(conn)
+            .await
+            .map_err(|e| unavailable("presence: connections", e))?;
+        users
+            .into_iter()
+            .zip(counts)
+            .map(|((user_id, seen), count)| {
+                Ok(PresenceRecord {
+                    user_id,
+                    connections: u32::try_from(count).unwrap_or(u32::MAX),
+                    last_seen: from_micros(seen.round() as i64)?,
+                })
+            })
+            .collect()
+    }
+
     /// A tracker over `pool`, with every key under `prefix` (e.g. `afritalk:`).
     pub fn new(pool: Pool, prefix: impl Into<String>, options: PresenceOptions) -> Self {
         let script = |body: &str| Script::new(&format!("{LUA_HELPERS}{body}"));
@@ -374,11 +412,7 @@ impl PresenceTracker for RedisPresence {
 
     async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
         let mut conn = self.commands.get("presence snapshot").await?;
-        let (secs, micros): (i64, i64) = redis::cmd("TIME")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable("presence snapshot: TIME", e))?;
-        let now_ms = secs * 1000 + micros / 1000;
+        let now_ms = server_millis(&mut conn).await?;
         let users: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(self.users_key(tenant))
             .arg(0)
@@ -387,39 +421,63 @@ impl PresenceTracker for RedisPresence {
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable("presence snapshot: users", e))?;
-        // Read-only: expired connections are left for the next write (or the key's
-        // own expiry) to remove, and simply not counted here.
-        let mut pipe = redis::pipe();
-        let mut parsed = Vec::with_capacity(users.len());
-        for (raw, seen) in users {
-            let user = UserId::parse(raw.as_str()).map_err(|e| {
-                StoreError::Unavailable(format!("redis: presence: bad user id {raw:?}: {e}"))
-            })?;
-            pipe.cmd("ZCOUNT")
-                .arg(self.conns_key(tenant, &user))
-                .arg(format!("({now_ms}"))
-                .arg("+inf");
-            parsed.push((user, seen));
-        }
-        let counts: Vec<i64> = if parsed.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut conn)
-                .await
-                .map_err(|e| unavailable("presence snapshot: connections", e))?
-        };
-        let mut records = parsed
-            .into_iter()
-            .zip(counts)
-            .map(|((user_id, seen), count)| {
-                Ok(PresenceRecord {
-                    user_id,
-                    connections: u32::try_from(count).unwrap_or(u32::MAX),
-                    last_seen: from_micros(seen.round() as i64)?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut records = self
+            .with_connections(&mut conn, tenant, now_ms, parse_users(users)?)
+            .await?;
         records.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         Ok(records)
     }
+
+    async fn records(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> StoreResult<Vec<PresenceRecord>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.commands.get("presence records").await?;
+        let now_ms = server_millis(&mut conn).await?;
+        let mut unique: Vec<&UserId> = Vec::with_capacity(users.len());
+        for user in users {
+            if !unique.contains(&user) {
+                unique.push(user);
+            }
+        }
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.users_key(tenant))
+            .arg(unique.iter().map(|u| u.as_str()).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence records: users", e))?;
+        let seen = unique
+            .into_iter()
+            .zip(scores)
+            .filter_map(|(user, score)| score.map(|seen| (user.clone(), seen)))
+            .collect();
+        self.with_connections(&mut conn, tenant, now_ms, seen).await
+    }
+}
+
+/// Redis's own clock in milliseconds: connection expiries are written by every
+/// node against it, so it is the clock to compare them with.
+async fn server_millis(conn: &mut Command) -> StoreResult<i64> {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(conn)
+        .await
+        .map_err(|e| unavailable("presence: TIME", e))?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
+/// The users of a tenant's users set, with their last-seen scores.
+fn parse_users(users: Vec<(String, f64)>) -> StoreResult<Vec<(UserId, f64)>> {
+    users
+        .into_iter()
+        .map(|(raw, seen)| {
+            let user = UserId::parse(raw.as_str()).map_err(|e| {
+                StoreError::Unavailable(format!("redis: presence: bad user id {raw:?}: {e}"))
+            })?;
+            Ok((user, seen))
+        })
+        .collect()
 }

@@ -329,3 +329,41 @@ async fn the_first_reannounce_after_a_restart_works_though_its_connection_died()
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].connections, 1);
 }
+
+#[tokio::test]
+async fn records_reads_the_asked_users_as_the_snapshot_shows_them() {
+    let ns = Namespace::new().await;
+    let presence = node(&ns);
+    let (t, a, b) = (tenant("t"), user("a"), user("b"));
+    presence.connect(&t, &a, &conn("c1"), t0()).await.unwrap();
+    presence.connect(&t, &b, &conn("c2"), t0()).await.unwrap();
+    let later = t0() + TimeDelta::seconds(3);
+    presence
+        .disconnect(&t, &b, &conn("c2"), later)
+        .await
+        .unwrap();
+    presence
+        .connect(&tenant("other"), &user("c"), &conn("c3"), t0())
+        .await
+        .unwrap();
+
+    let mut asked = presence
+        .records(
+            &t,
+            &[b.clone(), user("never"), a.clone(), b.clone(), user("c")],
+        )
+        .await
+        .unwrap();
+    asked.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+    assert_eq!(asked, presence.snapshot(&t).await.unwrap());
+    assert_eq!((asked[0].connections, asked[1].connections), (1, 0));
+    assert_eq!(asked[1].last_seen, later);
+    assert!(presence.records(&t, &[]).await.unwrap().is_empty());
+    assert!(
+        presence
+            .records(&tenant("nobody"), &[a])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

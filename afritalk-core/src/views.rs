@@ -2,7 +2,7 @@
 
 use afritalk_ports::{
     ChangeCursor, Conversation, ConversationId, DirectoryCursor, DirectoryUser, Message, MessageId,
-    Role, UserId,
+    PresenceStatus, Role, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -74,6 +74,10 @@ pub struct DirectoryEntry {
     /// them (always false for services and inactive people). A conversation
     /// they opened can be answered either way (the reply rule).
     pub can_start_conversation: bool,
+    /// Online, idle or offline now (offline when never seen).
+    pub status: PresenceStatus,
+    /// Their last activity (`None`: never seen).
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 /// One page of a directory search.

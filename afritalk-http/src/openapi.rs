@@ -218,9 +218,11 @@ fn schemas() -> Value {
             "tenantId": string(), "userId": string(), "displayName": string(),
             "role": { "enum": ["PDG", "DG", "EMPLOYE"] }, "active": { "type": "boolean" }
         })),
-        "Colleague": object(&["userId", "displayName", "role", "active", "canStartConversation"], json!({
+        "Colleague": object(&["userId", "displayName", "role", "active", "canStartConversation", "status", "lastSeen"], json!({
             "userId": string(), "displayName": string(),
             "role": { "enum": ["PDG", "DG", "EMPLOYE"] }, "active": { "type": "boolean" },
+            "status": { "enum": ["online", "idle", "offline"], "description": "Presence now (offline when never seen)." },
+            "lastSeen": nullable_time(),
             "canStartConversation": { "type": "boolean", "description": "The permission matrix lets the caller open a conversation with them (false for services and inactive users; a conversation they opened can be answered either way)." }
         })),
         "DirectoryPage": object(&["users", "nextCursor"], json!({

@@ -1152,6 +1152,14 @@ impl PresenceTracker for SlowPresence {
         tokio::time::sleep(self.snapshot).await;
         self.inner.snapshot(tenant).await
     }
+
+    async fn records(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> StoreResult<Vec<PresenceRecord>> {
+        self.inner.records(tenant, users).await
+    }
 }
 
 #[tokio::test]

@@ -434,6 +434,14 @@ pub trait PresenceTracker: Send + Sync {
 
     /// The facts of every user of the tenant seen so far.
     async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>>;
+
+    /// The facts of the users among `users` seen so far, in any order (users
+    /// never seen are left out): what a page of the directory shows.
+    async fn records(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> StoreResult<Vec<PresenceRecord>>;
 }
 
 /// Delivers realtime events to the sockets of an audience, wherever they are connected.

@@ -449,6 +449,10 @@ async fn the_directory_finds_colleagues_by_name_and_says_whom_the_caller_may_wri
     let (status, dg) = list("/dg").await;
     assert_eq!(status, 200, "{dg}");
     assert_eq!(
+        (&dg["status"], &dg["lastSeen"]),
+        (&json!("offline"), &json!(null))
+    );
+    assert_eq!(
         (&dg["displayName"], &dg["canStartConversation"]),
         (&json!("Élodie Koné"), &json!(true))
     );
@@ -461,6 +465,34 @@ async fn the_directory_finds_colleagues_by_name_and_says_whom_the_caller_may_wri
             "{unknown}"
         );
     }
+
+    // Presence shows in the list: the DG connects (their token's name refreshes
+    // the directory), the PDG was never seen.
+    let mut c = Clients::start().await;
+    let dg_token = app.token(T, "dg", Role::Dg);
+    c.connect(&app, "dg", T, &dg_token, "websocket")
+        .await
+        .unwrap();
+    let (_, body) = list("").await;
+    let presence: Vec<(&str, &str, bool)> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let id = u["userId"].as_str().unwrap();
+            (id, u["status"].as_str().unwrap(), u["lastSeen"].is_string())
+        })
+        .collect();
+    assert_eq!(
+        presence,
+        [
+            ("pdg", "offline", false),
+            ("emp2", "offline", false),
+            ("dg", "online", true)
+        ]
+    );
+
+    assert_eq!(list("/dg").await.1["status"], "online");
 
     // Another tenant's token cannot read this directory.
     let spy = app.token("globex", "spy", Role::Dg);

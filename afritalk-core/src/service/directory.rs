@@ -3,14 +3,18 @@
 //! permission matrix lets them open a conversation with that person, so a
 //! front end's people picker can grey out whom it may not write to first.
 
+use std::collections::HashMap;
+
 use afritalk_ports::{
     DirectoryCursor, DirectoryQuery, DirectoryUser, MessagingError, Missing, NameKey, PageSize,
-    Role, SearchText, UserId,
+    PresenceStatus, Role, SearchText, UserId,
 };
+use chrono::{DateTime, Utc};
 
 use super::MessagingService;
 use crate::actor::{Actor, ActorKind};
 use crate::rules::permissions::PermissionMatrix;
+use crate::rules::presence::status_at;
 use crate::views::{DirectoryEntry, DirectoryPage};
 
 /// What a directory search asks for.
@@ -51,11 +55,18 @@ impl MessagingService {
             key: NameKey::of(&u.display_name),
             user_id: u.user_id.clone(),
         });
-        let starter = self.starter_role(actor).await?;
-        let users = found
+        let found: Vec<DirectoryUser> = found
             .into_iter()
             .filter(|u| u.user_id != actor.user)
-            .map(|u| entry(starter, u))
+            .collect();
+        let starter = self.starter_role(actor).await?;
+        let presence = self.presence_of(actor, &found).await?;
+        let users = found
+            .into_iter()
+            .map(|u| {
+                let seen = presence.get(&u.user_id).copied();
+                entry(starter, u, seen)
+            })
             .collect();
         Ok(DirectoryPage { users, next_cursor })
     }
@@ -75,10 +86,30 @@ impl MessagingService {
             .await?
             .ok_or(MessagingError::NotFound(Missing::User))?;
         let starter = self.starter_role(actor).await?;
-        let mut shown = entry(starter, found);
+        let presence = self
+            .presence_of(actor, std::slice::from_ref(&found))
+            .await?;
+        let seen = presence.get(&found.user_id).copied();
+        let mut shown = entry(starter, found, seen);
         // Nobody opens a conversation with themselves.
         shown.can_start_conversation &= shown.user_id != actor.user;
         Ok(shown)
+    }
+
+    /// The status now and last activity of each of `users` ever seen, in one
+    /// read of the presence adapter.
+    async fn presence_of(
+        &self,
+        actor: &Actor,
+        users: &[DirectoryUser],
+    ) -> Result<HashMap<UserId, (PresenceStatus, DateTime<Utc>)>, MessagingError> {
+        let ids: Vec<UserId> = users.iter().map(|u| u.user_id.clone()).collect();
+        let records = self.ports.presence.records(&actor.tenant, &ids).await?;
+        let now = self.ports.clock.now();
+        Ok(records
+            .iter()
+            .map(|r| (r.user_id.clone(), (status_at(r, now), r.last_seen)))
+            .collect())
     }
 
     /// The role the matrix checks for the caller opening a conversation:
@@ -98,9 +129,16 @@ impl MessagingService {
     }
 }
 
-/// How `user` shows to a caller who starts conversations as `starter`.
-fn entry(starter: Option<Role>, user: DirectoryUser) -> DirectoryEntry {
+/// How `user` shows to a caller who starts conversations as `starter`, with
+/// their presence (`None`: never seen, so offline).
+fn entry(
+    starter: Option<Role>,
+    user: DirectoryUser,
+    seen: Option<(PresenceStatus, DateTime<Utc>)>,
+) -> DirectoryEntry {
     DirectoryEntry {
+        status: seen.map_or(PresenceStatus::Offline, |(status, _)| status),
+        last_seen: seen.map(|(_, at)| at),
         can_start_conversation: starter
             .is_some_and(|role| user.active && PermissionMatrix::allows(role, user.role)),
         user_id: user.user_id,

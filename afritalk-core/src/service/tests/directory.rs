@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use afritalk_ports::*;
+use chrono::TimeDelta;
 
 use super::*;
 use crate::service::DirectorySearch;
@@ -26,9 +27,32 @@ fn search(after: Option<DirectoryCursor>, limit: u32) -> DirectorySearch {
     }
 }
 
+/// A harness whose presence adapter has seen `dg` (connected, active a
+/// moment ago) and `emp2` (gone two hours ago), and nobody else.
+fn seen_some(users: Vec<DirectoryUser>) -> Harness {
+    let mut h = Harness::new(users);
+    h.presence.expect_records().returning(|t, ids| {
+        assert_eq!(t, &tenant());
+        let record = |id: &str, connections, ago| PresenceRecord {
+            user_id: uid(id),
+            connections,
+            last_seen: now() - ago,
+        };
+        let known = [
+            record("dg", 1, TimeDelta::seconds(5)),
+            record("emp2", 0, TimeDelta::hours(2)),
+        ];
+        Ok(known
+            .into_iter()
+            .filter(|r| ids.contains(&r.user_id))
+            .collect())
+    });
+    h
+}
+
 /// A harness whose directory search returns `page` and records the queries.
 fn answering(page: Vec<DirectoryUser>) -> (Harness, Arc<Mutex<Vec<DirectoryQuery>>>) {
-    let mut h = Harness::new(people());
+    let mut h = seen_some(people());
     let queries = Arc::new(Mutex::new(Vec::new()));
     let seen = queries.clone();
     h.directory.expect_search().returning(move |t, q| {
@@ -59,6 +83,24 @@ fn each_entry_says_whether_the_matrix_lets_the_caller_start_and_the_caller_is_le
         [("dg", true), ("emp2", true), ("off", false), ("pdg", false)]
     );
     assert_eq!(page.next_cursor, None);
+    // Presence of the page, read in one call: never seen is offline.
+    let status = |id: &str| {
+        let e = page
+            .users
+            .iter()
+            .find(|e| e.user_id.as_str() == id)
+            .unwrap();
+        (e.status, e.last_seen)
+    };
+    assert_eq!(
+        status("dg"),
+        (PresenceStatus::Online, Some(now() - TimeDelta::seconds(5)))
+    );
+    assert_eq!(
+        status("emp2"),
+        (PresenceStatus::Offline, Some(now() - TimeDelta::hours(2)))
+    );
+    assert_eq!(status("pdg"), (PresenceStatus::Offline, None));
 
     let page = run(f
         .service
@@ -116,7 +158,7 @@ fn a_full_page_gives_its_last_row_s_position_even_when_that_row_is_the_caller() 
 fn a_deactivated_caller_may_start_nothing() {
     let mut everyone = people();
     everyone.push(dir_user("left", Role::Pdg, false));
-    let mut h = Harness::new(everyone);
+    let mut h = seen_some(everyone);
     h.directory.expect_search().returning(|_, _| Ok(people()));
     let page = run(h
         .build()
@@ -129,7 +171,7 @@ fn a_deactivated_caller_may_start_nothing() {
 
 #[test]
 fn one_entry_by_id_follows_the_same_rules_and_unknown_ids_are_not_found() {
-    let f = Harness::new(people()).build();
+    let f = seen_some(people()).build();
     let emp = staff("emp", Role::Employe);
     let shown = |id: &str| run(f.service.directory_entry(&emp, &uid(id)));
     assert!(shown("dg").unwrap().can_start_conversation);
