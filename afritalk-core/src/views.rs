@@ -74,8 +74,9 @@ pub struct DirectoryEntry {
     /// them (always false for services and inactive people). A conversation
     /// they opened can be answered either way (the reply rule).
     pub can_start_conversation: bool,
-    /// Online, idle or offline now (offline when never seen).
-    pub status: PresenceStatus,
+    /// Online, idle or offline now (offline when never seen); `None` when
+    /// unknown (the tenant's messaging is off, or presence is unreachable).
+    pub status: Option<PresenceStatus>,
     /// Their last activity (`None`: never seen).
     pub last_seen: Option<DateTime<Utc>>,
 }

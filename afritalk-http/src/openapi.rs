@@ -221,7 +221,7 @@ fn schemas() -> Value {
         "Colleague": object(&["userId", "displayName", "role", "active", "canStartConversation", "status", "lastSeen"], json!({
             "userId": string(), "displayName": string(),
             "role": { "enum": ["PDG", "DG", "EMPLOYE"] }, "active": { "type": "boolean" },
-            "status": { "enum": ["online", "idle", "offline"], "description": "Presence now (offline when never seen)." },
+            "status": { "enum": ["online", "idle", "offline", null], "description": "Presence now (offline when never seen; null when unknown: messaging switched off for the tenant, or presence unreachable)." },
             "lastSeen": nullable_time(),
             "canStartConversation": { "type": "boolean", "description": "The permission matrix lets the caller open a conversation with them (false for services and inactive users; a conversation they opened can be answered either way)." }
         })),

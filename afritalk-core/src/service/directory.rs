@@ -60,13 +60,10 @@ impl MessagingService {
             .filter(|u| u.user_id != actor.user)
             .collect();
         let starter = self.starter_role(actor).await?;
-        let presence = self.presence_of(actor, &found).await?;
+        let presence = self.presence_of(actor, &found).await;
         let users = found
             .into_iter()
-            .map(|u| {
-                let seen = presence.get(&u.user_id).copied();
-                entry(starter, u, seen)
-            })
+            .map(|u| entry(starter, u, presence.as_ref()))
             .collect();
         Ok(DirectoryPage { users, next_cursor })
     }
@@ -86,30 +83,42 @@ impl MessagingService {
             .await?
             .ok_or(MessagingError::NotFound(Missing::User))?;
         let starter = self.starter_role(actor).await?;
-        let presence = self
-            .presence_of(actor, std::slice::from_ref(&found))
-            .await?;
-        let seen = presence.get(&found.user_id).copied();
-        let mut shown = entry(starter, found, seen);
+        let presence = self.presence_of(actor, std::slice::from_ref(&found)).await;
+        let mut shown = entry(starter, found, presence.as_ref());
         // Nobody opens a conversation with themselves.
         shown.can_start_conversation &= shown.user_id != actor.user;
         Ok(shown)
     }
 
     /// The status now and last activity of each of `users` ever seen, in one
-    /// read of the presence adapter.
-    async fn presence_of(
-        &self,
-        actor: &Actor,
-        users: &[DirectoryUser],
-    ) -> Result<HashMap<UserId, (PresenceStatus, DateTime<Utc>)>, MessagingError> {
+    /// read of the presence adapter; `None` (unknown) while the tenant's
+    /// messaging is switched off, as the presence list is then, or when
+    /// presence cannot be read: the directory itself needs only the store, so
+    /// it still answers while Redis is down.
+    async fn presence_of(&self, actor: &Actor, users: &[DirectoryUser]) -> Option<SeenUsers> {
+        match self.ports.features.messaging_enabled(&actor.tenant).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => {
+                tracing::warn!(%err, "directory shown without presence: no feature flag");
+                return None;
+            }
+        }
         let ids: Vec<UserId> = users.iter().map(|u| u.user_id.clone()).collect();
-        let records = self.ports.presence.records(&actor.tenant, &ids).await?;
+        let records = match self.ports.presence.records(&actor.tenant, &ids).await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(%err, "directory shown without presence");
+                return None;
+            }
+        };
         let now = self.ports.clock.now();
-        Ok(records
-            .iter()
-            .map(|r| (r.user_id.clone(), (status_at(r, now), r.last_seen)))
-            .collect())
+        Some(
+            records
+                .iter()
+                .map(|r| (r.user_id.clone(), (status_at(r, now), r.last_seen)))
+                .collect(),
+        )
     }
 
     /// The role the matrix checks for the caller opening a conversation:
@@ -129,16 +138,21 @@ impl MessagingService {
     }
 }
 
+/// Status now and last activity of the users presence has seen.
+type SeenUsers = HashMap<UserId, (PresenceStatus, DateTime<Utc>)>;
+
 /// How `user` shows to a caller who starts conversations as `starter`, with
-/// their presence (`None`: never seen, so offline).
+/// their presence (`presence` `None`: unknown; a user it lacks: never seen,
+/// so offline).
 fn entry(
     starter: Option<Role>,
     user: DirectoryUser,
-    seen: Option<(PresenceStatus, DateTime<Utc>)>,
+    presence: Option<&SeenUsers>,
 ) -> DirectoryEntry {
+    let seen = presence.map(|seen| seen.get(&user.user_id).copied());
     DirectoryEntry {
-        status: seen.map_or(PresenceStatus::Offline, |(status, _)| status),
-        last_seen: seen.map(|(_, at)| at),
+        status: seen.map(|facts| facts.map_or(PresenceStatus::Offline, |(status, _)| status)),
+        last_seen: seen.flatten().map(|(_, at)| at),
         can_start_conversation: starter
             .is_some_and(|role| user.active && PermissionMatrix::allows(role, user.role)),
         user_id: user.user_id,

@@ -94,13 +94,19 @@ fn each_entry_says_whether_the_matrix_lets_the_caller_start_and_the_caller_is_le
     };
     assert_eq!(
         status("dg"),
-        (PresenceStatus::Online, Some(now() - TimeDelta::seconds(5)))
+        (
+            Some(PresenceStatus::Online),
+            Some(now() - TimeDelta::seconds(5))
+        )
     );
     assert_eq!(
         status("emp2"),
-        (PresenceStatus::Offline, Some(now() - TimeDelta::hours(2)))
+        (
+            Some(PresenceStatus::Offline),
+            Some(now() - TimeDelta::hours(2))
+        )
     );
-    assert_eq!(status("pdg"), (PresenceStatus::Offline, None));
+    assert_eq!(status("pdg"), (Some(PresenceStatus::Offline), None));
 
     let page = run(f
         .service
@@ -183,4 +189,37 @@ fn one_entry_by_id_follows_the_same_rules_and_unknown_ids_are_not_found() {
         shown("ghost").unwrap_err(),
         MessagingError::NotFound(Missing::User)
     );
+}
+
+#[test]
+fn presence_is_unknown_when_unreachable_or_while_messaging_is_off_and_the_directory_answers() {
+    let emp = staff("emp", Role::Employe);
+    let mut down = Harness::new(people());
+    down.presence
+        .expect_records()
+        .returning(|_, _| Err(StoreError::Unavailable("redis down".into())));
+    down.directory
+        .expect_search()
+        .returning(|_, _| Ok(people()));
+    let page = run(down
+        .build()
+        .service
+        .search_directory(&emp, search(None, 50)))
+    .unwrap();
+    assert_eq!(page.users.len(), 4);
+    assert!(
+        page.users
+            .iter()
+            .all(|e| e.status.is_none() && e.last_seen.is_none())
+    );
+    assert!(page.users.iter().any(|e| e.can_start_conversation));
+
+    // Switched off: presence is not even read (the mock would panic).
+    let mut off = Harness::new(people());
+    off.features.checkpoint();
+    off.features
+        .expect_messaging_enabled()
+        .returning(|_| Ok(false));
+    let shown = run(off.build().service.directory_entry(&emp, &uid("dg"))).unwrap();
+    assert_eq!((shown.status, shown.can_start_conversation), (None, true));
 }
