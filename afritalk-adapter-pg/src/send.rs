@@ -220,8 +220,8 @@ impl QueryFragment<Pg> for SendStatement<'_> {
             " WHERE NOT EXISTS (SELECT 1 FROM existing) \
              ON CONFLICT (tenant_id, user_one_id, user_two_id) DO UPDATE SET \
              last_seq = cv.last_seq + 1, \
-             last_message_at = EXCLUDED.last_message_at, \
-             updated_at = EXCLUDED.updated_at \
+             last_message_at = GREATEST(cv.last_message_at, EXCLUDED.last_message_at), \
+             updated_at = GREATEST(cv.updated_at, EXCLUDED.updated_at) \
              RETURNING ",
         );
         out.push_sql(&CV_COLUMNS);

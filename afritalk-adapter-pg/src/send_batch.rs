@@ -91,8 +91,8 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
            ORDER BY {pair} \
            ON CONFLICT (tenant_id, user_one_id, user_two_id) DO UPDATE SET \
            last_seq = cv.last_seq + 1, \
-           last_message_at = EXCLUDED.last_message_at, \
-           updated_at = EXCLUDED.updated_at \
+           last_message_at = GREATEST(cv.last_message_at, EXCLUDED.last_message_at), \
+           updated_at = GREATEST(cv.updated_at, EXCLUDED.updated_at) \
            RETURNING {cv}), \
          ci AS (SELECT i.*, c.id AS conversation_id, c.last_seq AS seq, c.id = (i.c).id AS created \
            FROM i JOIN c ON c.tenant_id = (i.c).tenant_id AND c.user_one_id = (i.c).user_one_id \

@@ -256,6 +256,33 @@ macro_rules! sql_store {
                 }
             }
 
+            /// Gives the notification created with `message` (see
+            /// `NewMessage::notification`) the text `text`, after an edit or delete.
+            async fn retext_notification(
+                conn: &mut $conn,
+                message: &MessageRow,
+                text: &str,
+            ) -> Result<(), TxError> {
+                // The rank list and `created_at` let the (tenant, user, rank,
+                // created_at) index find the row directly instead of scanning all
+                // of the recipient's notifications.
+                $crate::__private::diesel::update(
+                    notifications::table
+                        .filter(notifications::tenant_id.eq(&message.tenant_id))
+                        .filter(notifications::user_id.eq(&message.recipient_id))
+                        .filter(notifications::status_rank.eq_any([0, 1, 2]))
+                        .filter(notifications::created_at.eq(message.created_at))
+                        .filter(notifications::related_entity_type.eq("message"))
+                        .filter(notifications::related_entity_id.eq(&message.id)),
+                )
+                .set(notifications::message.eq(text))
+                // Fixed shape: three ranks, the same filters every call.
+                .cached()
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+
             #[$crate::__private::async_trait]
             impl MessageStore for $name {
                 async fn send(&self, new: NewMessage) -> StoreResult<SendOutcome> {
@@ -401,6 +428,7 @@ macro_rules! sql_store {
                                 explain_unchanged(tx, tenant, id, "the message is deleted").await?;
                                 return Err(StoreError::NotFound.into());
                             };
+                            retext_notification(tx, &row, &content.notification_preview()).await?;
                             $crate::__private::diesel::insert_into(messaging_audit_log::table)
                                 .values(&audit)
                                 .execute(tx)
@@ -448,6 +476,7 @@ macro_rules! sql_store {
                                     .await?;
                                 return Err(StoreError::NotFound.into());
                             };
+                            retext_notification(tx, &row, "").await?;
                             $crate::__private::diesel::insert_into(messaging_audit_log::table)
                                 .values(&audit)
                                 .execute(tx)
@@ -827,11 +856,14 @@ macro_rules! sql_store {
                 ) -> StoreResult<Notification> {
                     let _writer = self.write_lock().await;
                     let mut conn = self.conn().await?;
-                    let row: Option<NotificationRow> = $crate::__private::diesel::update(
-                        notifications::table
-                            .filter(notifications::tenant_id.eq(tenant.as_str()))
-                            .filter(notifications::user_id.eq(user.as_str()))
-                            .filter(notifications::id.eq(id.to_string())),
+                    let mine = notifications::table
+                        .filter(notifications::tenant_id.eq(tenant.as_str()))
+                        .filter(notifications::user_id.eq(user.as_str()))
+                        .filter(notifications::id.eq(id.to_string()));
+                    // Only forward: the rank condition is part of the write, so a
+                    // device that read `unread` cannot undo another's archive.
+                    let moved: Option<NotificationRow> = $crate::__private::diesel::update(
+                        mine.clone().filter(notifications::status_rank.lt(status_rank(status))),
                     )
                     .set(notifications::status_rank.eq(status_rank(status)))
                     .returning(NotificationRow::as_returning())
@@ -841,7 +873,17 @@ macro_rules! sql_store {
                     .await
                     .optional()
                     .map_err(|e| db_error("setting a notification status", e))?;
-                    row.ok_or(StoreError::NotFound)?.try_into()
+                    let row = match moved {
+                        Some(row) => row,
+                        None => mine
+                            .select(NotificationRow::as_select())
+                            .first(&mut conn)
+                            .await
+                            .optional()
+                            .map_err(|e| db_error("reading a notification", e))?
+                            .ok_or(StoreError::NotFound)?,
+                    };
+                    row.try_into()
                 }
 
                 async fn unread_count(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64> {

@@ -37,6 +37,13 @@ use tokio::sync::oneshot;
 
 use crate::AsyncSqliteConnection;
 
+diesel::define_sql_function! {
+    /// SQLite's two-argument `MAX(x, y)`: the later of two timestamps (stored
+    /// as fixed-format text, so text order is time order).
+    #[sql_name = "MAX"]
+    fn later_of(x: diesel::sql_types::Timestamp, y: diesel::sql_types::Timestamp) -> diesel::sql_types::Timestamp;
+}
+
 /// The most writes one transaction takes (bounds how long the writer holds
 /// the lock that the store's other writes wait for).
 pub const MAX_GROUP: usize = 64;
@@ -273,8 +280,13 @@ fn send(conn: &mut SqliteConnection, input: &SendInput) -> Result<SendRows, TxEr
         .do_update()
         .set((
             conversations::last_seq.eq(conversations::last_seq + 1),
-            conversations::last_message_at.eq(first.last_message_at),
-            conversations::updated_at.eq(first.updated_at),
+            // Times are taken before the write lock, so a send stamped earlier
+            // can commit later: the conversation's times never go back.
+            conversations::last_message_at.eq(later_of(
+                conversations::last_message_at,
+                first.last_message_at,
+            )),
+            conversations::updated_at.eq(later_of(conversations::updated_at, first.updated_at)),
         ))
         .returning(ConversationRow::as_returning())
         // Fixed shape: the same SET columns every call.

@@ -1263,6 +1263,120 @@ pub async fn edit_and_delete_follow_their_not_found_and_conflict_rules(p: Ports)
     assert_eq!(err, StoreError::NotFound);
 }
 
+pub async fn edit_and_delete_keep_the_message_notification_text_in_step(p: Ports) {
+    let t = tenant("acme");
+    let (a, b, c) = (user("awa"), user("bakary"), user("chris"));
+    let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, "le code est 4471", at(0))).await;
+    // Sent at the same instant to the same recipient: must keep its own text.
+    let (other, _, _) = send_ok(&p, new_message(&t, &c, &b, "autre sujet", at(0))).await;
+    let text_of = async |message: &Message| {
+        let mine = p
+            .notifications
+            .list(&t, &b, None, true, page(100))
+            .await
+            .unwrap();
+        let id = message.id.to_string();
+        let found: Vec<Notification> = mine
+            .into_iter()
+            .filter(|n| n.related.as_ref().is_some_and(|r| r.entity_id() == id))
+            .collect();
+        assert_eq!(found.len(), 1, "one notification per message");
+        found.into_iter().next().unwrap()
+    };
+    assert_eq!(text_of(&m).await.message, "le code est 4471");
+
+    let long = "x".repeat(500);
+    let content = MessageContent::parse(&long).unwrap();
+    let audit_row = audit(&t, &a, AuditAction::MessageEdit, at(30));
+    p.messages
+        .edit(&t, m.id, content.clone(), at(30), audit_row)
+        .await
+        .unwrap();
+    let edited = text_of(&m).await;
+    assert_eq!(edited.message, content.notification_preview());
+    assert!(edited.message.ends_with('…'));
+
+    // Whatever its status, the deleted message's text leaves the notification.
+    let read = p
+        .notifications
+        .set_status(&t, &b, edited.id, NotificationStatus::Archived)
+        .await
+        .unwrap();
+    let audit_row = audit(&t, &a, AuditAction::MessageDelete, at(40));
+    p.messages
+        .delete(&t, m.id, at(40), audit_row)
+        .await
+        .unwrap();
+    let erased = text_of(&m).await;
+    assert_eq!(erased.message, "");
+    assert_eq!(
+        (erased.title, erased.status, erased.created_at),
+        (read.title, NotificationStatus::Archived, read.created_at)
+    );
+    assert_eq!(text_of(&other).await.message, "autre sujet");
+}
+
+pub async fn notification_status_only_moves_forward(p: Ports) {
+    let t = tenant("acme");
+    let u = user("awa");
+    let n = notification(&t, &u, NotificationKind::Alert, at(0));
+    p.notifications.create(n.clone()).await.unwrap();
+    let set = async |status| {
+        p.notifications
+            .set_status(&t, &u, n.id, status)
+            .await
+            .unwrap()
+            .status
+    };
+    assert_eq!(
+        set(NotificationStatus::Read).await,
+        NotificationStatus::Read
+    );
+    assert_eq!(
+        set(NotificationStatus::Read).await,
+        NotificationStatus::Read
+    );
+    assert_eq!(
+        set(NotificationStatus::Archived).await,
+        NotificationStatus::Archived
+    );
+    // A device that still shows it unread asks for `read`: archived stays.
+    assert_eq!(
+        set(NotificationStatus::Read).await,
+        NotificationStatus::Archived
+    );
+    assert_eq!(
+        set(NotificationStatus::Unread).await,
+        NotificationStatus::Archived
+    );
+    let stored = p.notifications.notification(&t, n.id).await.unwrap();
+    assert_eq!(stored.map(|n| n.status), Some(NotificationStatus::Archived));
+    let err = p
+        .notifications
+        .set_status(&t, &user("intruder"), n.id, NotificationStatus::Archived)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+}
+
+pub async fn conversation_times_never_go_back(p: Ports) {
+    let t = tenant("acme");
+    let (a, b) = (user("awa"), user("bakary"));
+    send_ok(&p, new_message(&t, &a, &b, "stamped at 10 s", at(10))).await;
+    // Stamped earlier, stored later (it waited for the write lock or a queue).
+    let (late, conv, _) = send_ok(&p, new_message(&t, &b, &a, "stamped at 5 s", at(5))).await;
+    assert_eq!(late.seq, 2);
+    assert_eq!(
+        (conv.last_message_at, conv.updated_at, conv.last_seq),
+        (at(10), at(10), 2)
+    );
+    let stored = p.messages.conversation(&t, conv.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.last_message_at, stored.updated_at),
+        (at(10), at(10))
+    );
+}
+
 pub async fn changes_since_follows_updated_at_then_id(p: Ports) {
     let t = tenant("acme");
     let (a, b, c) = (user("awa"), user("bakary"), user("chris"));

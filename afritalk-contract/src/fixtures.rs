@@ -88,7 +88,8 @@ pub fn notification(
     }
 }
 
-/// A complete send of `content` from `from` to `to` at `when`, with fresh ids.
+/// A complete send of `content` from `from` to `to` at `when`, with fresh ids
+/// and the message's notification as the service makes it.
 pub fn new_message(
     tenant: &TenantId,
     from: &UserId,
@@ -111,7 +112,13 @@ pub fn new_message(
         related: None,
         client_message_id: None,
         created_at: when,
-        notification: notification(tenant, to, NotificationKind::Message, when),
+        notification: Notification {
+            message: MessageContent::parse(content)
+                .unwrap()
+                .notification_preview(),
+            related: Some(RelatedEntity::new("message", message_id.to_string()).unwrap()),
+            ..notification(tenant, to, NotificationKind::Message, when)
+        },
         send_audit,
         conversation_audit,
     }

@@ -46,7 +46,9 @@ pub struct NewMessage {
     pub client_message_id: Option<ClientMessageId>,
     /// Creation time (server clock).
     pub created_at: DateTime<Utc>,
-    /// The recipient's `message` notification, stored with the message.
+    /// The recipient's `message` notification, stored with the message: created at
+    /// `created_at`, related to (`message`, `message_id`). Edits and deletes find
+    /// it by those facts to keep its text in step with the message.
     pub notification: Notification,
     /// The `message.send` audit row.
     pub send_audit: AuditEntry,
@@ -125,7 +127,8 @@ pub trait MessageStore: Send + Sync {
     /// Records a message in one transaction: creates the pair's conversation if
     /// absent (then also stores `conversation_audit`), assigns `seq = last_seq + 1`,
     /// inserts the message, `notification` and `send_audit`, and updates the
-    /// conversation's `last_seq`, `last_message_at` and `updated_at`.
+    /// conversation's `last_seq`, `last_message_at` and `updated_at` (the two times
+    /// MUST NOT go back: a send stamped earlier may be stored after a later one).
     ///
     /// MUST be all or nothing. MUST return `Duplicate` with the stored message and write
     /// nothing when the same tenant + sender + `client_message_id` was stored before,
@@ -160,8 +163,10 @@ pub trait MessageStore: Send + Sync {
     async fn message(&self, tenant: &TenantId, id: MessageId) -> StoreResult<Option<Message>>;
 
     /// Replaces a message's content and sets `edited_at` and `updated_at`, storing
-    /// `audit` in the same transaction. MUST return `NotFound` if the message is absent
-    /// and `Conflict` (changing nothing) if it is deleted.
+    /// `audit` and setting the text of the message's notification (see
+    /// [`NewMessage::notification`]) to `content.notification_preview()` in the same
+    /// transaction. MUST return `NotFound` if the message is absent and `Conflict`
+    /// (changing nothing) if it is deleted.
     async fn edit(
         &self,
         tenant: &TenantId,
@@ -172,8 +177,9 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Message>;
 
     /// Turns a message into a tombstone: content erased, `deleted_at` and `updated_at`
-    /// set, `audit` stored in the same transaction. MUST return `NotFound` if absent and
-    /// `Conflict` (changing nothing) if already deleted.
+    /// set, the text of the message's notification erased too (its title and status
+    /// stay), `audit` stored, all in one transaction. MUST return `NotFound` if absent
+    /// and `Conflict` (changing nothing) if already deleted.
     async fn delete(
         &self,
         tenant: &TenantId,
@@ -306,8 +312,11 @@ pub trait NotificationStore: Send + Sync {
         limit: PageSize,
     ) -> StoreResult<Vec<Notification>>;
 
-    /// Sets the status of `user`'s notification and returns it. MUST return `NotFound`
-    /// if it is absent or belongs to another user.
+    /// Moves `user`'s notification forward to `status` and returns it. The status
+    /// MUST only move forward (`unread` → `read` → `archived`), checked in the write
+    /// itself: when two devices race, an archived notification stays archived and
+    /// is returned as it is. MUST return `NotFound` if it is absent or belongs to
+    /// another user.
     async fn set_status(
         &self,
         tenant: &TenantId,

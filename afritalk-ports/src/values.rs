@@ -11,6 +11,9 @@ use crate::error::ValidationError;
 /// Longest message, in characters (Unicode scalar values) after trimming.
 pub const MAX_MESSAGE_CHARS: usize = 4_000;
 
+/// Longest text of a message's notification, in characters (then an ellipsis).
+pub const NOTIFICATION_PREVIEW_CHARS: usize = 140;
+
 /// The text of a message: trimmed, 1 to 4,000 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -48,6 +51,12 @@ impl MessageContent {
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The text a message's notification shows: its first
+    /// [`NOTIFICATION_PREVIEW_CHARS`] characters. Stores write it on an edit too.
+    pub fn notification_preview(&self) -> String {
+        self.preview(NOTIFICATION_PREVIEW_CHARS)
     }
 
     /// The first `max_chars` characters, with an ellipsis when cut (for notification previews).

@@ -2,23 +2,36 @@
 
 use std::cmp::Reverse;
 
-use afritalk_ports::{AuditEntry, AuditFilter, AuditLog, PageSize, StoreResult, TenantId};
+use afritalk_ports::{
+    AuditEntry, AuditFilter, AuditLog, PageSize, StoreError, StoreResult, TenantId,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::MemoryStore;
 use super::messages::page;
+use super::{MemoryStore, stored_audit};
 
 #[async_trait]
 impl AuditLog for MemoryStore {
     async fn append(&self, entry: AuditEntry) -> StoreResult<()> {
         let mut state = self.lock();
+        // Ids are unique across tenants, as the SQL backends' primary key.
+        let taken = state
+            .tenants
+            .values()
+            .any(|data| data.audit.iter().any(|row| row.id == entry.id));
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "audit row {} already exists",
+                entry.id
+            )));
+        }
         state
             .tenants
             .entry(entry.tenant_id.clone())
             .or_default()
             .audit
-            .push(entry);
+            .push(stored_audit(entry));
         Ok(())
     }
 

@@ -6,12 +6,16 @@ use std::cmp::Reverse;
 use afritalk_ports::{
     AuditEntry, ChangeCursor, Conversation, ConversationCursor, ConversationId,
     ConversationSummary, DeliveryOutcome, Message, MessageContent, MessageId, MessageStore,
-    NewMessage, PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
+    NewMessage, Notification, PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult,
+    TenantId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ConversationRow, MemoryStore, TenantData, inconsistent, same_tenant};
+use super::{
+    ConversationRow, MemoryStore, TenantData, inconsistent, same_tenant, stored_audit,
+    stored_notification, to_micros,
+};
 
 impl TenantData {
     /// The send transaction: every check first, then the writes, none of which can fail.
@@ -78,8 +82,10 @@ impl TenantData {
             }
         };
         conversation.last_seq += 1;
-        conversation.last_message_at = new.created_at;
-        conversation.updated_at = new.created_at;
+        // The time is taken before the lock: a send stamped earlier can land
+        // later, and the conversation's times never go back.
+        conversation.last_message_at = conversation.last_message_at.max(new.created_at);
+        conversation.updated_at = conversation.updated_at.max(new.created_at);
         let message = Message {
             id: new.message_id,
             tenant_id: new.tenant_id,
@@ -141,21 +147,35 @@ impl TenantData {
             .filter_map(|id| self.messages.get(id))
     }
 
-    /// Applies `change` to a live (not deleted) message and stores `audit`, or changes nothing.
+    /// Applies `change` to a live (not deleted) message, gives its notification
+    /// `notification_text` and stores `audit`, or changes nothing.
     fn modify_live(
         &mut self,
         tenant: &TenantId,
         id: MessageId,
         audit: AuditEntry,
+        notification_text: String,
         change: impl FnOnce(&mut Message),
     ) -> StoreResult<Message> {
         same_tenant(tenant, &audit.tenant_id, "the audit row")?;
+        let audit = stored_audit(audit);
         let message = self.messages.get_mut(&id).ok_or(StoreError::NotFound)?;
         if message.is_deleted() {
             return Err(StoreError::Conflict(format!("message {id} is deleted")));
         }
         change(message);
         let message = message.clone();
+        let message_id = id.to_string();
+        let of_message = |n: &&mut Notification| {
+            n.user_id == message.recipient_id
+                && n.created_at == message.created_at
+                && n.related
+                    .as_ref()
+                    .is_some_and(|r| r.entity_type() == "message" && r.entity_id() == message_id)
+        };
+        for notification in self.notifications.values_mut().filter(of_message) {
+            notification.message.clone_from(&notification_text);
+        }
         self.audit.push(audit);
         Ok(message)
     }
@@ -179,6 +199,13 @@ pub(super) fn page<T, K: Ord>(
 #[async_trait]
 impl MessageStore for MemoryStore {
     async fn send(&self, new: NewMessage) -> StoreResult<SendOutcome> {
+        let new = NewMessage {
+            created_at: to_micros(new.created_at),
+            notification: stored_notification(new.notification),
+            send_audit: stored_audit(new.send_audit),
+            conversation_audit: stored_audit(new.conversation_audit),
+            ..new
+        };
         let mut state = self.lock();
         state
             .tenants
@@ -246,9 +273,11 @@ impl MessageStore for MemoryStore {
         edited_at: DateTime<Utc>,
         audit: AuditEntry,
     ) -> StoreResult<Message> {
+        let edited_at = to_micros(edited_at);
         let mut state = self.lock();
         let data = state.tenants.get_mut(tenant).ok_or(StoreError::NotFound)?;
-        data.modify_live(tenant, id, audit, |message| {
+        let preview = content.notification_preview();
+        data.modify_live(tenant, id, audit, preview, |message| {
             message.content = String::from(content);
             message.edited_at = Some(edited_at);
             message.updated_at = edited_at;
@@ -262,9 +291,10 @@ impl MessageStore for MemoryStore {
         deleted_at: DateTime<Utc>,
         audit: AuditEntry,
     ) -> StoreResult<Message> {
+        let deleted_at = to_micros(deleted_at);
         let mut state = self.lock();
         let data = state.tenants.get_mut(tenant).ok_or(StoreError::NotFound)?;
-        data.modify_live(tenant, id, audit, |message| {
+        data.modify_live(tenant, id, audit, String::new(), |message| {
             message.content = String::new();
             message.deleted_at = Some(deleted_at);
             message.updated_at = deleted_at;
@@ -278,6 +308,7 @@ impl MessageStore for MemoryStore {
         recipient: &UserId,
         at: DateTime<Utc>,
     ) -> StoreResult<DeliveryOutcome> {
+        let at = to_micros(at);
         let mut state = self.lock();
         let message = state
             .tenants
@@ -306,6 +337,7 @@ impl MessageStore for MemoryStore {
         audit: AuditEntry,
     ) -> StoreResult<Vec<Message>> {
         same_tenant(tenant, &audit.tenant_id, "the audit row")?;
+        let (at, audit) = (to_micros(at), stored_audit(audit));
         let mut state = self.lock();
         let Some(data) = state.tenants.get_mut(tenant) else {
             return Ok(Vec::new());

@@ -24,6 +24,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use chrono::{DateTime, SubsecRound, Utc};
+
 use afritalk_ports::{
     AuditEntry, ClientMessageId, Conversation, ConversationId, DirectoryUser, Message, MessageId,
     Notification, NotificationId, ParticipantPair, StoreError, StoreResult, TenantId, UserId,
@@ -124,6 +126,29 @@ fn same_tenant(expected: &TenantId, actual: &TenantId, what: &str) -> StoreResul
 }
 
 /// An index pointed at a row that does not exist: a bug in this module.
+/// `at` to the microsecond, as the SQL backends keep it, so that an embedder's
+/// tests see the times production would store.
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+/// `entry` as stored: its time to the microsecond.
+fn stored_audit(entry: AuditEntry) -> AuditEntry {
+    AuditEntry {
+        created_at: to_micros(entry.created_at),
+        ..entry
+    }
+}
+
+/// `notification` as stored: its times to the microsecond.
+fn stored_notification(notification: Notification) -> Notification {
+    Notification {
+        created_at: to_micros(notification.created_at),
+        push_sent_at: notification.push_sent_at.map(to_micros),
+        ..notification
+    }
+}
+
 fn inconsistent() -> StoreError {
     StoreError::Unavailable("memory store indexes are inconsistent".into())
 }

@@ -8,12 +8,13 @@ use afritalk_ports::{
 };
 use async_trait::async_trait;
 
-use super::MemoryStore;
 use super::messages::page;
+use super::{MemoryStore, stored_notification};
 
 #[async_trait]
 impl NotificationStore for MemoryStore {
     async fn create(&self, notification: Notification) -> StoreResult<()> {
+        let notification = stored_notification(notification);
         let mut state = self.lock();
         let data = state
             .tenants
@@ -83,7 +84,7 @@ impl NotificationStore for MemoryStore {
             .and_then(|data| data.notifications.get_mut(&id))
             .filter(|n| &n.user_id == user)
             .ok_or(StoreError::NotFound)?;
-        notification.status = status;
+        notification.status = notification.status.max(status);
         Ok(notification.clone())
     }
 

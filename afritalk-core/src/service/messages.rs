@@ -16,9 +16,6 @@ use crate::rules::edit_window::EditWindow;
 use crate::rules::permissions::PermissionMatrix;
 use crate::views::{SendMessage, SentMessage};
 
-/// Characters of a message shown in its notification.
-const NOTIFICATION_PREVIEW_CHARS: usize = 140;
-
 impl MessagingService {
     /// Sends a 1-to-1 message: checks the matrix (or the reply rule), stores the
     /// message, its notification and audit rows atomically, then publishes
@@ -103,7 +100,7 @@ impl MessagingService {
             tenant_id: actor.tenant.clone(),
             user_id: request.to.clone(),
             title: format!("New message from {sender_name}"),
-            message: request.content.preview(NOTIFICATION_PREVIEW_CHARS),
+            message: request.content.notification_preview(),
             kind: NotificationKind::Message,
             status: NotificationStatus::Unread,
             related: afritalk_ports::RelatedEntity::new("message", message_id.to_string()).ok(),
