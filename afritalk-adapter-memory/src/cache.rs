@@ -238,6 +238,13 @@ impl Directory for CachedDirectory {
         Ok(stored)
     }
 
+    async fn record_identity(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
+        let stored = self.inner.record_identity(user).await?;
+        let key = (stored.tenant_id.clone(), stored.user_id.clone());
+        self.cache.put(key, stored.clone(), self.clock.now());
+        Ok(stored)
+    }
+
     async fn search(
         &self,
         tenant: &TenantId,
@@ -387,6 +394,9 @@ mod tests {
             Ok(Vec::new())
         }
         async fn upsert(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
+            Ok(user)
+        }
+        async fn record_identity(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
             Ok(user)
         }
         async fn search(

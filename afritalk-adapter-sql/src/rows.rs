@@ -429,6 +429,32 @@ impl DirectoryUserRow {
     }
 }
 
+/// The columns a token refresh may change in `directory_users`: all but
+/// `active`.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = directory_users)]
+pub struct DirectoryIdentity {
+    /// Shown name.
+    pub display_name: String,
+    /// `PDG`, `DG` or `EMPLOYE`.
+    pub role: String,
+    /// Last change.
+    pub updated_at: NaiveDateTime,
+    /// The folded name.
+    pub search_key: Option<String>,
+}
+
+impl From<&DirectoryUserRow> for DirectoryIdentity {
+    fn from(row: &DirectoryUserRow) -> Self {
+        Self {
+            display_name: row.display_name.clone(),
+            role: row.role.clone(),
+            updated_at: row.updated_at,
+            search_key: row.search_key.clone(),
+        }
+    }
+}
+
 impl TryFrom<DirectoryUserRow> for DirectoryUser {
     type Error = StoreError;
     fn try_from(row: DirectoryUserRow) -> Result<Self, StoreError> {

@@ -156,7 +156,7 @@ macro_rules! sql_store {
             use $crate::error::{db_error, is_unique_violation, TxError};
             use $crate::functions::coalesce;
             use $crate::rows::{
-                convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryUserRow,
+                convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryIdentity, DirectoryUserRow,
                 MessageRow, NotificationRow, SendRows, TenantSettingRow,
             };
             use $crate::schema::{
@@ -1044,6 +1044,26 @@ macro_rules! sql_store {
                             .get_result(&mut conn)
                             .await
                             .map_err(|e| db_error("storing a directory user", e))?;
+                    row.try_into()
+                }
+
+                async fn record_identity(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
+                    let row = DirectoryUserRow::new(&user, Utc::now());
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    let row: DirectoryUserRow =
+                        $crate::__private::diesel::insert_into(directory_users::table)
+                            .values(&row)
+                            .on_conflict((directory_users::tenant_id, directory_users::user_id))
+                            .do_update()
+                            // Everything but `active`, which stays as stored.
+                            .set(DirectoryIdentity::from(&row))
+                            .returning(DirectoryUserRow::as_returning())
+                            // Fixed shape, as `upsert`.
+                            .cached()
+                            .get_result(&mut conn)
+                            .await
+                            .map_err(|e| db_error("recording a user's identity", e))?;
                     row.try_into()
                 }
 

@@ -1764,6 +1764,49 @@ pub async fn directory_upserts_and_reads_users(p: Ports) {
     assert!(p.directory.users(&t, &[]).await.unwrap().is_empty());
 }
 
+pub async fn recording_an_identity_never_switches_a_user_back_on(p: Ports) {
+    let t = tenant("acme");
+    let mut off = directory_user(&t, "bakary", "Bakary Traoré", Role::Employe);
+    off.active = false;
+    p.directory.upsert(off.clone()).await.unwrap();
+
+    // A token says "Bakary T., DG" (and, as every token refresh, active).
+    let mut token_says = directory_user(&t, "bakary", "Bakary T.", Role::Dg);
+    token_says.active = true;
+    let stored = p
+        .directory
+        .record_identity(token_says.clone())
+        .await
+        .unwrap();
+    let expected = DirectoryUser {
+        active: false,
+        ..token_says.clone()
+    };
+    assert_eq!(stored, expected);
+    assert_eq!(
+        p.directory.user(&t, &user("bakary")).await.unwrap(),
+        Some(expected)
+    );
+    // The new name is searchable (its folded key moved with it).
+    let query = DirectoryQuery {
+        text: Some(SearchText::parse("t.").unwrap()),
+        after: None,
+        include_inactive: true,
+        limit: page(10),
+    };
+    let found = p.directory.search(&t, &query).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].display_name.as_str(), "Bakary T.");
+
+    // An unknown user is created as the token states it.
+    let new = directory_user(&t, "chris", "Chris", Role::Employe);
+    assert_eq!(p.directory.record_identity(new.clone()).await.unwrap(), new);
+    assert_eq!(
+        p.directory.user(&t, &user("chris")).await.unwrap(),
+        Some(new)
+    );
+}
+
 pub async fn directory_search_pages_by_folded_name_and_matches_without_accents(p: Ports) {
     let (t, other) = (tenant("acme"), tenant("other"));
     for (id, name, role, active) in [

@@ -151,6 +151,7 @@ macro_rules! storage_contract {
             audit_query_filters_newest_first_and_purge_removes_only_older_rows,
             concurrent_audit_appends_each_get_their_own_answer,
             directory_upserts_and_reads_users,
+            recording_an_identity_never_switches_a_user_back_on,
             directory_search_pages_by_folded_name_and_matches_without_accents,
             feature_flags_default_on_and_switch_per_tenant,
             tenant_isolation_holds_through_every_port_method,

@@ -30,8 +30,13 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// The client's IP: the first address of the trusted proxy header when one is
-/// configured and present, else the TCP peer.
+/// The client's IP: the last address of the trusted proxy header when one is
+/// configured and holds an IP address, else the TCP peer.
+///
+/// The last one, because a proxy appends the address it saw to whatever the
+/// client sent (`X-Forwarded-For: <forged>, <real>`): only the entry added by
+/// the proxy itself can be trusted. Anything that is not an address (with or
+/// without a port) is ignored rather than written into the audit trail.
 pub(crate) fn client_ip(
     app: &AppInner,
     headers: &HeaderMap,
@@ -41,15 +46,23 @@ pub(crate) fn client_ip(
         .config
         .client_ip_header
         .as_deref()
-        .and_then(|name| headers.get(name))
+        .and_then(|name| headers.get_all(name).iter().next_back())
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 64);
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(parse_ip);
     match forwarded {
-        Some(ip) => Some(ip.to_owned()),
+        Some(ip) => Some(ip.to_string()),
         None => peer.map(|p| p.0.ip().to_string()),
     }
+}
+
+/// An IP address as proxies write it: `203.0.113.7`, `2001:db8::1`, or either
+/// with a port (`203.0.113.7:5123`, `[2001:db8::1]:5123`).
+fn parse_ip(raw: &str) -> Option<std::net::IpAddr> {
+    let raw = raw.trim();
+    raw.parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// The tenant named by the path. A path tenant that is not even a valid id

@@ -16,18 +16,36 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Parses a JSON body (or socket payload) into `T`; any failure is a 400.
+/// Parses a JSON object body into `T`; any failure is a 400.
+///
+/// serde fills a struct from an array by position (`["u2", "hi"]` would send
+/// "hi" to u2), so anything but an object is refused before it is read.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let starts_as_object = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{');
+    if !starts_as_object {
+        return Err(ApiError::BadRequest(
+            "invalid JSON body: expected a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-/// Parses a socket payload into `T`; a missing payload reads as `{}`.
+/// Parses a socket payload into `T`; a missing payload reads as `{}`, and
+/// anything else but an object (an array above all, which serde would read
+/// by position) is refused.
 pub(crate) fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    let value = if value.is_null() {
-        serde_json::json!({})
-    } else {
-        value
+    let value = match value {
+        serde_json::Value::Null => serde_json::json!({}),
+        object @ serde_json::Value::Object(_) => object,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "invalid payload: expected an object".into(),
+            ));
+        }
     };
     serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid payload: {e}")))
 }
@@ -433,6 +451,13 @@ mod tests {
         assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":"hi","extra":1}"#).is_err());
         assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":5}"#).is_err());
         assert!(parse_json::<SendBody>(b"{not json").is_err());
+        // Positional forms are refused, though serde would fill the struct from them.
+        assert!(parse_json::<SendBody>(br#" ["u2","hi"]"#).is_err());
+        assert!(parse_value::<SendBody>(serde_json::json!(["u2", "hi"])).is_err());
+        assert!(parse_value::<SendBody>(serde_json::json!("hi")).is_err());
+        let sent: SendBody =
+            parse_value(serde_json::json!({"toUserId":"u2","content":"hi"})).unwrap();
+        assert_eq!(sent.content, "hi");
     }
 
     #[test]

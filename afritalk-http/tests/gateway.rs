@@ -611,7 +611,19 @@ async fn the_trusted_proxy_header_gives_the_audited_client_ip() {
             "/api/tenants/t1/messaging/message",
             Some(&dg),
             Some(&send_body("emp", "hi")),
-            &[("X-Forwarded-For", "203.0.113.9, 10.0.0.1")],
+            // The client forged the first entry; the proxy appended the second.
+            &[("X-Forwarded-For", "198.51.100.66, 203.0.113.9")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Not an address: the TCP peer is audited instead of the header's text.
+    let r = server
+        .raw(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&dg),
+            Some(&send_body("emp", "again")),
+            &[("X-Forwarded-For", "<script>")],
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -625,7 +637,9 @@ async fn the_trusted_proxy_header_gives_the_audited_client_ip() {
         )
         .await;
     assert_eq!(audit.status, 200, "{}", audit.body);
-    assert_eq!(audit.json()["entries"][0]["ipAddress"], "203.0.113.9");
+    // Newest first.
+    assert_eq!(audit.json()["entries"][0]["ipAddress"], "127.0.0.1");
+    assert_eq!(audit.json()["entries"][1]["ipAddress"], "203.0.113.9");
     let health = server.call("GET", "/healthz", None, None).await;
     assert_eq!(health.json()["status"], "ok");
     let ready = server.call("GET", "/readyz", None, None).await;

@@ -388,6 +388,13 @@ pub trait Directory: Send + Sync {
     /// Creates or replaces a user (keyed by tenant + user id) and returns it.
     async fn upsert(&self, user: DirectoryUser) -> StoreResult<DirectoryUser>;
 
+    /// Records the identity a verified token states: creates `user` as given if
+    /// absent, otherwise sets only its display name and role and returns the
+    /// stored entry. MUST never change `active` of an existing user, in the
+    /// write itself: only an administrator switches a user on or off, and a
+    /// token refresh racing with a deactivation must not undo it.
+    async fn record_identity(&self, user: DirectoryUser) -> StoreResult<DirectoryUser>;
+
     /// One page of this tenant's users, ordered by [`NameKey`](crate::NameKey) then user id:
     /// those after `query.after`, whose key contains `query.text` when given,
     /// active ones only unless `query.include_inactive`; at most `query.limit`.

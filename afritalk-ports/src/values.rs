@@ -187,9 +187,13 @@ impl Role {
         }
     }
 
-    /// Parses a role name, case-insensitively, accepting `Employé` for `EMPLOYE`.
+    /// Parses a role name, case-insensitively, accepting `Employé` for `EMPLOYE`
+    /// however its `é` is encoded (one code point, or `e` and a combining
+    /// accent as macOS and some keyboards write it).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        match raw.trim().to_uppercase().as_str() {
+        use unicode_normalization::UnicodeNormalization;
+        let name: String = raw.trim().nfc().collect();
+        match name.to_uppercase().as_str() {
             "PDG" => Ok(Role::Pdg),
             "DG" => Ok(Role::Dg),
             "EMPLOYE" | "EMPLOYÉ" => Ok(Role::Employe),
@@ -379,6 +383,7 @@ mod tests {
         assert_eq!(Role::parse("dg").unwrap(), Role::Dg);
         assert_eq!(Role::parse("EMPLOYE").unwrap(), Role::Employe);
         assert_eq!(Role::parse("Employé").unwrap(), Role::Employe);
+        assert_eq!(Role::parse("Employe\u{301}").unwrap(), Role::Employe);
         assert!(Role::parse("CEO").is_err());
         assert_eq!(
             serde_json::to_string(&Role::Employe).unwrap(),

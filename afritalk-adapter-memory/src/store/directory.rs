@@ -45,6 +45,23 @@ impl Directory for MemoryStore {
         Ok(user)
     }
 
+    async fn record_identity(&self, user: DirectoryUser) -> StoreResult<DirectoryUser> {
+        let mut state = self.lock();
+        let users = &mut state
+            .tenants
+            .entry(user.tenant_id.clone())
+            .or_default()
+            .users;
+        let stored = users
+            .entry(user.user_id.clone())
+            .and_modify(|existing| {
+                existing.display_name = user.display_name.clone();
+                existing.role = user.role;
+            })
+            .or_insert(user);
+        Ok(stored.clone())
+    }
+
     async fn search(
         &self,
         tenant: &TenantId,

@@ -58,10 +58,11 @@ impl NewAlert {
 }
 
 impl MessagingService {
-    /// Refuses (and audits) a caller who is neither the PDG nor a service.
+    /// Refuses (and audits) a caller who is neither the PDG nor a service, or
+    /// a PDG who was deactivated (who could otherwise switch themselves back on).
     async fn ensure_admin(&self, actor: &Actor, operation: &str) -> Result<(), MessagingError> {
         if PermissionMatrix::may_administer(actor.kind) {
-            Ok(())
+            self.ensure_active(actor, operation).await
         } else {
             Err(self
                 .refuse(
@@ -155,7 +156,9 @@ impl MessagingService {
 
     /// Refreshes the directory from a verified token's facts: creates the caller's
     /// entry if missing and updates a changed role or name, but never reactivates a
-    /// user an administrator deactivated. Services are not staff and are skipped.
+    /// user an administrator deactivated (the store keeps `active` in the write
+    /// itself, so a stale cached entry cannot undo a deactivation). Services are
+    /// not staff and are skipped.
     pub async fn remember_identity(
         &self,
         actor: &Actor,
@@ -178,7 +181,7 @@ impl MessagingService {
             active: current.as_ref().is_none_or(|c| c.active),
         };
         if current.as_ref() != Some(&wanted) {
-            directory.upsert(wanted).await?;
+            directory.record_identity(wanted).await?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use afritalk_ports::{
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::MessagingService;
+use super::{ACCOUNT_DEACTIVATED, MessagingService};
 use crate::actor::Actor;
 use crate::rules::conversation::{Side, pair_for, side_of};
 use crate::rules::edit_window::EditWindow;
@@ -45,9 +45,7 @@ impl MessagingService {
         let me = directory.user(&actor.tenant, &actor.user).await?;
         if me.as_ref().is_some_and(|me| !me.active) {
             let details = json!({ "recipientId": request.to });
-            return Err(self
-                .refuse(actor, "your account is deactivated", None, details)
-                .await);
+            return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
         }
 
         if !PermissionMatrix::allows(sender_role, recipient.role) {
@@ -226,6 +224,7 @@ impl MessagingService {
         actor.staff_role()?;
         let message = self.load_message(actor, id).await?;
         self.ensure_sender(actor, &message, "edit").await?;
+        self.ensure_active(actor, "edit").await?;
         self.check_rate(actor, RateAction::Modify).await?;
         if message.is_deleted() {
             return Err(deleted_conflict());
@@ -265,6 +264,7 @@ impl MessagingService {
         if message.is_deleted() {
             return Ok(message);
         }
+        self.ensure_active(actor, "delete").await?;
         self.check_rate(actor, RateAction::Modify).await?;
         let now = self.ports.clock.now();
         let audit = self.audit_entry(

@@ -22,11 +22,14 @@ use afritalk_ports::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::actor::Actor;
+use crate::actor::{Actor, ActorKind};
 use crate::rules::presence::ActivityMemo;
 
 pub use admin::{AUDIT_RETENTION, NewAlert};
 pub use directory::DirectorySearch;
+
+/// Why a deactivated user's change is refused.
+const ACCOUNT_DEACTIVATED: &str = "your account is deactivated";
 
 /// The adapters a [`MessagingService`] runs on. Any mix works: the standalone
 /// server's Postgres/SQLite stores and Redis/in-process presence, or an
@@ -150,6 +153,32 @@ impl MessagingService {
             tracing::error!(tenant = %actor.tenant, user = %actor.user, %err, "forbidden_attempt audit row lost");
         }
         MessagingError::Forbidden(reason.to_owned())
+    }
+
+    /// Refuses (and audits) a staff caller whom an administrator deactivated:
+    /// their token outlives the decision, but they may no longer change anything
+    /// (send, edit, delete, type, administer). Reading stays possible until the
+    /// token expires. Services have no directory entry and pass.
+    async fn ensure_active(&self, actor: &Actor, operation: &str) -> Result<(), MessagingError> {
+        if actor.kind == ActorKind::Service {
+            return Ok(());
+        }
+        let me = self
+            .ports
+            .directory
+            .user(&actor.tenant, &actor.user)
+            .await?;
+        if me.is_some_and(|me| !me.active) {
+            return Err(self
+                .refuse(
+                    actor,
+                    ACCOUNT_DEACTIVATED,
+                    None,
+                    serde_json::json!({ "operation": operation }),
+                )
+                .await);
+        }
+        Ok(())
     }
 
     /// Appends an audit row; a failure fails the use case (the trail is a requirement).

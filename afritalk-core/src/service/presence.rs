@@ -100,6 +100,20 @@ impl MessagingService {
         Ok(records.iter().map(|r| presence_at(r, now)).collect())
     }
 
+    /// The status now of some users of the caller's tenant (those never seen are
+    /// left out), read for them alone: a client subscribing to a few colleagues
+    /// must not cost a read of a 10,000-user tenant.
+    pub async fn presence_of_users(
+        &self,
+        actor: &Actor,
+        users: &[UserId],
+    ) -> Result<Vec<Presence>, MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        let now = self.ports.clock.now();
+        let records = self.ports.presence.records(&actor.tenant, users).await?;
+        Ok(records.iter().map(|r| presence_at(r, now)).collect())
+    }
+
     /// Publishes what time alone changed (online → idle after a quiet minute, idle →
     /// offline ten minutes after the last disconnect) for the `watched` users of a
     /// tenant, given the status each had when last seen by the caller. Returns every

@@ -169,6 +169,7 @@ impl MessagingService {
     ) -> Result<(), MessagingError> {
         self.conversation(actor, id).await?;
         self.check_rate(actor, RateAction::Presence).await?;
+        self.ensure_active(actor, "typing").await?;
         let event = TypingEvent {
             conversation_id: id,
             user_id: actor.user.clone(),

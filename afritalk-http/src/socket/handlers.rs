@@ -341,18 +341,15 @@ async fn presence_subscribe(
             )));
         }
         socket.join(added.clone());
-        let all = match app.inner.service.presence(&session.actor).await {
-            Ok(all) => all,
+        let service = &app.inner.service;
+        let presence = match service.presence_of_users(&session.actor, &users).await {
+            Ok(presence) => presence,
             Err(err) => {
                 // Refused: no new subscription stays behind.
                 socket.leave(added);
                 return Err(err.into());
             }
         };
-        let presence: Vec<_> = all
-            .into_iter()
-            .filter(|p| users.contains(&p.user_id))
-            .collect();
         Ok(json!({ "presence": presence }))
     })
     .await;

@@ -161,15 +161,41 @@ fn only_the_pdg_or_a_service_reads_the_audit_log() {
 }
 
 #[test]
+fn a_deactivated_pdg_administers_nothing_not_even_their_own_reactivation() {
+    // No upsert, query or create expectation: reaching a store would panic.
+    let f = Harness::new(vec![dir_user("boss", Role::Pdg, false)]).build();
+    let boss = staff("boss", Role::Pdg);
+    let name = DisplayName::parse("Boss").unwrap();
+    let errors = [
+        run(f
+            .service
+            .upsert_user(&boss, uid("boss"), name, Role::Pdg, true))
+        .unwrap_err(),
+        run(f
+            .service
+            .audit_log(&boss, AuditFilter::default(), PageSize::DEFAULT))
+        .unwrap_err(),
+    ];
+    for err in errors {
+        assert_eq!(
+            err,
+            MessagingError::Forbidden("your account is deactivated".into())
+        );
+    }
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt; 2]);
+}
+
+#[test]
 fn the_token_refreshes_the_directory_but_never_reactivates_a_user() {
     let mut h = Harness::new(users());
     h.directory
-        .expect_upsert()
-        .withf(|u| u.user_id.as_str() == "off" && !u.active && u.role == Role::Pdg)
+        .expect_record_identity()
+        .withf(|u| u.user_id.as_str() == "off" && u.role == Role::Pdg)
         .times(1)
         .returning(Ok);
     let f = h.build();
-    // Role changed (DG -> PDG) so an upsert happens, but `active` stays false.
+    // Role changed (DG -> PDG) so the identity is recorded; the store keeps
+    // `active` as it is (the directory contract case checks that).
     run(f.service.remember_identity(&staff("off", Role::Pdg), None)).unwrap();
 }
 

@@ -492,6 +492,38 @@ fn delete_leaves_a_tombstone_and_tells_both_sides() {
 }
 
 #[test]
+fn a_deactivated_sender_can_neither_edit_nor_delete_nor_type() {
+    // The store holds a message of "dg", whom an administrator then deactivated;
+    // no edit, delete or typing expectation: reaching the store would panic.
+    let original = message("dg", "emp", 1, TimeDelta::seconds(5));
+    let mut h = Harness::new(vec![
+        dir_user("dg", Role::Dg, false),
+        dir_user("emp", Role::Employe, true),
+    ]);
+    let found = original.clone();
+    h.messages
+        .expect_message()
+        .returning(move |_, _| Ok(Some(found.clone())));
+    h.messages
+        .expect_conversation()
+        .returning(|_, _| Ok(Some(conversation("dg", "emp", 1))));
+    let f = h.build();
+    let dg = staff("dg", Role::Dg);
+    for err in [
+        run(f.service.edit(&dg, original.id, new_text())).unwrap_err(),
+        run(f.service.delete(&dg, original.id)).unwrap_err(),
+        run(f.service.typing(&dg, conversation_id(), true)).unwrap_err(),
+    ] {
+        assert_eq!(
+            err,
+            MessagingError::Forbidden("your account is deactivated".into())
+        );
+    }
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt; 3]);
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
 fn the_recipient_cannot_delete() {
     let original = message("dg", "emp", 2, TimeDelta::seconds(3));
     let f = holding(&original).build();
