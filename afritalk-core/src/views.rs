@@ -189,3 +189,12 @@ impl From<CatchUpCursor> for ChangeCursor {
         }
     }
 }
+
+/// What a presence sweep did, for the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceSweep {
+    /// The end of the window swept: the next sweep's `since`.
+    pub swept_to: DateTime<Utc>,
+    /// The users who may still change with time (not offline), to keep sweeping.
+    pub still_changing: Vec<UserId>,
+}

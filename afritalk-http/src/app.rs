@@ -48,6 +48,10 @@ pub(crate) struct AppInner {
     pub(crate) io: OnceLock<SocketIo>,
     /// Metrics of other components (e.g. the Redis bus), appended to `/metrics`.
     pub(crate) extra_metrics: Mutex<Vec<MetricsSource>>,
+    /// Users whose presence this node changed without a socket staying here
+    /// (a last socket closed, a send over REST): the presence sweep takes them
+    /// in, so their idle → offline is announced too.
+    pub(crate) presence_followups: Mutex<Vec<(TenantId, UserId)>>,
 }
 
 /// A function returning Prometheus text lines for `/metrics`.
@@ -70,6 +74,7 @@ impl App {
                 metrics: Metrics::new(),
                 io: OnceLock::new(),
                 extra_metrics: Mutex::new(Vec::new()),
+                presence_followups: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -115,6 +120,26 @@ impl App {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(source);
+    }
+
+    /// Asks the presence sweep to follow `user` until they are offline.
+    pub(crate) fn follow_presence(&self, tenant: &TenantId, user: &UserId) {
+        self.inner
+            .presence_followups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((tenant.clone(), user.clone()));
+    }
+
+    /// The users [`follow_presence`](Self::follow_presence) named since the last call.
+    pub(crate) fn take_presence_followups(&self) -> Vec<(TenantId, UserId)> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .presence_followups
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// The authenticated sockets of this node as (tenant, user, connection), so a

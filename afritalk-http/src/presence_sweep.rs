@@ -1,49 +1,61 @@
 //! The presence sweep: time alone changes presence (a quiet minute turns online
 //! into idle; ten minutes after the last disconnect, idle becomes offline) and no
 //! request marks the moment, so each node periodically asks the core to publish
-//! those changes for the users it serves: those with a socket here now, and those
-//! who had one until they are offline.
+//! those changes for the users it serves: those with a socket here now, and
+//! those whose presence it changed otherwise (a last socket closed here, a send
+//! over REST), until they are offline.
+//!
+//! Each tenant's users are swept over contiguous windows (from the previous
+//! sweep to now), and the core publishes only a threshold crossed inside the
+//! window, so a change announced by its own use case is never repeated.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use afritalk_ports::{PresenceStatus, TenantId, UserId};
+use afritalk_ports::{TenantId, UserId};
+use chrono::{DateTime, Utc};
 
 use crate::app::App;
 
+/// The users of one tenant this node sweeps, and where their last window ended.
+#[derive(Default)]
+struct Followed {
+    since: Option<DateTime<Utc>>,
+    users: HashSet<UserId>,
+}
+
 /// Runs until the task is aborted (at shutdown).
 pub(crate) async fn run(app: App) {
-    let mut tracked: HashMap<TenantId, HashMap<UserId, PresenceStatus>> = HashMap::new();
+    let mut followed: HashMap<TenantId, Followed> = HashMap::new();
     let mut tick = tokio::time::interval(app.inner.config.presence_sweep_interval);
     // The first tick is immediate; nothing has aged yet.
     tick.tick().await;
     loop {
         tick.tick().await;
-        for (tenant, user, _) in app.live_connections() {
-            // A user connected since the last sweep was announced online at connect.
-            tracked
-                .entry(tenant)
-                .or_default()
-                .entry(user)
-                .or_insert(PresenceStatus::Online);
+        let live = app
+            .live_connections()
+            .into_iter()
+            .map(|(tenant, user, _)| (tenant, user));
+        for (tenant, user) in live.chain(app.take_presence_followups()) {
+            followed.entry(tenant).or_default().users.insert(user);
         }
-        let mut next = HashMap::with_capacity(tracked.len());
-        for (tenant, watched) in tracked {
-            match app.inner.service.sweep_presence(&tenant, &watched).await {
-                Ok(now) => {
-                    let still: HashMap<_, _> = now
-                        .into_iter()
-                        .filter(|(_, status)| *status != PresenceStatus::Offline)
-                        .collect();
-                    if !still.is_empty() {
-                        next.insert(tenant, still);
-                    }
+        let mut next = HashMap::with_capacity(followed.len());
+        for (tenant, f) in followed {
+            let users: Vec<UserId> = f.users.iter().cloned().collect();
+            let service = &app.inner.service;
+            match service.sweep_presence(&tenant, &users, f.since).await {
+                Ok(swept) if swept.still_changing.is_empty() => {}
+                Ok(swept) => {
+                    let users = swept.still_changing.into_iter().collect();
+                    let since = Some(swept.swept_to);
+                    next.insert(tenant, Followed { since, users });
                 }
                 Err(err) => {
+                    // The window grows until the next sweep that succeeds.
                     tracing::warn!(%tenant, %err, "presence sweep failed; retrying next tick");
-                    next.insert(tenant, watched);
+                    next.insert(tenant, f);
                 }
             }
         }
-        tracked = next;
+        followed = next;
     }
 }

@@ -1111,20 +1111,20 @@ async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
 }
 
 /// The in-process presence, slow to answer a connect (after recording it) or
-/// a snapshot: the server waits there while a test acts (a client leaving its
-/// handshake, events arriving together).
+/// a read of statuses: the server waits there while a test acts (a client
+/// leaving its handshake, events arriving together).
 struct SlowPresence {
     inner: LocalPresence,
     connect: Duration,
-    snapshot: Duration,
+    read: Duration,
 }
 
 impl SlowPresence {
-    fn new(connect: Duration, snapshot: Duration) -> Arc<Self> {
+    fn new(connect: Duration, read: Duration) -> Arc<Self> {
         Arc::new(Self {
             inner: LocalPresence::new(),
             connect,
-            snapshot,
+            read,
         })
     }
 }
@@ -1163,7 +1163,7 @@ impl PresenceTracker for SlowPresence {
     }
 
     async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
-        tokio::time::sleep(self.snapshot).await;
+        tokio::time::sleep(self.read).await;
         self.inner.snapshot(tenant).await
     }
 
@@ -1172,8 +1172,141 @@ impl PresenceTracker for SlowPresence {
         tenant: &TenantId,
         users: &[UserId],
     ) -> StoreResult<Vec<PresenceRecord>> {
+        tokio::time::sleep(self.read).await;
         self.inner.records(tenant, users).await
     }
+}
+
+/// The in-process presence in a hurry: a user with no connection left reads
+/// as if they had left ten minutes minus `grace` before they did, so their
+/// offline comes `grace` after they leave, in a test's time.
+struct HurriedPresence {
+    inner: LocalPresence,
+    grace: chrono::TimeDelta,
+}
+
+impl HurriedPresence {
+    fn hurried(&self, records: Vec<PresenceRecord>) -> Vec<PresenceRecord> {
+        let shift = chrono::TimeDelta::minutes(10) - self.grace;
+        records
+            .into_iter()
+            .map(|r| match r.connections {
+                0 => PresenceRecord {
+                    last_seen: r.last_seen - shift,
+                    ..r
+                },
+                _ => r,
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceTracker for HurriedPresence {
+    async fn connect(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        connection: &ConnectionId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PresenceChange> {
+        self.inner.connect(tenant, user, connection, at).await
+    }
+
+    async fn disconnect(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        connection: &ConnectionId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PresenceChange> {
+        self.inner.disconnect(tenant, user, connection, at).await
+    }
+
+    async fn touch(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PresenceChange> {
+        self.inner.touch(tenant, user, at).await
+    }
+
+    async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
+        Ok(self.hurried(self.inner.snapshot(tenant).await?))
+    }
+
+    async fn records(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> StoreResult<Vec<PresenceRecord>> {
+        Ok(self.hurried(self.inner.records(tenant, users).await?))
+    }
+}
+
+#[tokio::test]
+async fn a_rest_sender_without_a_socket_is_announced_idle_then_offline_once_each() {
+    let config = HttpConfig {
+        presence_sweep_interval: Duration::from_millis(100),
+        ..HttpConfig::default()
+    };
+    let presence = Arc::new(HurriedPresence {
+        inner: LocalPresence::new(),
+        grace: chrono::TimeDelta::seconds(1),
+    });
+    let server = spawn_over(config, RateLimits::default(), presence).await;
+    server.add_user("emp", "EMPLOYE").await;
+    let boss = Polling::staff(&server, "boss", Role::Pdg).await;
+    let packet = json!(["presence:subscribe", { "userIds": ["dg1"] }]);
+    boss.post(&format!("421{packet}")).await;
+    boss.wait_for("431").await;
+
+    // dg1 never opens a socket: one send over REST is all their activity.
+    let dg = server.token("dg1", Role::Dg);
+    let r = server
+        .call(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&dg),
+            Some(&send_body("emp", "hi")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // dg1's statuses as boss's socket receives them; whether ack 9 came.
+    let read = |packets: Vec<String>, statuses: &mut Vec<String>| {
+        let mut acked = false;
+        for packet in &packets {
+            acked |= packet.starts_with("439");
+            if !packet.starts_with("42") {
+                continue;
+            }
+            let (_, event) = packet_json(packet);
+            if event[0] == "presence:update" && event[1]["userId"] == "dg1" {
+                statuses.push(event[1]["status"].as_str().unwrap().to_owned());
+            }
+        }
+        acked
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        read(boss.poll().await, &mut statuses);
+        if statuses.len() >= 2 {
+            break;
+        }
+    }
+    // Ten more sweeps, then an ack to end the last poll: any repeat of either
+    // change would be queued before it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    boss.post(r#"429["presence:ping",{}]"#).await;
+    for _ in 0..10 {
+        if read(boss.poll().await, &mut statuses) {
+            break;
+        }
+    }
+    assert_eq!(statuses, vec!["idle", "offline"]);
+    server.stop().await;
 }
 
 #[tokio::test]

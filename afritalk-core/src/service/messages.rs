@@ -281,8 +281,9 @@ impl MessagingService {
             .await
         {
             Ok(tombstone) => tombstone,
-            // Deleted concurrently by another device of the sender: same end state.
-            Err(StoreError::Conflict(_)) => self.load_message(actor, id).await?,
+            // Deleted concurrently by another device of the sender: same end
+            // state, and that device's delete told everyone.
+            Err(StoreError::Conflict(_)) => return self.load_message(actor, id).await,
             Err(err) => return Err(MessagingError::from_store(err, Missing::Message)),
         };
         self.publish_to_both(&tombstone, RealtimeEvent::MessageDeleted(tombstone.clone()))

@@ -2,8 +2,6 @@
 //! is published only when the visible status changes, and only to the user's
 //! presence watchers, so heartbeats cause no fan-out.
 
-use std::collections::HashMap;
-
 use afritalk_ports::{
     Audience, AuditAction, ConnectionId, MessagingError, Presence, PresenceChange, PresenceEvent,
     PresenceStatus, RateAction, RealtimeEvent, StoreResult, TenantId, UserId,
@@ -14,6 +12,7 @@ use serde_json::json;
 use super::MessagingService;
 use crate::actor::Actor;
 use crate::rules::presence::{presence_at, status_at};
+use crate::views::PresenceSweep;
 
 impl MessagingService {
     /// A realtime connection was authenticated: checks the tenant and the caller's
@@ -114,38 +113,45 @@ impl MessagingService {
         Ok(records.iter().map(|r| presence_at(r, now)).collect())
     }
 
-    /// Publishes what time alone changed (online → idle after a quiet minute, idle →
-    /// offline ten minutes after the last disconnect) for the `watched` users of a
-    /// tenant, given the status each had when last seen by the caller. Returns every
-    /// watched user's status now, for the next sweep. Users with no presence facts
-    /// are offline.
+    /// Publishes what time alone changed for some `users` of a tenant between
+    /// `since` and now: online → idle a quiet minute after the last activity,
+    /// idle → offline ten minutes after the last disconnect. A change of the
+    /// facts themselves (connect, disconnect, ping, send) was published by its
+    /// own use case, so both ends of the window are judged on the facts as they
+    /// are now and only a threshold crossed inside the window is published:
+    /// nothing twice. With no `since` (users just taken in) nothing is
+    /// published yet. Reads those users' facts alone, never the whole tenant's.
     pub async fn sweep_presence(
         &self,
         tenant: &TenantId,
-        watched: &HashMap<UserId, PresenceStatus>,
-    ) -> Result<HashMap<UserId, PresenceStatus>, MessagingError> {
+        users: &[UserId],
+        since: Option<DateTime<Utc>>,
+    ) -> Result<PresenceSweep, MessagingError> {
         let now = self.ports.clock.now();
-        let records = self.ports.presence.snapshot(tenant).await?;
-        let by_user: HashMap<&UserId, &afritalk_ports::PresenceRecord> =
-            records.iter().map(|r| (&r.user_id, r)).collect();
-        let mut current = HashMap::with_capacity(watched.len());
-        for (user, before) in watched {
-            let (status, last_seen) = match by_user.get(user) {
-                Some(record) => (status_at(record, now), record.last_seen),
-                None => (PresenceStatus::Offline, now),
-            };
-            if status != *before {
+        let records = self.ports.presence.records(tenant, users).await?;
+        let mut still_changing = Vec::with_capacity(records.len());
+        for record in &records {
+            let status = status_at(record, now);
+            let before = since.map_or(status, |since| status_at(record, since));
+            if status != before {
                 let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
-                    user_id: user.clone(),
+                    user_id: record.user_id.clone(),
                     status,
-                    last_seen,
+                    last_seen: record.last_seen,
                 });
-                let audience = Audience::PresenceWatchers(tenant.clone(), user.clone());
+                let audience = Audience::PresenceWatchers(tenant.clone(), record.user_id.clone());
                 self.publish(audience, event).await;
             }
-            current.insert(user.clone(), status);
+            // Offline stays offline until the facts change, and that change
+            // (a connect, a send) is announced by its use case.
+            if status != PresenceStatus::Offline {
+                still_changing.push(record.user_id.clone());
+            }
         }
-        Ok(current)
+        Ok(PresenceSweep {
+            swept_to: now,
+            still_changing,
+        })
     }
 
     /// Records activity as a side effect of another use case (a send), unless

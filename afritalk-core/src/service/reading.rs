@@ -9,6 +9,8 @@ use afritalk_ports::{
     MessagingError, Missing, PageSize, RateAction, RealtimeEvent, TypingEvent, UserId,
 };
 
+use chrono::TimeDelta;
+
 use super::MessagingService;
 use crate::actor::Actor;
 use crate::rules::conversation::{ensure_participant, pair_for};
@@ -16,6 +18,11 @@ use crate::views::{
     CatchUp, CatchUpCursor, ConversationCatchUp, ConversationListItem, ConversationPage,
     ConversationPageCursor, HistoryPage, Participant,
 };
+
+/// How far behind now a finished catch-up's resume point stays: longer than a
+/// change can wait between being stamped and being stored (the Postgres send
+/// queue refuses sends older than 2 s; SQLite waits at most 5 s for its lock).
+pub(crate) const CATCH_UP_SETTLE: TimeDelta = TimeDelta::seconds(10);
 
 impl MessagingService {
     /// The caller's conversations, latest message first, with unread counts and the
@@ -228,11 +235,25 @@ impl MessagingService {
         // delivered moves its `updatedAt` to now, past the rest of the changes
         // and past changes committed since the read, which resuming from it
         // would skip.
-        let cursor = changes.last().map_or(since, |m| CatchUpCursor {
+        let last_found = changes.last().map_or(since, |m| CatchUpCursor {
             since: m.updated_at,
             after_id: Some(m.id),
         });
-        let next = Some(cursor).filter(|_| changes.len() == limit.get() as usize);
+        let next = Some(last_found).filter(|_| changes.len() == limit.get() as usize);
+        // A change is stamped before it is stored (a send may wait in a queue or
+        // for a lock), so one stamped a moment ago can still commit behind a
+        // later one already listed. The resume point of a finished catch-up
+        // therefore stays `CATCH_UP_SETTLE` behind now: the latest changes come
+        // again next time (clients apply them by id) instead of never.
+        let settled = self.ports.clock.now() - CATCH_UP_SETTLE;
+        let cursor = if next.is_none() && last_found.since > settled {
+            CatchUpCursor {
+                since: settled,
+                after_id: None,
+            }
+        } else {
+            last_found
+        };
         self.receive(actor, &mut changes).await;
         let conversations = self
             .conversation_items(actor, None, PageSize::DEFAULT)

@@ -63,6 +63,8 @@ pub(super) async fn send(app: &App, m: &Matched, req: &Request) -> Result<Reply,
     let service = &app.inner.service;
     service.remember_identity(&actor, identity.name).await?;
     let sent = service.send(&actor, request).await?;
+    // A send is activity: a sender with no socket here goes idle, then offline.
+    app.follow_presence(&actor.tenant, &actor.user);
     if sent.duplicate {
         Ok(Reply::ok(sent))
     } else {

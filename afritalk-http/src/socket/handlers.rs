@@ -123,6 +123,18 @@ async fn handle_as<T, F, Fut>(
     answer(ack, result);
     if close_socket {
         let _ = s.disconnect();
+    } else {
+        leave_rooms_if_gone(&s);
+    }
+}
+
+/// Rooms joined after a wait (a store read) by a socket that closed during
+/// it would stay behind its cleanup for good: the disconnect marks the socket
+/// closed before it leaves its rooms, so checking afterwards finds every such
+/// late join.
+pub(super) fn leave_rooms_if_gone(s: &SocketRef) {
+    if !s.connected() {
+        s.leave_all();
     }
 }
 

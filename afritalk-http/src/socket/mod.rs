@@ -212,6 +212,7 @@ pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
         }
         Err(err) => tracing::warn!(%err, "presence rooms of conversation partners not joined"),
     }
+    handlers::leave_rooms_if_gone(&s);
 }
 
 async fn on_disconnect(s: SocketRef, State(app): State<App>, reason: DisconnectReason) {
@@ -220,6 +221,7 @@ async fn on_disconnect(s: SocketRef, State(app): State<App>, reason: DisconnectR
         return;
     };
     app.inner.metrics.socket_closed();
+    app.follow_presence(&session.actor.tenant, &session.actor.user);
     let connection = ConnectionId::new(s.id.to_string());
     if let Err(err) = app
         .inner

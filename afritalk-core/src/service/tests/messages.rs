@@ -524,6 +524,29 @@ fn a_deactivated_sender_can_neither_edit_nor_delete_nor_type() {
 }
 
 #[test]
+fn a_delete_that_lost_a_race_with_another_device_tells_no_one_again() {
+    let original = message("dg", "emp", 2, TimeDelta::seconds(30));
+    let mut tomb = original.clone();
+    tomb.content.clear();
+    tomb.deleted_at = Some(now());
+    let mut h = Harness::new(everyone());
+    // Live when loaded, deleted by the other device before this write.
+    let mut reads = vec![original.clone(), tomb.clone()].into_iter();
+    h.messages
+        .expect_message()
+        .times(2)
+        .returning(move |_, _| Ok(reads.next()));
+    h.messages
+        .expect_delete()
+        .times(1)
+        .returning(|_, _, _, _| Err(StoreError::Conflict("already deleted".into())));
+    let f = h.build();
+    let got = run(f.service.delete(&staff("dg", Role::Dg), original.id)).unwrap();
+    assert_eq!(got, tomb);
+    assert!(f.published.lock().unwrap().is_empty());
+}
+
+#[test]
 fn the_recipient_cannot_delete() {
     let original = message("dg", "emp", 2, TimeDelta::seconds(3));
     let f = holding(&original).build();

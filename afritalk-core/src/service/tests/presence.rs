@@ -132,44 +132,70 @@ fn services_cannot_open_realtime_connections() {
 #[test]
 fn the_sweep_publishes_what_time_alone_changed_and_nothing_else() {
     let mut h = Harness::new(vec![]);
-    h.presence.expect_snapshot().returning(|_| {
-        Ok(vec![
-            // Connected but quiet for two minutes: was online, now idle.
-            PresenceRecord {
-                user_id: uid("quiet"),
-                connections: 1,
-                last_seen: now() - TimeDelta::minutes(2),
-            },
-            // Active: still online, nothing to say.
-            PresenceRecord {
-                user_id: uid("busy"),
-                connections: 1,
-                last_seen: now(),
-            },
-            // Gone for eleven minutes: was idle, now offline.
-            PresenceRecord {
-                user_id: uid("gone"),
-                connections: 0,
-                last_seen: now() - TimeDelta::minutes(11),
-            },
-        ])
-    });
+    h.presence
+        .expect_records()
+        .withf(|_, users| users.len() == 5)
+        .returning(|_, _| {
+            let record = |id: &str, connections, seen_ago| PresenceRecord {
+                user_id: uid(id),
+                connections,
+                last_seen: now() - seen_ago,
+            };
+            Ok(vec![
+                // Connected, quiet for 70 s: went idle within the last 15 s.
+                record("quiet", 1, TimeDelta::seconds(70)),
+                // Active: still online, nothing to say.
+                record("busy", 1, TimeDelta::seconds(1)),
+                // Left 10 min 5 s ago: went offline within the last 15 s.
+                record("gone", 0, TimeDelta::seconds(605)),
+                // Left 5 s ago: its disconnect announced idle; nothing again.
+                record("left", 0, TimeDelta::seconds(5)),
+                // Idle for an hour, still connected: nothing changes with time.
+                record("away", 1, TimeDelta::hours(1)),
+            ])
+        });
     let f = h.build();
-    let watched = std::collections::HashMap::from([
-        (uid("quiet"), PresenceStatus::Online),
-        (uid("busy"), PresenceStatus::Online),
-        (uid("gone"), PresenceStatus::Idle),
-    ]);
-    let now_status = run(f.service.sweep_presence(&tenant(), &watched)).unwrap();
-    assert_eq!(now_status[&uid("quiet")], PresenceStatus::Idle);
-    assert_eq!(now_status[&uid("gone")], PresenceStatus::Offline);
-    let mut rooms: Vec<String> = f.deliveries().into_iter().map(|(room, _)| room).collect();
-    rooms.sort();
+    let users: Vec<UserId> = ["quiet", "busy", "gone", "left", "away"]
+        .into_iter()
+        .map(uid)
+        .collect();
+    let since = Some(now() - TimeDelta::seconds(15));
+    let swept = run(f.service.sweep_presence(&tenant(), &users, since)).unwrap();
+    assert_eq!(swept.swept_to, now());
+    let mut still = swept.still_changing.clone();
+    still.sort();
     assert_eq!(
-        rooms,
+        still,
+        vec![uid("away"), uid("busy"), uid("left"), uid("quiet")]
+    );
+    let published = f.published.lock().unwrap().clone();
+    let mut updates: Vec<(String, String)> = published
+        .into_iter()
+        .map(|(_, event)| match event {
+            RealtimeEvent::PresenceUpdate(e) => (e.user_id.to_string(), format!("{:?}", e.status)),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    updates.sort();
+    assert_eq!(
+        updates,
         vec![
-            "acme/presence:gone".to_string(),
-            "acme/presence:quiet".to_string()
+            ("gone".to_string(), "Offline".to_string()),
+            ("quiet".to_string(), "Idle".to_string())
         ]
     );
+    // Users just taken in (no window yet): nothing is published.
+    let f2 = {
+        let mut h = Harness::new(vec![]);
+        h.presence.expect_records().returning(|_, _| {
+            Ok(vec![PresenceRecord {
+                user_id: uid("quiet"),
+                connections: 1,
+                last_seen: now() - TimeDelta::seconds(70),
+            }])
+        });
+        h.build()
+    };
+    run(f2.service.sweep_presence(&tenant(), &[uid("quiet")], None)).unwrap();
+    assert!(f2.published.lock().unwrap().is_empty());
 }

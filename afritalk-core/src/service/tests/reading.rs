@@ -198,14 +198,14 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     .unwrap();
     assert_eq!(got.changes.len(), 1);
     assert_eq!(got.next, None);
-    let found = message("dg", "emp", 5, TimeDelta::seconds(1));
+    // The change is a second old: one stamped just before it may not be
+    // stored yet, so the resume point stays ten seconds behind now.
     assert_eq!(
         got.cursor,
         CatchUpCursor {
-            since: found.updated_at,
-            after_id: Some(found.id),
+            since: now() - TimeDelta::seconds(10),
+            after_id: None,
         },
-        "the last change as found, though not a full page"
     );
     assert_eq!(got.unread_messages, 4);
     assert_eq!(got.unread_notifications, 7);
@@ -257,6 +257,41 @@ fn a_history_page_marks_what_no_device_of_the_reader_had_received_delivered() {
     run(f.service.history(&emp, &uid("dg"), None, PageSize::DEFAULT)).unwrap();
     assert_eq!(marked.lock().unwrap().len(), 1);
     assert_eq!(f.deliveries().len(), 1);
+}
+
+#[test]
+fn a_finished_catch_up_resumes_after_its_last_change_once_that_has_settled() {
+    let mut old = message("dg", "emp", 5, TimeDelta::seconds(11));
+    old.delivered_at = Some(old.created_at);
+    let mut h = catching_up(vec![old.clone()]);
+    h.store_deliveries(vec![old.clone()]);
+    let f = h.build();
+    let since = CatchUpCursor {
+        since: now() - TimeDelta::minutes(5),
+        after_id: None,
+    };
+    let got = run(f
+        .service
+        .catch_up(&staff("emp", Role::Employe), since, PageSize::DEFAULT))
+    .unwrap();
+    assert_eq!(
+        got.cursor,
+        CatchUpCursor {
+            since: old.updated_at,
+            after_id: Some(old.id),
+        }
+    );
+    // Nothing new, asked from a point in the unsettled window: pulled back too.
+    let f = catching_up(Vec::new()).build();
+    let recent = CatchUpCursor {
+        since: now() - TimeDelta::seconds(3),
+        after_id: None,
+    };
+    let got = run(f
+        .service
+        .catch_up(&staff("emp", Role::Employe), recent, PageSize::DEFAULT))
+    .unwrap();
+    assert_eq!(got.cursor.since, now() - TimeDelta::seconds(10));
 }
 
 /// A harness whose store answers a catch-up with `changes`, no conversations
