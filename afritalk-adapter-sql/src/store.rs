@@ -917,6 +917,38 @@ macro_rules! sql_store {
                     .map_err(|e| db_error("marking notifications read", e))?;
                     Ok(changed as u64)
                 }
+
+                async fn mark_read_for_messages(
+                    &self,
+                    tenant: &TenantId,
+                    user: &UserId,
+                    messages: &[MessageId],
+                ) -> StoreResult<u64> {
+                    if messages.is_empty() {
+                        return Ok(0);
+                    }
+                    let ids: Vec<String> = messages.iter().map(MessageId::to_string).collect();
+                    let _writer = self.write_lock().await;
+                    let mut conn = self.conn().await?;
+                    // The user's unread ones are a range of the (tenant, user,
+                    // rank, …) index; the ids filter that range.
+                    let changed = $crate::__private::diesel::update(
+                        notifications::table
+                            .filter(notifications::tenant_id.eq(tenant.as_str()))
+                            .filter(notifications::user_id.eq(user.as_str()))
+                            .filter(
+                                notifications::status_rank
+                                    .eq(status_rank(NotificationStatus::Unread)),
+                            )
+                            .filter(notifications::related_entity_type.eq("message"))
+                            .filter(notifications::related_entity_id.eq_any(&ids)),
+                    )
+                    .set(notifications::status_rank.eq(status_rank(NotificationStatus::Read)))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| db_error("marking message notifications read", e))?;
+                    Ok(changed as u64)
+                }
             }
 
             #[$crate::__private::async_trait]

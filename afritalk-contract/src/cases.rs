@@ -1476,6 +1476,73 @@ pub async fn mark_all_read_changes_only_the_user_s_unread_notifications(p: Ports
     assert_eq!(p.notifications.mark_all_read(&t, &u).await.unwrap(), 0);
 }
 
+pub async fn reading_messages_reads_only_their_unread_notifications(p: Ports) {
+    let t = tenant("acme");
+    let (a, b, c) = (user("awa"), user("bakary"), user("chris"));
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, &format!("m{i}"), at(i))).await;
+        sent.push(m);
+    }
+    let alert = notification(&t, &b, NotificationKind::Alert, at(5));
+    p.notifications.create(alert.clone()).await.unwrap();
+    let mine = p
+        .notifications
+        .list(&t, &b, None, true, page(100))
+        .await
+        .unwrap();
+    let of = |m: &Message| {
+        let id = m.id.to_string();
+        mine.iter()
+            .find(|n| n.related.as_ref().is_some_and(|r| r.entity_id() == id))
+            .unwrap()
+            .id
+    };
+    let archived = of(&sent[1]);
+    p.notifications
+        .set_status(&t, &b, archived, NotificationStatus::Archived)
+        .await
+        .unwrap();
+
+    let ids = [sent[0].id, sent[1].id];
+    // Another user, or nothing asked: nothing changes.
+    assert_eq!(
+        p.notifications
+            .mark_read_for_messages(&t, &c, &ids)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        p.notifications
+            .mark_read_for_messages(&t, &b, &[])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        p.notifications
+            .mark_read_for_messages(&t, &b, &ids)
+            .await
+            .unwrap(),
+        1,
+        "the archived one stays archived"
+    );
+    let status = async |id| {
+        p.notifications
+            .notification(&t, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(status(of(&sent[0])).await, NotificationStatus::Read);
+    assert_eq!(status(archived).await, NotificationStatus::Archived);
+    assert_eq!(status(of(&sent[2])).await, NotificationStatus::Unread);
+    assert_eq!(status(alert.id).await, NotificationStatus::Unread);
+    assert_eq!(p.notifications.unread_count(&t, &b).await.unwrap(), 2);
+}
+
 pub async fn notifications_list_unread_first_then_newest(p: Ports) {
     let t = tenant("acme");
     let (u, other) = (user("awa"), user("bakary"));

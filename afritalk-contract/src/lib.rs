@@ -147,6 +147,7 @@ macro_rules! storage_contract {
             conversation_times_never_go_back,
             changes_since_follows_updated_at_then_id,
             notifications_list_unread_first_then_newest,
+            reading_messages_reads_only_their_unread_notifications,
             mark_all_read_changes_only_the_user_s_unread_notifications,
             audit_query_filters_newest_first_and_purge_removes_only_older_rows,
             concurrent_audit_appends_each_get_their_own_answer,

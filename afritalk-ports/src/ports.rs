@@ -331,6 +331,17 @@ pub trait NotificationStore: Send + Sync {
     /// Marks every unread notification of `user` read, in one write, and says
     /// how many changed. Read and archived ones MUST stay as they are.
     async fn mark_all_read(&self, tenant: &TenantId, user: &UserId) -> StoreResult<u64>;
+
+    /// Marks read, in one write, `user`'s unread notifications of these
+    /// messages (related to (`message`, id), see `NewMessage::notification`),
+    /// once the messages themselves were read; says how many changed. Read and
+    /// archived ones, other users' and other kinds MUST stay as they are.
+    async fn mark_read_for_messages(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        messages: &[MessageId],
+    ) -> StoreResult<u64>;
 }
 
 /// Which audit rows a query wants (all conditions must hold).

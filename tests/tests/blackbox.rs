@@ -70,6 +70,16 @@ async fn a_message_arrives_live_on_every_socket_of_the_recipient_with_delivered_
     let read = c.next_event("dg", "messaging:read").await;
     assert_eq!(read["messageId"], id.as_str());
     assert!(read["readAt"].is_string());
+    // Its notification is read with it: the bell of every device clears.
+    let updated = c.next_event("emp-laptop", "notify:updated").await;
+    assert_eq!(
+        updated,
+        json!({ "notificationId": null, "status": "read", "unreadCount": 0 })
+    );
+    let (_, bell) = app
+        .get(&format!("/api/tenants/{T}/notifications"), &emp)
+        .await;
+    assert_eq!(bell["notifications"][0]["status"], "read", "{bell}");
 
     // The stored message carries both receipts.
     let (status, history) = app

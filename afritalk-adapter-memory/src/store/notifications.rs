@@ -1,10 +1,11 @@
 //! The notification side of [`MemoryStore`].
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 
 use afritalk_ports::{
-    Notification, NotificationCursor, NotificationId, NotificationStatus, NotificationStore,
-    PageSize, StoreError, StoreResult, TenantId, UserId,
+    MessageId, Notification, NotificationCursor, NotificationId, NotificationStatus,
+    NotificationStore, PageSize, StoreError, StoreResult, TenantId, UserId,
 };
 use async_trait::async_trait;
 
@@ -106,6 +107,31 @@ impl NotificationStore for MemoryStore {
         let mut changed = 0;
         for n in data.notifications.values_mut() {
             if &n.user_id == user && n.status == NotificationStatus::Unread {
+                n.status = NotificationStatus::Read;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn mark_read_for_messages(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        messages: &[MessageId],
+    ) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let Some(data) = state.tenants.get_mut(tenant) else {
+            return Ok(0);
+        };
+        let ids: HashSet<String> = messages.iter().map(MessageId::to_string).collect();
+        let mut changed = 0;
+        for n in data.notifications.values_mut() {
+            let of_message = n
+                .related
+                .as_ref()
+                .is_some_and(|r| r.entity_type() == "message" && ids.contains(r.entity_id()));
+            if &n.user_id == user && n.status == NotificationStatus::Unread && of_message {
                 n.status = NotificationStatus::Read;
                 changed += 1;
             }

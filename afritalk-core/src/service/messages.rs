@@ -456,7 +456,31 @@ impl MessagingService {
                 self.publish_to_both(message, event).await;
             }
         }
+        self.read_their_notifications(actor, &changed).await;
         Ok(changed)
+    }
+
+    /// Marks the notifications of messages just read read too, so the bell's
+    /// badge follows the conversation, and tells the reader's devices. Best
+    /// effort: the read itself is stored, and a notification left unread is
+    /// only a badge too high.
+    async fn read_their_notifications(&self, actor: &Actor, read: &[Message]) {
+        if read.is_empty() {
+            return;
+        }
+        let ids: Vec<MessageId> = read.iter().map(|m| m.id).collect();
+        let notifications = &self.ports.notifications;
+        match notifications
+            .mark_read_for_messages(&actor.tenant, &actor.user, &ids)
+            .await
+        {
+            Ok(0) => {}
+            Ok(_) => {
+                self.tell_devices(actor, None, NotificationStatus::Read)
+                    .await
+            }
+            Err(err) => tracing::warn!(%err, "notifications of read messages left unread"),
+        }
     }
 
     /// Publishes an event about `message` to its sender's and recipient's devices.

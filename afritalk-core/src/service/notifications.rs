@@ -63,7 +63,7 @@ impl MessagingService {
     /// the unread count their badge now shows (`notify:updated`). Best effort,
     /// like every push: the change is stored, and a device that missed the
     /// event reads the list again.
-    async fn tell_devices(
+    pub(super) async fn tell_devices(
         &self,
         actor: &Actor,
         notification_id: Option<NotificationId>,

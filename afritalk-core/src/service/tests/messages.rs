@@ -577,6 +577,17 @@ fn the_recipient_marks_read_and_both_sides_are_told() {
             m.delivered_at = Some(at);
             Ok(vec![m])
         });
+    // The message's notification is read with it, and the reader's devices
+    // get their badge's new count.
+    let id = original.id;
+    h.notifications
+        .expect_mark_read_for_messages()
+        .withf(move |_, user, ids| user.as_str() == "emp" && ids == [id])
+        .times(1)
+        .returning(|_, _, _| Ok(1));
+    h.notifications
+        .expect_unread_count()
+        .returning(|_, _| Ok(2));
     let f = h.build();
     let read = run(f
         .service
@@ -588,8 +599,14 @@ fn the_recipient_marks_read_and_both_sides_are_told() {
         vec![
             ("acme/user:dg".to_string(), "messaging:read"),
             ("acme/user:emp".to_string(), "messaging:read"),
+            ("acme/user:emp".to_string(), "notify:updated"),
         ]
     );
+    let published = f.published.lock().unwrap().clone();
+    assert!(matches!(
+        &published[2].1,
+        RealtimeEvent::NotifyUpdated(e) if e.unread_count == 2 && e.notification_id.is_none()
+    ));
 }
 
 #[test]
