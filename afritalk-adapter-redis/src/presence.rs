@@ -438,12 +438,8 @@ impl PresenceTracker for RedisPresence {
         }
         let mut conn = self.commands.get("presence records").await?;
         let now_ms = server_millis(&mut conn).await?;
-        let mut unique: Vec<&UserId> = Vec::with_capacity(users.len());
-        for user in users {
-            if !unique.contains(&user) {
-                unique.push(user);
-            }
-        }
+        let mut seen = std::collections::HashSet::with_capacity(users.len());
+        let unique: Vec<&UserId> = users.iter().filter(|u| seen.insert(*u)).collect();
         let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
             .arg(self.users_key(tenant))
             .arg(unique.iter().map(|u| u.as_str()).collect::<Vec<_>>())

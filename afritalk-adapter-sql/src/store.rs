@@ -930,23 +930,28 @@ macro_rules! sql_store {
                     let ids: Vec<String> = messages.iter().map(MessageId::to_string).collect();
                     let _writer = self.write_lock().await;
                     let mut conn = self.conn().await?;
-                    // The user's unread ones are a range of the (tenant, user,
-                    // rank, …) index; the ids filter that range.
-                    let changed = $crate::__private::diesel::update(
-                        notifications::table
-                            .filter(notifications::tenant_id.eq(tenant.as_str()))
-                            .filter(notifications::user_id.eq(user.as_str()))
-                            .filter(
-                                notifications::status_rank
-                                    .eq(status_rank(NotificationStatus::Unread)),
-                            )
-                            .filter(notifications::related_entity_type.eq("message"))
-                            .filter(notifications::related_entity_id.eq_any(&ids)),
-                    )
-                    .set(notifications::status_rank.eq(status_rank(NotificationStatus::Read)))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| db_error("marking message notifications read", e))?;
+                    let mut changed = 0;
+                    // SQLite binds a list as one parameter per id, and allows
+                    // 32,766: a whole conversation read at once goes in parts.
+                    for part in ids.chunks(1_000) {
+                        // The user's unread ones are a range of the (tenant,
+                        // user, rank, …) index; the ids filter that range.
+                        changed += $crate::__private::diesel::update(
+                            notifications::table
+                                .filter(notifications::tenant_id.eq(tenant.as_str()))
+                                .filter(notifications::user_id.eq(user.as_str()))
+                                .filter(
+                                    notifications::status_rank
+                                        .eq(status_rank(NotificationStatus::Unread)),
+                                )
+                                .filter(notifications::related_entity_type.eq("message"))
+                                .filter(notifications::related_entity_id.eq_any(part)),
+                        )
+                        .set(notifications::status_rank.eq(status_rank(NotificationStatus::Read)))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(|e| db_error("marking message notifications read", e))?;
+                    }
                     Ok(changed as u64)
                 }
             }

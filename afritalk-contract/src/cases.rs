@@ -1504,7 +1504,10 @@ pub async fn reading_messages_reads_only_their_unread_notifications(p: Ports) {
         .await
         .unwrap();
 
-    let ids = [sent[0].id, sent[1].id];
+    // A whole conversation read at once: ids past SQLite's list limits,
+    // the two that matter last.
+    let mut ids: Vec<_> = (0..33_000).map(|_| message_id()).collect();
+    ids.extend([sent[0].id, sent[1].id]);
     // Another user, or nothing asked: nothing changes.
     assert_eq!(
         p.notifications
@@ -2109,6 +2112,12 @@ pub async fn tenant_isolation_holds_through_every_port_method(p: Ports) {
         .set_status(&tb, &b, notif.id, NotificationStatus::Archived)
         .await;
     assert_eq!(status.unwrap_err(), StoreError::NotFound);
+    let read = p
+        .notifications
+        .mark_read_for_messages(&tb, &b, &[m.id])
+        .await
+        .unwrap();
+    assert_eq!(read, 0, "A's message notification is not B's to read");
     assert_eq!(p.notifications.unread_count(&tb, &b).await.unwrap(), 0);
     assert!(
         p.audit
@@ -2126,6 +2135,15 @@ pub async fn tenant_isolation_holds_through_every_port_method(p: Ports) {
             .is_empty()
     );
     assert!(p.flags.messaging_enabled(&tb).await.unwrap());
+    // A token of B naming the same user creates B's entry; A's stays.
+    let b_awa = directory_user(&tb, "awa", "Awa of B", Role::Employe);
+    p.directory.record_identity(b_awa.clone()).await.unwrap();
+    assert_eq!(p.directory.user(&tb, &a).await.unwrap(), Some(b_awa));
+    let a_awa = p.directory.user(&ta, &a).await.unwrap().unwrap();
+    assert_eq!(
+        (a_awa.display_name.as_str(), a_awa.role),
+        ("Awa", Role::Pdg)
+    );
 
     // B's own traffic with the same ids and client id is B's alone.
     let b_new = with_client_id(

@@ -159,8 +159,10 @@ pub struct CatchUp {
     pub next: Option<CatchUpCursor>,
     /// Where the next catch-up resumes, whether or not the page was full: the
     /// last change as the store found it, or the given cursor when there was
-    /// none. Clients keep this one rather than one of their own, because a
-    /// change this call marked delivered carries a later `updatedAt` than its
+    /// none, but on a page that is not full never later than 30 s before now
+    /// (a change stamped just before the last one may still be on its way to
+    /// the store). Clients keep this one rather than one of their own, because
+    /// a change this call marked delivered carries a later `updatedAt` than its
     /// place in the stream.
     pub cursor: CatchUpCursor,
     /// The first page of conversations with their unread counts.

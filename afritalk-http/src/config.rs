@@ -36,6 +36,8 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
     /// How often this node re-checks the presence of its users, to publish what
     /// time alone changed (a quiet minute → idle, ten minutes gone → offline).
+    /// At most 30 s (`afritalk_core::rules::presence::SWEEP_INTERVAL_MAX`);
+    /// longer is taken as 30 s.
     pub presence_sweep_interval: Duration,
     /// How often this node re-checks the tokens of its sockets, so that a socket
     /// that only listens is closed at most this long after its token expires.

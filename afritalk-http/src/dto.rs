@@ -10,7 +10,7 @@ use afritalk_ports::{
     NotificationCursor, NotificationId, NotificationKind, NotificationStatus, PageSize,
     RelatedEntity, Role, SearchText, UserId, ValidationError,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -227,7 +227,7 @@ impl SyncQuery {
     /// The cursor; without `since`, everything from the beginning.
     pub(crate) fn cursor(&self) -> Result<CatchUpCursor, ApiError> {
         Ok(CatchUpCursor {
-            since: self.since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            since: checked_since(self.since)?.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
             after_id: self
                 .after_id
                 .as_deref()
@@ -310,7 +310,7 @@ impl AuditQuery {
                 .clone()
                 .map(|u| parse_user("userId", u))
                 .transpose()?,
-            since: self.since,
+            since: checked_since(self.since)?,
             before: self
                 .before
                 .as_deref()
@@ -348,6 +348,22 @@ fn from_micros(raw: &str) -> Option<DateTime<Utc>> {
     raw.parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
+        .filter(|at| storable(*at))
+}
+
+/// Whether every store compares `at` in time order: SQLite keeps times as
+/// text, where a year past 9999 (`+10000-…`) or before 1 sorts out of order,
+/// so a time out there would silently select the wrong rows.
+fn storable(at: DateTime<Utc>) -> bool {
+    (1..=9999).contains(&at.year())
+}
+
+/// `since` when given, checked to be a time the stores compare in order.
+fn checked_since(since: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match since {
+        Some(at) if !storable(at) => Err(field("since", "must be a time in the years 1 to 9999")),
+        other => Ok(other),
+    }
 }
 
 fn bad_cursor() -> ApiError {
@@ -435,6 +451,20 @@ pub(crate) fn decode_notification_cursor(raw: &str) -> Result<NotificationCursor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_past_year_9999_are_refused_not_misordered() {
+        let id = "0190c1d2-0000-7000-8000-000000000001";
+        // 9999-12-31 is the last day kept in order; 10000-01-01 is refused.
+        assert!(decode_conversation_cursor(&format!("253402300799000000_{id}")).is_ok());
+        assert!(decode_conversation_cursor(&format!("253402300800000000_{id}")).is_err());
+        assert!(decode_notification_cursor(&format!("unread_253402300800000000_{id}")).is_err());
+        assert!(decode_audit_cursor(&format!("-62135596800000001_{id}")).is_err());
+        let q: AuditQuery = parse_query("since=%2B10000-01-01T00:00:00Z").unwrap();
+        assert!(q.filter().is_err());
+        let q: SyncQuery = parse_query("since=2999-01-01T00:00:00Z").unwrap();
+        assert!(q.cursor().is_ok());
+    }
 
     #[test]
     fn send_bodies_accept_both_related_forms_and_refuse_unknown_fields() {

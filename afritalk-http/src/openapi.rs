@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::router::{QueryParam, Route, routes};
+use crate::router::{QueryParam, Route, RouteId, routes};
 
 /// The whole document.
 pub(crate) fn document() -> Value {
@@ -66,16 +66,16 @@ fn operation(route: &Route) -> Value {
         "content": { "application/json": { "schema": reference("Error") } } });
     let mut responses = Map::new();
     responses.insert(route.success.to_string(), success);
-    if route.success == 201 {
+    // Only a send takes a client id, so only a send's retry gets the original.
+    if route.id == RouteId::SendMessage {
         responses.insert("200".into(), json!({ "description": "A retry answered with the original",
             "content": { "application/json": { "schema": reference(route.response.unwrap_or("Error")) } } }));
     }
-    let mut codes: Vec<&str> = vec!["400", "404", "413", "429", "503"];
+    // Every route reads a body it is sent (to its cap and deadline), and
+    // answers another method with 405.
+    let mut codes: Vec<&str> = vec!["400", "404", "405", "408", "413", "429", "503"];
     if route.authenticated {
         codes.extend(["401", "403", "409"]);
-    }
-    if route.body.is_some() {
-        codes.push("408");
     }
     for code in codes {
         responses.insert(code.into(), error.clone());

@@ -10,6 +10,9 @@
 //! window, so a change announced by its own use case is never repeated.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use afritalk_core::rules::presence::SWEEP_INTERVAL_MAX;
 
 use afritalk_ports::{TenantId, UserId};
 use chrono::{DateTime, Utc};
@@ -26,7 +29,12 @@ struct Followed {
 /// Runs until the task is aborted (at shutdown).
 pub(crate) async fn run(app: App) {
     let mut followed: HashMap<TenantId, Followed> = HashMap::new();
-    let mut tick = tokio::time::interval(app.inner.config.presence_sweep_interval);
+    // Presence changes of the facts rely on a sweep having run this recently.
+    let longest = SWEEP_INTERVAL_MAX
+        .to_std()
+        .unwrap_or(Duration::from_secs(30));
+    let every = app.inner.config.presence_sweep_interval.min(longest);
+    let mut tick = tokio::time::interval(every);
     // The first tick is immediate; nothing has aged yet.
     tick.tick().await;
     loop {

@@ -233,17 +233,26 @@ pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A path segment a parameter takes: decoded, or the parameter's name when
+/// its escapes do not decode to UTF-8.
+type Params = Result<Vec<(&'static str, String)>, &'static str>;
+
 /// Parameters if `path` fits `template`, and how many literal segments matched.
-fn fit(template: &'static str, path: &[&str]) -> Option<(usize, Vec<(&'static str, String)>)> {
+fn fit(template: &'static str, path: &[&str]) -> Option<(usize, Params)> {
     let parts: Vec<&'static str> = template.split('/').filter(|s| !s.is_empty()).collect();
     if parts.len() != path.len() {
         return None;
     }
     let mut literals = 0;
-    let mut params = Vec::new();
+    let mut params = Ok(Vec::new());
     for (part, seg) in parts.iter().zip(path) {
         if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            params.push((name, percent_decode(seg)?));
+            if let Ok(found) = &mut params {
+                match percent_decode(seg) {
+                    Some(value) => found.push((name, value)),
+                    None => params = Err(name),
+                }
+            }
         } else if part == seg {
             literals += 1;
         } else {
@@ -253,28 +262,67 @@ fn fit(template: &'static str, path: &[&str]) -> Option<(usize, Vec<(&'static st
     Some((literals, params))
 }
 
-/// The route for a method and path: the best fit (most literal segments), or
-/// 404 when no template fits, or 405 when only other methods do.
-pub(crate) fn find(method: &Method, path: &str) -> Result<Matched, ApiError> {
+/// The routes that fit `path` best (most literal segments), whatever their
+/// method: `…/messaging/sync` is the sync route's path, for every method, and
+/// never a message id.
+fn best_fits(path: &str) -> Vec<(&'static Route, Params)> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let mut best: Option<(usize, Matched)> = None;
-    let mut allowed = Vec::new();
+    let mut best: Vec<(usize, &'static Route, Params)> = Vec::new();
     for route in routes() {
         let Some((literals, params)) = fit(route.path, &segments) else {
             continue;
         };
-        if route.method != method {
-            allowed.push(route.method.clone());
-            continue;
+        match best.first() {
+            Some((top, _, _)) if literals < *top => continue,
+            Some((top, _, _)) if literals > *top => best.clear(),
+            _ => {}
         }
-        if best.as_ref().is_none_or(|(l, _)| literals > *l) {
-            best = Some((literals, Matched { route, params }));
+        best.push((literals, route, params));
+    }
+    best.into_iter().map(|(_, r, p)| (r, p)).collect()
+}
+
+/// The methods a path answers, as `Allow` lists them (HEAD wherever GET,
+/// OPTIONS everywhere); empty when no route has this path.
+pub(crate) fn allowed_methods(path: &str) -> Vec<Method> {
+    let mut allowed: Vec<Method> = Vec::new();
+    for (route, _) in best_fits(path) {
+        if !allowed.contains(&route.method) {
+            allowed.push(route.method.clone());
         }
     }
-    match best {
-        Some((_, matched)) => Ok(matched),
-        None if allowed.is_empty() => Err(ApiError::RouteNotFound),
-        None => Err(ApiError::MethodNotAllowed(allowed)),
+    if allowed.is_empty() {
+        return allowed;
+    }
+    if allowed.contains(&Method::GET) {
+        allowed.push(Method::HEAD);
+    }
+    allowed.push(Method::OPTIONS);
+    allowed
+}
+
+/// The route for a method and path: among the routes of the path's best fit,
+/// the one of this method (HEAD is GET without the body); 404 when no route
+/// has the path, 405 when only other methods do, 400 when a parameter's
+/// escapes are not UTF-8.
+pub(crate) fn find(method: &Method, path: &str) -> Result<Matched, ApiError> {
+    let wanted = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    let fits = best_fits(path);
+    if fits.is_empty() {
+        return Err(ApiError::RouteNotFound);
+    }
+    let Some((route, params)) = fits.into_iter().find(|(r, _)| r.method == *wanted) else {
+        return Err(ApiError::MethodNotAllowed(allowed_methods(path)));
+    };
+    match params {
+        Ok(params) => Ok(Matched { route, params }),
+        Err(name) => Err(ApiError::BadRequest(format!(
+            "{name}: is not valid percent-encoded UTF-8"
+        ))),
     }
 }
 
@@ -324,21 +372,24 @@ pub(crate) fn error_response(err: &ApiError) -> Response {
         let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
-    if !reply.allow.is_empty() {
-        let allow = reply
-            .allow
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        if let Ok(value) = HeaderValue::from_str(&allow) {
-            headers.insert(header::ALLOW, value);
-        }
+    if !reply.allow.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&methods_list(&reply.allow))
+    {
+        headers.insert(header::ALLOW, value);
     }
     if reply.status == StatusCode::UNAUTHORIZED {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
+}
+
+/// Methods as an `Allow` header lists them.
+fn methods_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn into_response(reply: Reply) -> Response {
@@ -423,6 +474,14 @@ where
             None => error_response(&ApiError::OriginNotAllowed),
         };
         ("preflight", response)
+    } else if method == Method::OPTIONS && !allowed_methods(path.as_str()).is_empty() {
+        // Not a preflight: what the path allows, as RFC 9110 says.
+        let mut response = warp::reply().into_response();
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        if let Ok(allow) = HeaderValue::from_str(&methods_list(&allowed_methods(path.as_str()))) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        ("options", response)
     } else {
         match find(&method, path.as_str()) {
             Err(_) if path.as_str() == ORIGIN_REFUSED_PATH => {
@@ -518,7 +577,26 @@ mod tests {
         ));
         assert!(matches!(
             find(&Method::POST, "/api/tenants/t1/presence"),
-            Err(ApiError::MethodNotAllowed(m)) if m == vec![Method::GET]
+            Err(ApiError::MethodNotAllowed(m))
+                if m == vec![Method::GET, Method::HEAD, Method::OPTIONS]
         ));
+        // A fixed path is never taken for a message id of another method.
+        assert!(matches!(
+            find(&Method::DELETE, "/api/tenants/t1/messaging/conversations"),
+            Err(ApiError::MethodNotAllowed(m))
+                if m == vec![Method::GET, Method::HEAD, Method::OPTIONS]
+        ));
+        assert!(matches!(
+            find(&Method::GET, "/api/tenants/t1/messaging/message"),
+            Err(ApiError::MethodNotAllowed(m)) if m == vec![Method::POST, Method::OPTIONS]
+        ));
+        // HEAD is GET; escapes that are not UTF-8 are the parameter's fault.
+        let m = find(&Method::HEAD, "/healthz").unwrap();
+        assert_eq!(m.route.id, RouteId::Healthz);
+        assert!(matches!(
+            find(&Method::GET, "/api/tenants/t1/directory/users/%E9"),
+            Err(ApiError::BadRequest(msg)) if msg.starts_with("userId:")
+        ));
+        assert!(allowed_methods("/nope").is_empty());
     }
 }

@@ -460,7 +460,40 @@ async fn each_error_class_gets_its_status_and_json_body() {
         .call("DELETE", "/api/tenants/t1/presence", Some(&emp), None)
         .await;
     assert_eq!((r.status, r.code().as_str()), (405, "method_not_allowed"));
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    // A fixed path of another method is not a message id (400) but a 405.
+    let r = server
+        .call(
+            "DELETE",
+            "/api/tenants/t1/messaging/conversations",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (405, "method_not_allowed"));
+    // HEAD answers as GET, without the body; OPTIONS says what is allowed.
+    let r = server.call("HEAD", "/healthz", None, None).await;
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    let r = server
+        .call("OPTIONS", "/api/tenants/t1/presence", None, None)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    // Escapes that are not UTF-8 name the parameter rather than "no such route".
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/directory/users/%E9",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "validation"),
+        "{}",
+        r.body
+    );
 
     let r = server
         .call(
@@ -784,8 +817,11 @@ async fn browsers_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
     let r = from("https://admin.example", "/metrics", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r, "access-control-allow-origin"), None);
+    // Its OPTIONS answers what the path allows, naming no origin: the browser
+    // refuses the page's call.
     let r = preflight("https://admin.example", "/readyz").await;
-    assert_ne!(r.status, 204);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    assert_eq!(header(&r, "access-control-allow-methods"), None);
     // Engine.IO's polling answers carry it too, for polling from the browser.
     let r = server
         .raw(

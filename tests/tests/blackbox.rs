@@ -241,7 +241,7 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     assert_eq!(delivered, sent);
     // The cursor to keep: the changes are a second old, and one stamped just
     // before them might still be on its way to the store, so the resume point
-    // stays ten seconds behind the server's clock, before all three.
+    // stays thirty seconds behind the server's clock, before all three.
     let cursor = &ok_ack(&ack)["cursor"];
     assert_eq!(cursor["afterId"], Value::Null, "{ack}");
     let time = |v: &Value| {
@@ -277,7 +277,7 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     assert_eq!(sync["unreadNotifications"], 3);
     assert_eq!(sync["conversations"][0]["unreadCount"], 3);
     assert_eq!(sync["conversations"][0]["participant"]["userId"], "dg");
-    // Resuming from the answer's cursor within ten seconds: the same three
+    // Resuming from the answer's cursor within thirty seconds: the same three
     // come again (a client applies them by id), and nothing is delivered twice.
     let resume = &sync["cursor"];
     assert_eq!(resume["afterId"], Value::Null, "{sync}");

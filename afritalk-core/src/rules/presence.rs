@@ -14,6 +14,12 @@ pub const ONLINE_WITHIN: TimeDelta = TimeDelta::minutes(1);
 /// A user seen more recently than this is at least idle.
 pub const IDLE_WITHIN: TimeDelta = TimeDelta::minutes(10);
 
+/// The longest time between two presence sweeps of a node (each node sweeps
+/// every 15 s). A status that time changed since the last sweep has not been
+/// announced yet, so a change of the facts compares with the status this long
+/// ago too, and tells such a change itself.
+pub const SWEEP_INTERVAL_MAX: TimeDelta = TimeDelta::seconds(30);
+
 /// A user found online when their activity was last recorded is not recorded
 /// again for this long: they cannot leave online meanwhile (that takes a quiet
 /// [`ONLINE_WITHIN`]), and their `lastSeen` lags by at most this. At one send

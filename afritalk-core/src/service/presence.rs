@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::MessagingService;
 use crate::actor::Actor;
-use crate::rules::presence::{presence_at, status_at};
+use crate::rules::presence::{SWEEP_INTERVAL_MAX, presence_at, status_at};
 use crate::views::PresenceSweep;
 
 impl MessagingService {
@@ -186,8 +186,16 @@ impl MessagingService {
         now: DateTime<Utc>,
     ) -> Presence {
         let after = presence_at(&change.after, now);
+        // Time may have changed the old facts' status since the last sweep,
+        // unannounced: a quiet user gone idle seconds before closing their last
+        // socket still shows online to watchers. Their status as the last sweep
+        // saw it counts too (a repeat of what it did announce is harmless).
         let before = change.before.as_ref().map(|r| status_at(r, now));
-        if before != Some(after.status) {
+        let swept = change
+            .before
+            .as_ref()
+            .map(|r| status_at(r, now - SWEEP_INTERVAL_MAX));
+        if before != Some(after.status) || swept != Some(after.status) {
             let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
                 user_id: after.user_id.clone(),
                 status: after.status,

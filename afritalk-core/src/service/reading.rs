@@ -19,10 +19,13 @@ use crate::views::{
     ConversationPageCursor, HistoryPage, Participant,
 };
 
-/// How far behind now a finished catch-up's resume point stays: longer than a
-/// change can wait between being stamped and being stored (the Postgres send
-/// queue refuses sends older than 2 s; SQLite waits at most 5 s for its lock).
-pub(crate) const CATCH_UP_SETTLE: TimeDelta = TimeDelta::seconds(10);
+/// How far behind now a finished catch-up's resume point stays: well past how
+/// long a change normally waits between being stamped and being stored (the
+/// Postgres send queue refuses sends older than 2 s; SQLite waits at most 5 s
+/// for its file lock). Pool and lock waits have no hard limit, so a write
+/// stalled longer than this by an overloaded database can still be missed by
+/// a catch-up that ran meanwhile (its live event still carries it).
+pub(crate) const CATCH_UP_SETTLE: TimeDelta = TimeDelta::seconds(30);
 
 impl MessagingService {
     /// The caller's conversations, latest message first, with unread counts and the

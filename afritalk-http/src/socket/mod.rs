@@ -179,6 +179,7 @@ impl Drop for PendingInner {
         let connection = self.connection.clone();
         runtime.spawn(async move {
             tracing::debug!(%connection, "handshake abandoned by the client");
+            app.follow_presence(&actor.tenant, &actor.user);
             if let Err(err) = app.inner.service.disconnect(&actor, &connection).await {
                 tracing::warn!(%err, "abandoned handshake not recorded as a disconnect");
             }

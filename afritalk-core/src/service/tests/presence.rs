@@ -95,6 +95,50 @@ fn the_last_disconnect_turns_online_into_idle() {
     assert_eq!(f.deliveries().len(), 1);
 }
 
+/// A last disconnect of a user connected and quiet for `quiet`.
+fn last_disconnect_after(quiet: TimeDelta) -> Fixture {
+    let mut h = Harness::new(vec![]);
+    h.presence
+        .expect_disconnect()
+        .returning(move |_, u, _, at| {
+            Ok(PresenceChange {
+                before: Some(PresenceRecord {
+                    user_id: u.clone(),
+                    connections: 1,
+                    last_seen: at - quiet,
+                }),
+                after: PresenceRecord {
+                    user_id: u.clone(),
+                    connections: 0,
+                    last_seen: at,
+                },
+            })
+        });
+    h.build()
+}
+
+#[test]
+fn a_user_gone_idle_since_the_last_sweep_is_told_idle_at_their_last_disconnect() {
+    // Quiet for 70 s: idle by time 10 s ago, which no sweep may have told yet;
+    // the disconnect tells it (idle before and after, by the facts alone).
+    let f = last_disconnect_after(TimeDelta::seconds(70));
+    run(f
+        .service
+        .disconnect(&staff("emp", Role::Employe), &connection()))
+    .unwrap();
+    assert_eq!(
+        f.deliveries(),
+        vec![("acme/presence:emp".to_string(), "presence:update")]
+    );
+    // Idle for ten minutes already: every sweep since said so; nothing new.
+    let f = last_disconnect_after(TimeDelta::minutes(10));
+    run(f
+        .service
+        .disconnect(&staff("emp", Role::Employe), &connection()))
+    .unwrap();
+    assert!(f.deliveries().is_empty());
+}
+
 #[test]
 fn the_snapshot_computes_statuses_from_the_facts() {
     let mut h = Harness::new(vec![]);

@@ -199,11 +199,11 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     assert_eq!(got.changes.len(), 1);
     assert_eq!(got.next, None);
     // The change is a second old: one stamped just before it may not be
-    // stored yet, so the resume point stays ten seconds behind now.
+    // stored yet, so the resume point stays thirty seconds behind now.
     assert_eq!(
         got.cursor,
         CatchUpCursor {
-            since: now() - TimeDelta::seconds(10),
+            since: now() - TimeDelta::seconds(30),
             after_id: None,
         },
     );
@@ -261,7 +261,7 @@ fn a_history_page_marks_what_no_device_of_the_reader_had_received_delivered() {
 
 #[test]
 fn a_finished_catch_up_resumes_after_its_last_change_once_that_has_settled() {
-    let mut old = message("dg", "emp", 5, TimeDelta::seconds(11));
+    let mut old = message("dg", "emp", 5, TimeDelta::seconds(31));
     old.delivered_at = Some(old.created_at);
     let mut h = catching_up(vec![old.clone()]);
     h.store_deliveries(vec![old.clone()]);
@@ -291,7 +291,7 @@ fn a_finished_catch_up_resumes_after_its_last_change_once_that_has_settled() {
         .service
         .catch_up(&staff("emp", Role::Employe), recent, PageSize::DEFAULT))
     .unwrap();
-    assert_eq!(got.cursor.since, now() - TimeDelta::seconds(10));
+    assert_eq!(got.cursor.since, now() - TimeDelta::seconds(30));
 }
 
 /// A harness whose store answers a catch-up with `changes`, no conversations
