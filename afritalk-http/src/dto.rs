@@ -85,7 +85,9 @@ pub(crate) struct RelatedRef {
 pub(crate) struct SendBody {
     to_user_id: String,
     content: String,
-    related: Option<RelatedRef>,
+    /// An object only (a `Map`): serde would read `["order", "17"]` as a
+    /// `RelatedRef` by position.
+    related: Option<serde_json::Map<String, serde_json::Value>>,
     related_entity_type: Option<String>,
     related_entity_id: Option<String>,
     client_message_id: Option<String>,
@@ -100,6 +102,8 @@ impl SendBody {
             self.related_entity_id,
         ) {
             (Some(r), None, None) => {
+                let r: RelatedRef = serde_json::from_value(serde_json::Value::Object(r))
+                    .map_err(|e| ApiError::BadRequest(format!("related: {e}")))?;
                 Some(RelatedEntity::new(r.entity_type, r.id).map_err(invalid)?)
             }
             (Some(_), _, _) => {
@@ -478,6 +482,17 @@ mod tests {
             parse_json(br#"{"toUserId":"u2","content":"hi","related":{"type":"order","id":"O1"}}"#)
                 .unwrap();
         assert_eq!(nested.into_domain().unwrap().related, flat.related);
+        let plain: SendBody = parse_json(br#"{"toUserId":"u2","content":"hi"}"#).unwrap();
+        assert!(plain.related.is_none());
+        assert!(
+            parse_json::<SendBody>(br#"{"toUserId":"u2","content":"hi","related":["order","O1"]}"#)
+                .is_err()
+        );
+        let extra: SendBody = parse_json(
+            br#"{"toUserId":"u2","content":"hi","related":{"type":"order","id":"O1","x":1}}"#,
+        )
+        .unwrap();
+        assert!(extra.into_domain().is_err());
         assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":"hi","extra":1}"#).is_err());
         assert!(parse_json::<SendBody>(br#"{"toUserId":"u2","content":5}"#).is_err());
         assert!(parse_json::<SendBody>(b"{not json").is_err());
