@@ -185,16 +185,33 @@ fn deadpool_object_into_inner(
     diesel_async::pooled_connection::deadpool::Object::take(conn)
 }
 
-/// The URL without its password, for error messages.
+/// The URL without its passwords, for error messages: the one of the user
+/// part, and `password` / `sslpassword` in the query string (which the driver
+/// accepts too).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+            format!("{}{}@{}", &base[..scheme + 3], user, &base[at + 1..])
         }
-        _ => url.to_owned(),
-    }
+        _ => base.to_owned(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if matches!(key, "password" | "sslpassword") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -209,5 +226,9 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=hunter2&sslpassword=x"),
+            "postgres://u@h/db?sslmode=disable&password=***&sslpassword=***"
+        );
     }
 }

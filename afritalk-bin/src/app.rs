@@ -90,7 +90,9 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         // First, so that a wrong certificate path fails before any migration runs.
         let tls = config.tls.clone().map(Tls::load).transpose()?;
-        keys::ensure_data_dir(&config.data_dir)?;
+        // The data directory is made (or checked) by what needs it: the SQLite
+        // store and the development key pair. A node on Postgres with a
+        // configured public key writes nothing locally.
         let public_key = keys::root_public_key(&config)?;
         let storage = wiring::open_storage(&config).await?;
         let clock = Arc::new(SystemClock::new());

@@ -57,6 +57,9 @@ pub enum Command {
     Migrate,
     /// Print a token signed with the root private key (for development and services).
     Token(TokenArgs),
+    /// Print the public half of the root key pair (`AFRITALK_ROOT_PRIVATE_KEY` or
+    /// the data directory's), for the `AFRITALK_ROOT_PUBLIC_KEY` of other nodes.
+    PublicKey,
     /// Manage the directory of the configured store.
     #[command(subcommand)]
     User(UserCommand),
@@ -83,8 +86,8 @@ pub struct TokenArgs {
     /// Mint a service token (alerts, directory admin, audit export) instead of a staff token.
     #[arg(long, conflicts_with = "role")]
     pub service: bool,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Lifetime in seconds (1 to 31,536,000: a year at most).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub ttl: u64,
 }
 
@@ -167,6 +170,12 @@ pub fn token(config: &Config, args: &TokenArgs) -> Result<String, CommandError> 
     TokenMinter::new(pair)
         .mint(&identity, Duration::from_secs(args.ttl))
         .map_err(fail)
+}
+
+/// `afritalk public-key`: the hex of the key that verifies this key pair's tokens.
+pub fn public_key(config: &Config) -> Result<String, CommandError> {
+    let pair = keys::root_key_pair(config).map_err(fail)?;
+    Ok(pair.public().to_hex())
 }
 
 /// `afritalk migrate`: opening the storage applies pending migrations.
@@ -276,8 +285,10 @@ async fn list_users(
 /// `afritalk audit purge`.
 pub async fn audit(config: &Config, command: &AuditCommand) -> Result<String, CommandError> {
     let AuditCommand::Purge { older_than } = command;
-    if *older_than < 1 {
-        return Err(CommandError("--older-than must be at least 1 day".into()));
+    if !(1..=36_500).contains(older_than) {
+        return Err(CommandError(
+            "--older-than must be 1 to 36,500 days (100 years)".into(),
+        ));
     }
     let (service, _) = cli_service(config, "afritalk").await?;
     let (removed, cutoff) = service

@@ -3,8 +3,8 @@
 //! `AFRITALK_ROOT_PUBLIC_KEY` instead and holds no private key at all.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use afritalk_auth::{RootKeyPair, RootPublicKey};
@@ -21,6 +21,19 @@ pub enum KeyFileError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The data directory or key file can be read or written by other users.
+    #[error(
+        "{path}: readable or writable by other users (mode {mode:o}); \
+         run `chmod {wanted:o} {path}` and start again"
+    )]
+    TooOpen {
+        /// The directory or file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+        /// The mode it needs.
+        wanted: u32,
     },
     /// A key was not valid hex of an Ed25519 key.
     #[error("{what}: {reason}")]
@@ -39,16 +52,36 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
     }
 }
 
-/// Creates the data directory (owner-only) if it does not exist.
+/// Creates the data directory (owner-only) if it does not exist, and refuses
+/// one that other users may read or write: whoever can write there could
+/// plant a root key of their own, and sign tokens for any tenant and role.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), KeyFileError> {
-    if dir.exists() {
-        return Ok(());
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error(dir))
+    owner_only(dir, 0o700)
+}
+
+/// Refuses `path` if group or others have any access to it.
+fn owner_only(path: &Path, wanted: u32) -> Result<(), KeyFileError> {
+    let mode = fs::metadata(path)
+        .map_err(io_error(path))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 == 0 {
+        Ok(())
+    } else {
+        Err(KeyFileError::TooOpen {
+            path: path.display().to_string(),
+            mode,
+            wanted,
+        })
+    }
 }
 
 /// The private key file inside the data directory.
@@ -64,22 +97,49 @@ pub fn root_key_pair(config: &Config) -> Result<RootKeyPair, KeyFileError> {
     }
     ensure_data_dir(&config.data_dir)?;
     let path = private_key_path(&config.data_dir);
-    match fs::read_to_string(&path) {
-        Ok(hex) => parse_private(hex.trim()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let pair = RootKeyPair::generate();
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io_error(&path))?;
-            file.write_all(pair.to_hex().as_bytes())
-                .map_err(io_error(&path))?;
+    match read_key_file(&path) {
+        Err(KeyFileError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            create_key_file(&path)
+        }
+        other => other,
+    }
+}
+
+/// The key pair of an existing key file, which must be owner-only.
+fn read_key_file(path: &Path) -> Result<RootKeyPair, KeyFileError> {
+    let hex = fs::read_to_string(path).map_err(io_error(path))?;
+    owner_only(path, 0o600)?;
+    RootKeyPair::from_hex(hex.trim()).map_err(|e| KeyFileError::Invalid {
+        what: "root private key",
+        reason: format!("{}: {e}", path.display()),
+    })
+}
+
+/// Creates the key file whole or not at all: written to a file of its own,
+/// synced, then linked into place. Two processes starting together get the
+/// same key (the second reads the first's), and a crash midway leaves no
+/// empty key file behind to stop every later start.
+fn create_key_file(path: &Path) -> Result<RootKeyPair, KeyFileError> {
+    let pair = RootKeyPair::generate();
+    let draft = path.with_extension(format!("hex.{}.draft", uuid::Uuid::new_v4().simple()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&draft)
+        .and_then(|mut file| {
+            file.write_all(pair.to_hex().as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::hard_link(&draft, path));
+    let _ = fs::remove_file(&draft);
+    match written {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "created a root key pair for development tokens");
             Ok(pair)
         }
-        Err(err) => Err(io_error(&path)(err)),
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => read_key_file(path),
+        Err(err) => Err(io_error(path)(err)),
     }
 }
 
@@ -105,7 +165,6 @@ fn parse_private(hex: &str) -> Result<RootKeyPair, KeyFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn config_in(dir: &Path) -> Config {
         let mut c = Config::from_lookup(|_| None).unwrap();
@@ -127,6 +186,45 @@ mod tests {
         assert_eq!(file_mode & 0o777, 0o600);
         let dir_mode = fs::metadata(&config.data_dir).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_data_directory_or_key_file_others_can_reach_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = config_in(tmp.path());
+        root_key_pair(&config).unwrap();
+        let key = private_key_path(&config.data_dir);
+        let chmod = |path: &Path, mode| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        chmod(&key, 0o644);
+        let err = root_key_pair(&config).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::TooOpen { mode: 0o644, .. }),
+            "{err}"
+        );
+        chmod(&key, 0o600);
+        chmod(&config.data_dir, 0o755);
+        let err = root_key_pair(&config).unwrap_err();
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+        chmod(&config.data_dir, 0o700);
+        root_key_pair(&config).unwrap();
+    }
+
+    #[test]
+    fn processes_starting_together_share_one_key_pair() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = config_in(tmp.path());
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| root_key_pair(&config).unwrap().to_hex()))
+                .collect();
+            starts.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]));
+        // No draft is left beside the key.
+        let files: Vec<_> = fs::read_dir(&config.data_dir).unwrap().collect();
+        assert_eq!(files.len(), 1);
     }
 
     #[test]

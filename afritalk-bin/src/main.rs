@@ -65,6 +65,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Token(args) => cli::token(&config, &args)
             .map(print)
             .map_err(|e| e.to_string()),
+        Command::PublicKey => cli::public_key(&config)
+            .map(print)
+            .map_err(|e| e.to_string()),
         Command::User(cmd) => cli::user(&config, &cmd)
             .await
             .map(print)

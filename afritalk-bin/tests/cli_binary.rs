@@ -72,3 +72,30 @@ fn user_list_shows_the_directory_by_name_and_searches_without_accents() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--search"));
 }
+
+#[test]
+fn public_key_token_ttl_and_purge_bounds_as_an_operator_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // The public key is that of the pair the token subcommand signs with,
+    // the same on every call (created once in the data directory).
+    let public = stdout_ok(&afritalk(dir.path(), &["public-key"]));
+    assert_eq!(public.trim().len(), 64, "{public}");
+    let again = stdout_ok(&afritalk(dir.path(), &["public-key"]));
+    assert_eq!(public, again);
+    let token = [
+        "token", "--tenant", "acme", "--user", "awa", "--role", "PDG",
+    ];
+    for ttl in ["0", "31536001"] {
+        let refused = afritalk(dir.path(), &[&token[..], &["--ttl", ttl]].concat());
+        assert!(!refused.status.success(), "--ttl {ttl}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--ttl"));
+    }
+    stdout_ok(&afritalk(
+        dir.path(),
+        &[&token[..], &["--ttl", "31536000"]].concat(),
+    ));
+    // A century and more: refused with a sentence, not a panic.
+    let refused = afritalk(dir.path(), &["audit", "purge", "--older-than", "100000000"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("36,500"));
+}

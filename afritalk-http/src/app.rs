@@ -8,6 +8,7 @@ use afritalk_core::MessagingService;
 use afritalk_ports::{ConnectionId, EventSink, TenantId, UserId};
 use async_trait::async_trait;
 use socketioxide::SocketIo;
+use tokio_util::task::TaskTracker;
 
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
@@ -52,6 +53,9 @@ pub(crate) struct AppInner {
     /// (a last socket closed, a send over REST): the presence sweep takes them
     /// in, so their idle → offline is announced too.
     pub(crate) presence_followups: Mutex<Vec<(TenantId, UserId)>>,
+    /// The socket events being handled: shutdown waits for them (a send
+    /// acknowledged before its socket closes), refusing new ones meanwhile.
+    pub(crate) events_in_flight: TaskTracker,
 }
 
 /// A function returning Prometheus text lines for `/metrics`.
@@ -75,6 +79,7 @@ impl App {
                 io: OnceLock::new(),
                 extra_metrics: Mutex::new(Vec::new()),
                 presence_followups: Mutex::new(Vec::new()),
+                events_in_flight: TaskTracker::new(),
             }),
         }
     }
@@ -150,6 +155,9 @@ impl App {
         };
         io.sockets()
             .into_iter()
+            // A closing socket stays listed until its disconnect handler ends;
+            // announcing it again would bring back a connection just removed.
+            .filter(|s| s.connected())
             .filter_map(|s| {
                 let session = s.extensions.get::<Session>()?;
                 Some((

@@ -180,6 +180,16 @@ pub async fn serve(
     stopping.cancel();
     sweeper.abort();
     token_sweeper.abort();
+    // Socket events in flight (a send) finish and are acknowledged before the
+    // sockets close; events arriving meanwhile are refused as unavailable.
+    let events = &app.inner.events_in_flight;
+    events.close();
+    if tokio::time::timeout(config.shutdown_grace, events.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("socket events still running after the grace period");
+    }
     close_sockets(&app, &io).await;
     closing.cancel();
     connections.close();

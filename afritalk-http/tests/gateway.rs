@@ -1153,6 +1153,7 @@ struct SlowPresence {
     inner: LocalPresence,
     connect: Duration,
     read: Duration,
+    touch: Duration,
 }
 
 impl SlowPresence {
@@ -1161,6 +1162,17 @@ impl SlowPresence {
             inner: LocalPresence::new(),
             connect,
             read,
+            touch: Duration::ZERO,
+        })
+    }
+
+    /// Slow to record activity, which a send does before its ack.
+    fn slow_touch(touch: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalPresence::new(),
+            connect: Duration::ZERO,
+            read: Duration::ZERO,
+            touch,
         })
     }
 }
@@ -1195,6 +1207,7 @@ impl PresenceTracker for SlowPresence {
         user: &UserId,
         at: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<PresenceChange> {
+        tokio::time::sleep(self.touch).await;
         self.inner.touch(tenant, user, at).await
     }
 
@@ -1211,6 +1224,41 @@ impl PresenceTracker for SlowPresence {
         tokio::time::sleep(self.read).await;
         self.inner.records(tenant, users).await
     }
+}
+
+#[tokio::test]
+async fn a_socket_send_in_flight_at_shutdown_is_acknowledged_before_the_socket_closes() {
+    let mut server = spawn_over(
+        HttpConfig::default(),
+        RateLimits::default(),
+        SlowPresence::slow_touch(Duration::from_millis(800)),
+    )
+    .await;
+    server.add_user("emp", "EMPLOYE").await;
+    let stop = server.stop.take().unwrap();
+    let dg = Polling::staff(&server, "dg1", Role::Dg).await;
+    let send = json!(["messaging:send", { "toUserId": "emp", "content": "avant l'arrêt" }]);
+    dg.post(&format!("421{send}")).await;
+    // Stored and pushed (the sender's devices get it too); its ack waits
+    // 800 ms on presence. The node is told to stop while a long poll waits
+    // for that ack.
+    let pushed = dg.poll().await;
+    assert!(pushed[0].contains("messaging:new"), "{pushed:?}");
+    let (packets, ()) = tokio::join!(dg.poll(), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = stop.send(());
+    });
+    let ack = packets
+        .iter()
+        .find(|p| p.starts_with("431"))
+        .unwrap_or_else(|| panic!("no ack before the socket closed: {packets:?}"));
+    let (_, ack) = packet_json(ack);
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    tokio::time::timeout(Duration::from_secs(15), server.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 /// The in-process presence in a hurry: a user with no connection left reads

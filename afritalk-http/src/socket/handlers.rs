@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use afritalk_auth::Operation;
-use afritalk_ports::{Audience, MessageContent, UserId};
+use afritalk_ports::{Audience, MessageContent, MessagingError, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -104,6 +104,11 @@ async fn handle_as<T, F, Fut>(
             .extensions
             .get::<Session>()
             .ok_or(ApiError::MissingToken)?;
+        // Shutdown waits for the events in flight and takes no new ones.
+        if session.events.is_closed() {
+            return Err(MessagingError::Unavailable("the server is shutting down".into()).into());
+        }
+        let _in_flight = session.events.token();
         // Signatures were checked at connect; only the authorizer runs again.
         if let Err(err) = session.token.permits(&session.actor.tenant, operation) {
             // Closed only when the token no longer reads: an attenuation can

@@ -18,6 +18,7 @@ use afritalk_ports::{Audience, ConnectionId, PageSize};
 use serde::Deserialize;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::auth::{self, PeerAddr};
@@ -33,6 +34,8 @@ pub(crate) struct Session {
     /// authorized again on every event and by the token sweep (no signature
     /// work), so that a socket does not outlive its token's expiry.
     pub(crate) token: VerifiedToken,
+    /// The node's events in flight (see `AppInner::events_in_flight`).
+    pub(crate) events: TaskTracker,
 }
 
 /// The handshake's `auth` object.
@@ -124,7 +127,11 @@ pub(crate) async fn authenticate(
     s.on_disconnect(on_disconnect);
     s.extensions
         .insert(PendingConnection::new(app.clone(), actor.clone(), &s));
-    s.extensions.insert(Session { actor, token });
+    s.extensions.insert(Session {
+        actor,
+        token,
+        events: app.inner.events_in_flight.clone(),
+    });
     Ok(())
 }
 
