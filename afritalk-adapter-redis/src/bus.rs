@@ -221,14 +221,19 @@ impl Received<'_> {
         Ok(envelope.into())
     }
 
-    /// Reads the envelopes of a channel message: one event, or several in order.
-    fn open_all(raw: &[u8]) -> Result<Vec<Received<'_>>, String> {
+    /// Reads the envelopes of a channel message: one event, or several in
+    /// order, each opened on its own, so that one this node cannot read (an
+    /// audience kind of a newer release, during a rolling upgrade) does not
+    /// take the others of its message with it.
+    fn open_all(raw: &[u8]) -> Result<Vec<Result<Received<'_>, String>>, String> {
         if raw.trim_ascii_start().first() != Some(&b'[') {
-            return Self::open(raw).map(|one| vec![one]);
+            return Self::open(raw).map(|one| vec![Ok(one)]);
         }
-        let envelopes: Vec<Envelope<&RawValue>> =
-            serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-        Ok(envelopes.into_iter().map(Received::from).collect())
+        let envelopes: Vec<&RawValue> = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+        Ok(envelopes
+            .into_iter()
+            .map(|one| Self::open(one.get().as_bytes()))
+            .collect())
     }
 
     /// Parses the payload into the event its name says.
@@ -546,7 +551,10 @@ impl Subscriber {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for received in all {
-            self.hand_over(sink.as_ref(), received).await;
+            match received {
+                Ok(received) => self.hand_over(sink.as_ref(), received).await,
+                Err(error) => self.drop_malformed(&error),
+            }
         }
     }
 
@@ -702,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_opens_as_its_events_in_order_and_a_broken_batch_is_refused() {
+    fn a_batch_opens_as_its_events_in_order_and_a_broken_envelope_only_itself() {
         let tenant = TenantId::parse("acme").unwrap();
         let batch: Vec<_> = every_event()
             .into_iter()
@@ -712,12 +720,21 @@ mod tests {
         let opened = Received::open_all(wire.as_bytes()).unwrap();
         let back: Vec<_> = opened
             .iter()
-            .map(|r| (r.audience.clone(), r.event().unwrap()))
+            .map(|r| {
+                let r = r.as_ref().unwrap();
+                (r.audience.clone(), r.event().unwrap())
+            })
             .collect();
         assert_eq!(back, batch);
         let single = encode(&batch[0].0, &batch[0].1).unwrap();
         assert_eq!(Received::open_all(single.as_bytes()).unwrap().len(), 1);
-        assert!(Received::open_all(b"[{\"audience\":1}]").is_err());
+        // An audience this node does not know (a newer release's) costs only
+        // its own envelope: the event beside it still opens.
+        let newer = r#"{"audience":{"kind":"group","tenant":"acme","group":"g1"},"name":"group:updated","payload":{}}"#;
+        let mixed = format!("[{newer},{single}]");
+        let opened = Received::open_all(mixed.as_bytes()).unwrap();
+        assert!(opened[0].is_err());
+        assert_eq!(opened[1].as_ref().unwrap().event().unwrap(), batch[0].1);
         assert!(Received::open_all(b"[").is_err());
     }
 
