@@ -66,6 +66,12 @@ afritalk_adapter_sql::sql_store! {
     }
 }
 
+/// The longest a call waits for a free pooled connection.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest opening (or checking) a connection may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl PgStore {
     /// Opens a pool of at most `pool_size` connections to `url`
     /// (`postgres://user:pass@host:port/db`) and checks that one connection works.
@@ -81,8 +87,16 @@ impl PgStore {
         config.recycling_method = RecyclingMethod::Fast;
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+        // Bounded waits: a database that does not answer (a host that drops
+        // packets, a pool exhausted by an overload) fails calls as unavailable
+        // instead of holding them, and the catch-up's settle window then covers
+        // the longest a write can wait before it is stored.
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| SetupError::Pool {
                 target: target.clone(),
