@@ -1146,34 +1146,69 @@ async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
     server.stop().await;
 }
 
-/// The in-process presence, slow to answer a connect (after recording it) or
-/// a read of statuses: the server waits there while a test acts (a client
-/// leaving its handshake, events arriving together).
+/// The in-process presence, slow to answer a connect (after recording it), a
+/// read of statuses or a touch: the server waits there while a test acts (a
+/// client leaving its handshake, events arriving together, a shutdown); or in
+/// a hurry to turn a user offline.
 struct SlowPresence {
     inner: LocalPresence,
     connect: Duration,
     read: Duration,
     touch: Duration,
+    /// When set, a user with no connection left reads as if they had left
+    /// ten minutes minus this before they did: their offline comes this long
+    /// after they leave, in a test's time.
+    hurry: Option<chrono::TimeDelta>,
 }
 
 impl SlowPresence {
     fn new(connect: Duration, read: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            inner: LocalPresence::new(),
-            connect,
-            read,
-            touch: Duration::ZERO,
-        })
+        Arc::new(Self::unwrapped(connect, read))
     }
 
     /// Slow to record activity, which a send does before its ack.
     fn slow_touch(touch: Duration) -> Arc<Self> {
         Arc::new(Self {
-            inner: LocalPresence::new(),
-            connect: Duration::ZERO,
-            read: Duration::ZERO,
             touch,
+            ..Self::unwrapped(Duration::ZERO, Duration::ZERO)
         })
+    }
+
+    /// Offline `grace` after the last connection closes instead of ten minutes.
+    fn hurried(grace: chrono::TimeDelta) -> Arc<Self> {
+        Arc::new(Self {
+            hurry: Some(grace),
+            ..Self::unwrapped(Duration::ZERO, Duration::ZERO)
+        })
+    }
+
+    /// Only the given waits.
+    fn unwrapped(connect: Duration, read: Duration) -> Self {
+        Self {
+            inner: LocalPresence::new(),
+            connect,
+            read,
+            touch: Duration::ZERO,
+            hurry: None,
+        }
+    }
+
+    /// Records as a read returns them (hurried, when set).
+    fn as_read(&self, records: Vec<PresenceRecord>) -> Vec<PresenceRecord> {
+        let Some(grace) = self.hurry else {
+            return records;
+        };
+        let shift = chrono::TimeDelta::minutes(10) - grace;
+        records
+            .into_iter()
+            .map(|r| match r.connections {
+                0 => PresenceRecord {
+                    last_seen: r.last_seen - shift,
+                    ..r
+                },
+                _ => r,
+            })
+            .collect()
     }
 }
 
@@ -1213,7 +1248,7 @@ impl PresenceTracker for SlowPresence {
 
     async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
         tokio::time::sleep(self.read).await;
-        self.inner.snapshot(tenant).await
+        Ok(self.as_read(self.inner.snapshot(tenant).await?))
     }
 
     async fn records(
@@ -1222,7 +1257,7 @@ impl PresenceTracker for SlowPresence {
         users: &[UserId],
     ) -> StoreResult<Vec<PresenceRecord>> {
         tokio::time::sleep(self.read).await;
-        self.inner.records(tenant, users).await
+        Ok(self.as_read(self.inner.records(tenant, users).await?))
     }
 }
 
@@ -1261,84 +1296,13 @@ async fn a_socket_send_in_flight_at_shutdown_is_acknowledged_before_the_socket_c
         .unwrap();
 }
 
-/// The in-process presence in a hurry: a user with no connection left reads
-/// as if they had left ten minutes minus `grace` before they did, so their
-/// offline comes `grace` after they leave, in a test's time.
-struct HurriedPresence {
-    inner: LocalPresence,
-    grace: chrono::TimeDelta,
-}
-
-impl HurriedPresence {
-    fn hurried(&self, records: Vec<PresenceRecord>) -> Vec<PresenceRecord> {
-        let shift = chrono::TimeDelta::minutes(10) - self.grace;
-        records
-            .into_iter()
-            .map(|r| match r.connections {
-                0 => PresenceRecord {
-                    last_seen: r.last_seen - shift,
-                    ..r
-                },
-                _ => r,
-            })
-            .collect()
-    }
-}
-
-#[async_trait::async_trait]
-impl PresenceTracker for HurriedPresence {
-    async fn connect(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        connection: &ConnectionId,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<PresenceChange> {
-        self.inner.connect(tenant, user, connection, at).await
-    }
-
-    async fn disconnect(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        connection: &ConnectionId,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<PresenceChange> {
-        self.inner.disconnect(tenant, user, connection, at).await
-    }
-
-    async fn touch(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<PresenceChange> {
-        self.inner.touch(tenant, user, at).await
-    }
-
-    async fn snapshot(&self, tenant: &TenantId) -> StoreResult<Vec<PresenceRecord>> {
-        Ok(self.hurried(self.inner.snapshot(tenant).await?))
-    }
-
-    async fn records(
-        &self,
-        tenant: &TenantId,
-        users: &[UserId],
-    ) -> StoreResult<Vec<PresenceRecord>> {
-        Ok(self.hurried(self.inner.records(tenant, users).await?))
-    }
-}
-
 #[tokio::test]
 async fn a_rest_sender_without_a_socket_is_announced_idle_then_offline_once_each() {
     let config = HttpConfig {
         presence_sweep_interval: Duration::from_millis(100),
         ..HttpConfig::default()
     };
-    let presence = Arc::new(HurriedPresence {
-        inner: LocalPresence::new(),
-        grace: chrono::TimeDelta::seconds(1),
-    });
+    let presence = SlowPresence::hurried(chrono::TimeDelta::seconds(1));
     let server = spawn_over(config, RateLimits::default(), presence).await;
     server.add_user("emp", "EMPLOYE").await;
     let boss = Polling::staff(&server, "boss", Role::Pdg).await;
