@@ -444,6 +444,10 @@ struct Subscriber {
     subscriptions: watch::Sender<u64>,
 }
 
+/// How long a subscription must last for the reconnect backoff to start
+/// over; one lost sooner waits as a failed attempt does.
+const STABLE_SUBSCRIPTION: Duration = Duration::from_secs(10);
+
 impl Subscriber {
     /// Subscribes, pumps, and on any loss reconnects with backoff, forever.
     async fn run(self) {
@@ -455,8 +459,8 @@ impl Subscriber {
         loop {
             match self.subscribe().await {
                 Ok((sink, stream)) => {
-                    backoff = self.options.min_backoff;
                     failures = 0;
+                    let subscribed_at = Instant::now();
                     self.metrics.subscribed.store(true, Ordering::Relaxed);
                     if let Some(since) = lost_at.take() {
                         let gap = since.elapsed();
@@ -478,6 +482,15 @@ impl Subscriber {
                     self.metrics.subscribed.store(false, Ordering::Relaxed);
                     lost_at = Some(Instant::now());
                     tracing::warn!(channel = %self.channel, %reason, "event bus subscription lost; reconnecting");
+                    // A subscription that keeps dropping right after it is made
+                    // (a proxy, an ACL) would otherwise loop at full speed, each
+                    // turn re-announcing every socket of the node.
+                    if subscribed_at.elapsed() < STABLE_SUBSCRIPTION {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(self.options.max_backoff);
+                    } else {
+                        backoff = self.options.min_backoff;
+                    }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
