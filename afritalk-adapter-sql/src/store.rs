@@ -503,27 +503,33 @@ macro_rules! sql_store {
                         recipient_id: recipient.as_str().to_owned(),
                         at: to_db(at),
                     };
-                    let updated = first_delivery(self, input)
-                        .await
-                        .map_err(|e| e.into_store("marking a message delivered"))?;
-                    if let Some(row) = updated {
-                        return Ok(DeliveryOutcome::Delivered(row.try_into()?));
+                    // Twice at most: an update can miss a row that another
+                    // write (an edit, a delete) changed while it waited for
+                    // the row (Postgres rechecks the new version by its
+                    // address, which that write moved), or one stored only
+                    // after it looked. The second try sees either as it is.
+                    for _ in 0..2 {
+                        let updated = first_delivery(self, input.clone())
+                            .await
+                            .map_err(|e| e.into_store("marking a message delivered"))?;
+                        if let Some(row) = updated {
+                            return Ok(DeliveryOutcome::Delivered(row.try_into()?));
+                        }
+                        // Nothing changed: the stored row says why.
+                        let mut pooled = self.conn().await?;
+                        let conn: &mut $conn = &mut pooled;
+                        let row = message_row(conn, tenant, id)
+                            .await
+                            .map_err(|e| db_error("reading a message", e))?
+                            .ok_or(StoreError::NotFound)?;
+                        if row.recipient_id != recipient.as_str() {
+                            return Ok(DeliveryOutcome::NotRecipient(row.try_into()?));
+                        }
+                        if row.delivered_at.is_some() {
+                            return Ok(DeliveryOutcome::AlreadyDelivered(row.try_into()?));
+                        }
                     }
-                    // Nothing changed: the stored row says why.
-                    let mut pooled = self.conn().await?;
-                    let conn: &mut $conn = &mut pooled;
-                    let row = message_row(conn, tenant, id)
-                        .await
-                        .map_err(|e| db_error("reading a message", e))?
-                        .ok_or(StoreError::NotFound)?;
-                    if row.recipient_id != recipient.as_str() {
-                        return Ok(DeliveryOutcome::NotRecipient(row.try_into()?));
-                    }
-                    if row.delivered_at.is_none() {
-                        // Stored only after the update looked: absent at that time.
-                        return Err(StoreError::NotFound);
-                    }
-                    Ok(DeliveryOutcome::AlreadyDelivered(row.try_into()?))
+                    Err(StoreError::NotFound)
                 }
 
                 async fn mark_read(

@@ -34,6 +34,7 @@
 
 pub mod hot_paths;
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use afritalk_adapter_sql::SetupError;
@@ -53,10 +54,11 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// The async-wrapped SQLite connection the store pools.
 pub type AsyncSqliteConnection = SyncConnectionWrapper<SqliteConnection>;
 
-/// Pragmas set on every new connection.
-const CONNECTION_PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
+/// Pragmas set on every new connection; the busy timeout first, so that the
+/// others wait for a lock held by another connection too.
+const CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
+     PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 5000; \
      PRAGMA foreign_keys = ON;";
 
 afritalk_adapter_sql::sql_store! {
@@ -75,11 +77,28 @@ impl SqliteStore {
     /// connection works. Does not migrate: call [`SqliteStore::migrate`].
     pub async fn open(path: impl AsRef<Path>, pool_size: usize) -> Result<Self, SetupError> {
         let path = path.as_ref();
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SetupError::Io { path, source }
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
+        // Owner-only from the start, wherever it is (SQLite would create it
+        // readable by everyone, and its -wal and -shm files copy its mode).
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io(path)(err)),
         }
         let target = path.display().to_string();
         let mut config = ManagerConfig::<AsyncSqliteConnection>::default();
@@ -103,6 +122,9 @@ impl SqliteStore {
             AsyncDieselConnectionManager::<AsyncSqliteConnection>::new_with_config(&target, config);
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
+            // A call waits at most this for a connection, rather than for good.
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(5)))
             .build()
             .map_err(|e| SetupError::Pool {
                 target: target.clone(),

@@ -316,7 +316,16 @@ impl Config {
                 Database::Postgres(Secret::new(url))
             }
             Some(url) if url.starts_with("sqlite://") => {
-                Database::Sqlite(PathBuf::from(url.trim_start_matches("sqlite://")))
+                let path = url.trim_start_matches("sqlite://");
+                if path.is_empty() {
+                    // SQLite would open a temporary database, lost at exit.
+                    return Err(ConfigError {
+                        name: "DATABASE_URL",
+                        reason: "sqlite:// needs a file path, e.g. sqlite:///var/lib/afritalk/afritalk.db"
+                            .into(),
+                    });
+                }
+                Database::Sqlite(PathBuf::from(path))
             }
             Some(_) => {
                 return Err(ConfigError {
@@ -493,6 +502,10 @@ mod tests {
         );
         assert_eq!(
             config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().name,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "sqlite://")]).unwrap_err().name,
             "DATABASE_URL"
         );
         assert_eq!(

@@ -13,6 +13,8 @@ use warp::reply::{Reply as _, Response};
 
 use crate::app::App;
 use crate::auth::PeerAddr;
+use afritalk_ports::MessagingError;
+
 use crate::error::ApiError;
 use crate::routes;
 
@@ -489,6 +491,7 @@ where
             }
             Err(err) => ("unmatched", error_response(&err)),
             Ok(matched) => {
+                let label = matched.route.path;
                 let config = &app.inner.config;
                 let (cap, within) = (config.max_body_bytes, config.request_body_timeout);
                 let response = match read_body(&headers, stream, cap, within).await {
@@ -501,23 +504,55 @@ where
                             body,
                             peer,
                         };
-                        match routes::dispatch(&app, &matched, &request).await {
-                            Ok(reply) => into_response(reply),
-                            Err(err) => error_response(&err),
+                        // A client that goes away mid-request drops this future,
+                        // but not the use case: it runs on in a task of its own,
+                        // so no store transaction is cut in half (one cancelled
+                        // midway would go back to the pool still open, holding
+                        // its locks).
+                        let serving = app.clone();
+                        let task = tokio::spawn(async move {
+                            routes::dispatch(&serving, &matched, &request).await
+                        });
+                        match task.await {
+                            Ok(Ok(reply)) => into_response(reply),
+                            Ok(Err(err)) => error_response(&err),
+                            Err(failed) => {
+                                error_response(&ApiError::Messaging(MessagingError::Unavailable(
+                                    format!("request handler failed: {failed}"),
+                                )))
+                            }
                         }
                     }
                 };
-                (matched.route.path, response)
+                (label, response)
             }
         }
     };
     app.inner.metrics.http_request(
         label,
-        method.as_str(),
+        method_label(&method),
         response.status().as_u16(),
         started.elapsed(),
     );
     response
+}
+
+/// The method as a metrics label: a client may send any token as a method,
+/// and each new one would add a set of series for good.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", |known| known.as_str())
 }
 
 /// The warp filter serving every REST route of the table.
@@ -567,6 +602,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.param("tenantId"), m.param("userId")), ("a@b", "u@x"));
+    }
+
+    #[test]
+    fn metrics_label_unknown_methods_as_one() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let custom = Method::from_bytes(b"FOO1").unwrap();
+        assert_eq!(method_label(&custom), "other");
     }
 
     #[test]

@@ -180,10 +180,25 @@ impl MessagingService {
             role,
             active: current.as_ref().is_none_or(|c| c.active),
         };
-        if current.as_ref() != Some(&wanted) {
-            directory.record_identity(wanted).await?;
+        if current.as_ref() == Some(&wanted) {
+            return Ok(());
         }
-        Ok(())
+        let stored = directory.record_identity(wanted).await?;
+        // The role is what the permission matrix reads: a change made by a
+        // token is on the trail as an administrator's is.
+        let audit = self.audit_entry(
+            actor,
+            AuditAction::DirectoryUpsert,
+            Some(("user", stored.user_id.to_string())),
+            json!({
+                "source": "token",
+                "role": stored.role,
+                "previousRole": current.as_ref().map(|c| c.role),
+                "active": stored.active,
+            }),
+            self.ports.clock.now(),
+        );
+        self.append_audit(audit).await
     }
 
     /// Switches messaging on or off for the caller's tenant (services only: rollout

@@ -32,6 +32,13 @@ impl MessagingService {
         self.check_rate(actor, RateAction::Send).await?;
 
         let directory = &self.ports.directory;
+        // The caller first: a deactivated sender is refused (and audited)
+        // whoever they write to, an unknown or inactive recipient included.
+        let me = directory.user(&actor.tenant, &actor.user).await?;
+        if me.as_ref().is_some_and(|me| !me.active) {
+            let details = json!({ "recipientId": request.to });
+            return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
+        }
         let recipient = directory
             .user(&actor.tenant, &request.to)
             .await?
@@ -41,11 +48,6 @@ impl MessagingService {
                 ConflictKind::RecipientInactive,
                 "the recipient is deactivated",
             ));
-        }
-        let me = directory.user(&actor.tenant, &actor.user).await?;
-        if me.as_ref().is_some_and(|me| !me.active) {
-            let details = json!({ "recipientId": request.to });
-            return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
         }
 
         if !PermissionMatrix::allows(sender_role, recipient.role) {

@@ -136,6 +136,10 @@ impl MessagingService {
     }
 
     /// Records that an access rule refused `actor`, then returns the refusal.
+    ///
+    /// Each refusal counts against the caller's `modify` budget, and past it
+    /// the answer is `rate_limited` with no row: the trail is kept a year, and
+    /// a client looping on a refused call must not be able to fill it.
     async fn refuse(
         &self,
         actor: &Actor,
@@ -143,6 +147,9 @@ impl MessagingService {
         entity: Option<(&str, String)>,
         mut details: serde_json::Value,
     ) -> MessagingError {
+        if let Err(limited) = self.check_rate(actor, RateAction::Modify).await {
+            return limited;
+        }
         if let Some(map) = details.as_object_mut() {
             map.insert("reason".into(), reason.into());
         }

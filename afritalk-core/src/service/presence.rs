@@ -25,6 +25,8 @@ impl MessagingService {
     ) -> Result<Presence, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
         actor.staff_role()?;
+        // A client reconnecting in a loop would write a ws.connect row a turn.
+        self.check_rate(actor, RateAction::Presence).await?;
         let now = self.ports.clock.now();
         let change = self
             .ports

@@ -197,6 +197,35 @@ fn the_token_refreshes_the_directory_but_never_reactivates_a_user() {
     // Role changed (DG -> PDG) so the identity is recorded; the store keeps
     // `active` as it is (the directory contract case checks that).
     run(f.service.remember_identity(&staff("off", Role::Pdg), None)).unwrap();
+    // On the trail, as an administrator's change would be.
+    assert_eq!(f.actions(), vec![AuditAction::DirectoryUpsert]);
+    let rows = f.audit_rows.lock().unwrap().clone();
+    assert_eq!(rows[0].details["source"], "token");
+    assert_eq!(rows[0].details["previousRole"], "DG");
+    assert_eq!(rows[0].details["role"], "PDG");
+}
+
+#[test]
+fn refusals_past_the_modify_budget_are_rate_limited_and_leave_no_row() {
+    let mut h = Harness::new(users());
+    h.rate_limiter = MockRateLimiter::new();
+    h.rate_limiter
+        .expect_check()
+        .returning(|_, _, action| match action {
+            RateAction::Modify => Ok(RateDecision::Limited {
+                retry_after: std::time::Duration::from_secs(30),
+            }),
+            _ => Ok(RateDecision::Allowed),
+        });
+    let f = h.build();
+    let err = run(f.service.audit_log(
+        &staff("emp", Role::Employe),
+        AuditFilter::default(),
+        PageSize::DEFAULT,
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "rate_limited");
+    assert!(f.actions().is_empty());
 }
 
 #[test]
