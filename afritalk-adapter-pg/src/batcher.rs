@@ -228,7 +228,10 @@ impl<W: BatchWrite> Batcher<W> {
 
 /// A busy writer. It counts itself out when the queue is empty, under the
 /// queue's lock (a write queued after that starts a writer of its own), or
-/// when dropped otherwise (a panic), so a writer slot is never lost.
+/// when dropped otherwise (a panic), so a writer slot is never lost; dropped
+/// with writes still queued, it hands its slot to a new writer, since those
+/// writes' callers would otherwise wait for one that may never come (and the
+/// queue's age would refuse every new write).
 struct Writer<W: BatchWrite> {
     shared: Arc<Shared<W>>,
     counted_out: bool,
@@ -236,8 +239,20 @@ struct Writer<W: BatchWrite> {
 
 impl<W: BatchWrite> Drop for Writer<W> {
     fn drop(&mut self) {
-        if !self.counted_out {
-            self.shared.state().writers -= 1;
+        if self.counted_out {
+            return;
+        }
+        let queued = !self.shared.state().queue.is_empty();
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(runtime) if queued => {
+                tracing::warn!("a database writer stopped with writes queued; starting another");
+                runtime.spawn(write_until_empty(Writer {
+                    shared: self.shared.clone(),
+                    counted_out: false,
+                }));
+            }
+            _ => self.shared.state().writers -= 1,
         }
     }
 }

@@ -71,6 +71,20 @@ pub fn is_unique_violation(err: &TxError) -> bool {
     )
 }
 
+/// Whether a transaction failed only because it met another one and was
+/// chosen to give way (Postgres's deadlock detector, or a serialization
+/// failure): run again, it succeeds or fails on its own merits.
+pub fn is_retryable_conflict(err: &TxError) -> bool {
+    match err {
+        TxError::Db(DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => true,
+        // diesel names no kind for SQLSTATE 40P01; its message is fixed.
+        TxError::Db(DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+            info.message().starts_with("deadlock detected")
+        }
+        _ => false,
+    }
+}
+
 /// Maps a backend error met while doing `context` to `StoreError::Unavailable`.
 pub fn db_error(context: &str, err: DieselError) -> StoreError {
     StoreError::Unavailable(format!("database error while {context}: {err}"))
@@ -79,4 +93,38 @@ pub fn db_error(context: &str, err: DieselError) -> StoreError {
 /// Reports a stored row that no longer passes the domain's validation.
 pub fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("stored {what} is invalid: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_deadlocks_and_serialization_failures_are_retried() {
+        let db = |kind, message: &str| {
+            TxError::Db(DieselError::DatabaseError(
+                kind,
+                Box::new(message.to_owned()),
+            ))
+        };
+        assert!(is_retryable_conflict(&db(
+            DatabaseErrorKind::Unknown,
+            "deadlock detected"
+        )));
+        assert!(is_retryable_conflict(&db(
+            DatabaseErrorKind::SerializationFailure,
+            "could not serialize access"
+        )));
+        assert!(!is_retryable_conflict(&db(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key"
+        )));
+        assert!(!is_retryable_conflict(&db(
+            DatabaseErrorKind::Unknown,
+            "relation does not exist"
+        )));
+        assert!(!is_retryable_conflict(&TxError::Store(
+            StoreError::NotFound
+        )));
+    }
 }

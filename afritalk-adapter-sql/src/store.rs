@@ -153,7 +153,7 @@ macro_rules! sql_store {
             use $crate::__private::diesel::sql_types::{BigInt, Text};
             use $crate::__private::diesel_async::{AsyncConnection as _, RunQueryDsl};
             use $crate::cached::CachedDsl;
-            use $crate::error::{db_error, is_unique_violation, TxError};
+            use $crate::error::{db_error, is_retryable_conflict, is_unique_violation, TxError};
             use $crate::functions::coalesce;
             use $crate::rows::{
                 convert_all, status_rank, to_db, AuditRow, ConversationRow, DirectoryIdentity, DirectoryUserRow,
@@ -547,37 +547,46 @@ macro_rules! sql_store {
                     let _writer = self.write_lock().await;
                     let mut pooled = self.conn().await?;
                     let conn: &mut $conn = &mut pooled;
-                    let mut rows = conn
-                        .$tx(async |tx| {
-                            let rows: Vec<MessageRow> = $crate::__private::diesel::update(
-                                messages::table
-                                    .filter(messages::tenant_id.eq(tenant.as_str()))
-                                    .filter(messages::conversation_id.eq(conversation.to_string()))
-                                    .filter(messages::recipient_id.eq(reader.as_str()))
-                                    .filter(messages::seq.between(from_seq, to_seq))
-                                    .filter(messages::read_at.is_null())
-                                    .filter(messages::deleted_at.is_null()),
-                            )
-                            .set((
-                                messages::read_at.eq(Some(at)),
-                                messages::delivered_at.eq(coalesce(messages::delivered_at, Some(at))),
-                                messages::updated_at.eq(at),
-                            ))
-                            .returning(MessageRow::as_returning())
-                            // Fixed shape: the same filters and SET columns every call.
-                            .cached()
-                            .get_results(tx)
-                            .await?;
-                            if !rows.is_empty() {
-                                $crate::__private::diesel::insert_into(messaging_audit_log::table)
-                                    .values(&audit)
-                                    .execute(tx)
-                                    .await?;
-                            }
-                            Ok::<_, TxError>(rows)
-                        })
-                        .await
-                        .map_err(|e| e.into_store("marking messages read"))?;
+                    // Once more if Postgres picked this one to break a deadlock:
+                    // a batch of ✓✓ locks its rows in id order, this update in
+                    // its own, and the reader should not see an error for it.
+                    let mut retried = false;
+                    let mut rows = loop {
+                        let done = conn
+                            .$tx(async |tx| {
+                                let rows: Vec<MessageRow> = $crate::__private::diesel::update(
+                                    messages::table
+                                        .filter(messages::tenant_id.eq(tenant.as_str()))
+                                        .filter(messages::conversation_id.eq(conversation.to_string()))
+                                        .filter(messages::recipient_id.eq(reader.as_str()))
+                                        .filter(messages::seq.between(from_seq, to_seq))
+                                        .filter(messages::read_at.is_null())
+                                        .filter(messages::deleted_at.is_null()),
+                                )
+                                .set((
+                                    messages::read_at.eq(Some(at)),
+                                    messages::delivered_at.eq(coalesce(messages::delivered_at, Some(at))),
+                                    messages::updated_at.eq(at),
+                                ))
+                                .returning(MessageRow::as_returning())
+                                // Fixed shape: the same filters and SET columns every call.
+                                .cached()
+                                .get_results(tx)
+                                .await?;
+                                if !rows.is_empty() {
+                                    $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                        .values(&audit)
+                                        .execute(tx)
+                                        .await?;
+                                }
+                                Ok::<_, TxError>(rows)
+                            })
+                            .await;
+                        match done {
+                            Err(err) if !retried && is_retryable_conflict(&err) => retried = true,
+                            done => break done.map_err(|e| e.into_store("marking messages read"))?,
+                        }
+                    };
                     rows.sort_by_key(|r| r.seq);
                     convert_all(rows)
                 }

@@ -92,6 +92,31 @@ struct Queue {
     writing: bool,
 }
 
+/// The writer on duty. Dropped before the queue was empty (a panic), it
+/// starts another writer for the writes still queued, whose callers would
+/// otherwise wait for good (`writing` stays set, so no write starts one).
+struct OnDuty {
+    paths: SqliteHotPaths,
+    relieved: bool,
+}
+
+impl Drop for OnDuty {
+    fn drop(&mut self) {
+        if self.relieved {
+            return;
+        }
+        let runtime = tokio::runtime::Handle::try_current();
+        let mut queue = self.paths.queue();
+        match runtime {
+            Ok(runtime) if !queue.jobs.is_empty() => {
+                drop(queue);
+                runtime.spawn(self.paths.clone().write_queued());
+            }
+            _ => queue.writing = false,
+        }
+    }
+}
+
 impl SqliteHotPaths {
     /// Queues `write` and returns its result once its group committed.
     async fn write<R: Send + 'static>(
@@ -133,6 +158,10 @@ impl SqliteHotPaths {
 
     /// The writer task: writes queued groups until the queue is empty.
     async fn write_queued(self) {
+        let mut on_duty = OnDuty {
+            paths: self.clone(),
+            relieved: false,
+        };
         loop {
             let _writer = match &self.writer {
                 Some(lock) => Some(lock.lock().await),
@@ -142,6 +171,7 @@ impl SqliteHotPaths {
                 let mut queue = self.queue();
                 if queue.jobs.is_empty() {
                     queue.writing = false;
+                    on_duty.relieved = true;
                     return;
                 }
                 let take = queue.jobs.len().min(MAX_GROUP);
