@@ -62,7 +62,9 @@ impl MessagingService {
     /// a PDG who was deactivated (who could otherwise switch themselves back on).
     async fn ensure_admin(&self, actor: &Actor, operation: &str) -> Result<(), MessagingError> {
         if PermissionMatrix::may_administer(actor.kind) {
-            self.ensure_active(actor, operation).await
+            self.ensure_active(actor, json!({ "operation": operation }))
+                .await
+                .map(drop)
         } else {
             Err(self
                 .refuse(

@@ -9,7 +9,7 @@ use afritalk_ports::{
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{ACCOUNT_DEACTIVATED, MessagingService};
+use super::MessagingService;
 use crate::actor::Actor;
 use crate::rules::conversation::{Side, pair_for, side_of};
 use crate::rules::edit_window::EditWindow;
@@ -34,11 +34,9 @@ impl MessagingService {
         let directory = &self.ports.directory;
         // The caller first: a deactivated sender is refused (and audited)
         // whoever they write to, an unknown or inactive recipient included.
-        let me = directory.user(&actor.tenant, &actor.user).await?;
-        if me.as_ref().is_some_and(|me| !me.active) {
-            let details = json!({ "recipientId": request.to });
-            return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
-        }
+        let me = self
+            .ensure_active(actor, json!({ "recipientId": request.to }))
+            .await?;
         let recipient = directory
             .user(&actor.tenant, &request.to)
             .await?
@@ -226,7 +224,8 @@ impl MessagingService {
         actor.staff_role()?;
         let message = self.load_message(actor, id).await?;
         self.ensure_sender(actor, &message, "edit").await?;
-        self.ensure_active(actor, "edit").await?;
+        self.ensure_active(actor, json!({ "operation": "edit" }))
+            .await?;
         self.check_rate(actor, RateAction::Modify).await?;
         if message.is_deleted() {
             return Err(deleted_conflict());
@@ -266,7 +265,8 @@ impl MessagingService {
         if message.is_deleted() {
             return Ok(message);
         }
-        self.ensure_active(actor, "delete").await?;
+        self.ensure_active(actor, json!({ "operation": "delete" }))
+            .await?;
         self.check_rate(actor, RateAction::Modify).await?;
         let now = self.ports.clock.now();
         let audit = self.audit_entry(

@@ -16,9 +16,9 @@ mod tests;
 use std::sync::Arc;
 
 use afritalk_ports::{
-    Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory, EventPublisher,
-    FeatureFlags, IdGenerator, MessageStore, MessagingError, NotificationStore, PresenceTracker,
-    RateAction, RateDecision, RateLimiter, RealtimeEvent, TenantId,
+    Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory, DirectoryUser,
+    EventPublisher, FeatureFlags, IdGenerator, MessageStore, MessagingError, NotificationStore,
+    PresenceTracker, RateAction, RateDecision, RateLimiter, RealtimeEvent, TenantId,
 };
 use chrono::{DateTime, Utc};
 
@@ -165,27 +165,26 @@ impl MessagingService {
     /// Refuses (and audits) a staff caller whom an administrator deactivated:
     /// their token outlives the decision, but they may no longer change anything
     /// (send, edit, delete, type, administer). Reading stays possible until the
-    /// token expires. Services have no directory entry and pass.
-    async fn ensure_active(&self, actor: &Actor, operation: &str) -> Result<(), MessagingError> {
+    /// token expires. Services have no directory entry and pass. Returns the
+    /// caller's entry (a send needs their name), `None` when there is none;
+    /// `details` go into the refusal's audit row.
+    async fn ensure_active(
+        &self,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) -> Result<Option<DirectoryUser>, MessagingError> {
         if actor.kind == ActorKind::Service {
-            return Ok(());
+            return Ok(None);
         }
         let me = self
             .ports
             .directory
             .user(&actor.tenant, &actor.user)
             .await?;
-        if me.is_some_and(|me| !me.active) {
-            return Err(self
-                .refuse(
-                    actor,
-                    ACCOUNT_DEACTIVATED,
-                    None,
-                    serde_json::json!({ "operation": operation }),
-                )
-                .await);
+        if me.as_ref().is_some_and(|me| !me.active) {
+            return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
         }
-        Ok(())
+        Ok(me)
     }
 
     /// Appends an audit row; a failure fails the use case (the trail is a requirement).

@@ -179,7 +179,8 @@ impl MessagingService {
     ) -> Result<(), MessagingError> {
         self.conversation(actor, id).await?;
         self.check_rate(actor, RateAction::Presence).await?;
-        self.ensure_active(actor, "typing").await?;
+        self.ensure_active(actor, serde_json::json!({ "operation": "typing" }))
+            .await?;
         let event = TypingEvent {
             conversation_id: id,
             user_id: actor.user.clone(),
