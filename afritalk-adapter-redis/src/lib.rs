@@ -21,7 +21,8 @@
 //! ## Layout
 //! - [`presence`]: live connections per user as a sorted set scored by expiry,
 //!   `lastSeen` per tenant, all updates in Lua scripts ([`RedisPresence`],
-//!   configured by [`PresenceOptions`]).
+//!   configured by [`PresenceOptions`]); each node's connections, so that the
+//!   users of a node that crashed are adopted by another ([`Orphans`]).
 //! - [`bus`]: publishes `(audience, event name, payload)` to one channel and runs
 //!   the node's reconnecting subscriber that hands each event to the attached
 //!   [`EventSink`](afritalk_ports::EventSink) ([`RedisEventBus`], [`BusOptions`],
@@ -67,7 +68,7 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 
 pub use bus::{BusMetrics, BusOptions, RedisEventBus};
 pub use deadpool_redis;
-pub use presence::{PresenceOptions, RedisPresence};
+pub use presence::{Orphans, PresenceOptions, RedisPresence};
 pub use rate_limit::RedisRateLimiter;
 
 /// The key and channel prefix used when the operator configures none.

@@ -10,6 +10,12 @@
 //! - `P presence:{t}:users` — sorted set of the tenant's known users scored by
 //!   `lastSeen` (µs since the epoch, exact in a double until the year 2255);
 //!   kept for [`PresenceOptions::last_seen_ttl`] after the last activity.
+//! - `P presence:nodes` — sorted set of the nodes holding connections, each
+//!   scored by the moment (Redis clock, ms) its last renewed connection stops
+//!   counting; `P presence:node:{n}:conns` — set of node `n`'s connections as
+//!   `tenant user connection`. A node past its moment stopped without closing
+//!   its sockets (it crashed): another node adopts its set
+//!   ([`RedisPresence::adopt_orphans`]) to tell those users' watchers.
 //!
 //! Expiry uses Redis's clock (`TIME` inside the scripts), so nodes with skewed
 //! clocks agree on when a connection is dead; `lastSeen` is the domain time the
@@ -51,6 +57,12 @@ local function expire_with_last_member(key)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   if last[2] then redis.call('PEXPIREAT', key, math.ceil(tonumber(last[2]))) end
 end
+local function node_holds(members, nodes, member, node, expiry, keep_ms)
+  redis.call('SADD', members, member)
+  redis.call('PEXPIRE', members, keep_ms)
+  redis.call('ZADD', nodes, 'GT', expiry, node)
+  redis.call('PEXPIRE', nodes, keep_ms)
+end
 local function record_seen(users, user, at, ttl_ms)
   redis.call('ZADD', users, 'GT', at, user)
   redis.call('ZREMRANGEBYSCORE', users, '-inf', '(' .. (tonumber(at) - tonumber(ttl_ms) * 1000))
@@ -58,21 +70,25 @@ local function record_seen(users, user, at, ttl_ms)
 end
 "#;
 
-/// KEYS: conns, users. ARGV: user, connection, at (µs), connection TTL (ms), last-seen TTL (ms).
+/// KEYS: conns, users, node's connections, nodes. ARGV: user, connection, at (µs),
+/// connection TTL (ms), last-seen TTL (ms), node member, node, node record TTL (ms).
 const CONNECT: &str = r#"
 local now = now_ms()
 local known, before_seen = seen(KEYS[2], ARGV[1])
 local before_count = live(KEYS[1], now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
 expire_with_last_member(KEYS[1])
+node_holds(KEYS[3], KEYS[4], ARGV[6], ARGV[7], now + tonumber(ARGV[4]), ARGV[8])
 record_seen(KEYS[2], ARGV[1], ARGV[3], ARGV[5])
 local _, after_seen = seen(KEYS[2], ARGV[1])
 return {known, before_seen, before_count, after_seen, redis.call('ZCARD', KEYS[1])}
 "#;
 
-/// KEYS: conns, users. ARGV: user, connection, at (µs), last-seen TTL (ms).
+/// KEYS: conns, users, node's connections. ARGV: user, connection, at (µs),
+/// last-seen TTL (ms), node member.
 const DISCONNECT: &str = r#"
 local now = now_ms()
+redis.call('SREM', KEYS[3], ARGV[5])
 local known, before_seen = seen(KEYS[2], ARGV[1])
 if known == 0 then return {0, 0, 0, 0, 0} end
 local before_count = live(KEYS[1], now)
@@ -94,19 +110,57 @@ local _, after_seen = seen(KEYS[2], ARGV[1])
 return {known, before_seen, count, after_seen, count}
 "#;
 
-/// KEYS: conns, users. ARGV: user, at (µs), connection TTL (ms), last-seen TTL (ms),
+/// KEYS: conns, users, node's connections. ARGV: user, at (µs), connection TTL (ms),
+/// last-seen TTL (ms), node member prefix (`tenant user `), node record TTL (ms),
 /// then the user's live connection ids on the calling node.
 const REANNOUNCE: &str = r#"
 local now = now_ms()
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[i])
+  redis.call('SADD', KEYS[3], ARGV[5] .. ARGV[i])
 end
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 expire_with_last_member(KEYS[1])
 redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 0
 "#;
+
+/// KEYS: nodes. ARGV: node, connection TTL (ms), node record TTL (ms). Run after
+/// a node renewed all its connections, so its moment is never before theirs.
+const NODE_ALIVE: &str = r#"
+local now = now_ms()
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
+"#;
+
+/// KEYS: nodes. ARGV: node key prefix, node key suffix, most nodes adopted.
+/// Takes the connections of nodes past their moment and forgets those nodes,
+/// in one step, so each stopped node is adopted by one caller only.
+const ADOPT: &str = r#"
+local now = now_ms()
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local members = {}
+for _, node in ipairs(dead) do
+  local key = ARGV[1] .. node .. ARGV[2]
+  for _, member in ipairs(redis.call('SMEMBERS', key)) do
+    members[#members + 1] = member
+  end
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[1], node)
+end
+return {dead, members}
+"#;
+
+/// Stopped nodes adopted per call (a caller adopts the rest on its next call).
+const ADOPT_BATCH: usize = 16;
+
+/// How long a node's record outlives its last renewal: a node that stopped is
+/// adopted by the next heartbeat of another one, which this leaves ample room
+/// for, and a cluster that stopped whole does not leave its records for good.
+const NODE_RECORD_TTL: Duration = Duration::from_secs(3600);
 
 /// Users re-announced per pipelined round trip.
 const REANNOUNCE_BATCH: usize = 256;
@@ -142,10 +196,23 @@ pub struct RedisPresence {
     commands: SharedCommands,
     prefix: String,
     options: PresenceOptions,
+    /// This process's name among the nodes (random, new at every start).
+    node: String,
     connect: Script,
     disconnect: Script,
     touch: Script,
     reannounce: Script,
+    node_alive: Script,
+    adopt: Script,
+}
+
+/// What [`RedisPresence::adopt_orphans`] took over from nodes that stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// How many stopped nodes were adopted.
+    pub nodes: usize,
+    /// Their users (tenant first), each once, in order.
+    pub users: Vec<(TenantId, UserId)>,
 }
 
 /// What the scripts answer: known (0/1), before lastSeen, before count, after lastSeen, after count.
@@ -197,10 +264,13 @@ impl RedisPresence {
             commands: SharedCommands::new(pool),
             prefix: prefix.into(),
             options,
+            node: uuid::Uuid::new_v4().simple().to_string(),
             connect: script(CONNECT),
             disconnect: script(DISCONNECT),
             touch: script(TOUCH),
             reannounce: script(REANNOUNCE),
+            node_alive: script(NODE_ALIVE),
+            adopt: script(ADOPT),
         }
     }
 
@@ -222,7 +292,8 @@ impl RedisPresence {
     ///
     /// A node calls it every [`heartbeat_interval`](Self::heartbeat_interval) (and at
     /// once when the bus reports a reconnect), so presence is right again within one
-    /// heartbeat after Redis restarts empty.
+    /// heartbeat after Redis restarts empty. It also renews the node's own record,
+    /// which tells the other nodes it is alive (see [`adopt_orphans`](Self::adopt_orphans)).
     pub async fn reannounce(
         &self,
         live: &[(TenantId, UserId, ConnectionId)],
@@ -267,13 +338,16 @@ impl RedisPresence {
             for ((tenant, user), conns) in batch {
                 pipe.cmd("EVALSHA")
                     .arg(self.reannounce.get_hash())
-                    .arg(2)
+                    .arg(3)
                     .arg(self.conns_key(tenant, user))
                     .arg(self.users_key(tenant))
+                    .arg(self.node_conns_key(&self.node))
                     .arg(user.as_str())
                     .arg(at.timestamp_micros())
                     .arg(millis(self.options.connection_ttl))
                     .arg(millis(self.options.last_seen_ttl))
+                    .arg(format!("{tenant} {user} "))
+                    .arg(millis(NODE_RECORD_TTL))
                     .arg(conns.iter().map(|c| c.as_str()).collect::<Vec<_>>())
                     .ignore();
             }
@@ -281,7 +355,65 @@ impl RedisPresence {
                 .await
                 .map_err(|e| unavailable("presence heartbeat", e))?;
         }
-        Ok(())
+        self.node_alive
+            .key(self.nodes_key())
+            .arg(&self.node)
+            .arg(millis(self.options.connection_ttl))
+            .arg(millis(NODE_RECORD_TTL))
+            .invoke_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence heartbeat: node", e))
+    }
+
+    /// Takes over the connections of nodes that stopped without closing them (a
+    /// crash, a kill): nodes whose record nobody renewed for a whole connection
+    /// TTL, so their connections no longer count either. Each such node is
+    /// adopted by one caller only, and forgotten. The caller tells the watchers
+    /// of the users returned what their status is now (no one else will: the
+    /// connections expired without a disconnect) and follows them to offline.
+    ///
+    /// Every node calls it on its heartbeat, after [`reannounce`](Self::reannounce).
+    pub async fn adopt_orphans(&self) -> StoreResult<Orphans> {
+        let mut conn = self.commands.get("presence adoption").await?;
+        let (dead, members): (Vec<String>, Vec<String>) = self
+            .adopt
+            .key(self.nodes_key())
+            .arg(format!("{}presence:node:", self.prefix))
+            .arg(":conns")
+            .arg(ADOPT_BATCH)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence adoption", e))?;
+        let mut users = std::collections::BTreeSet::new();
+        for member in &members {
+            let mut parts = member.splitn(3, ' ');
+            let parsed = match (parts.next(), parts.next()) {
+                (Some(t), Some(u)) => TenantId::parse(t).ok().zip(UserId::parse(u).ok()),
+                _ => None,
+            };
+            match parsed {
+                Some(user) => {
+                    users.insert(user);
+                }
+                None => tracing::warn!(member, "presence adoption: unreadable connection"),
+            }
+        }
+        Ok(Orphans {
+            nodes: dead.len(),
+            users: users.into_iter().collect(),
+        })
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}presence:nodes", self.prefix)
+    }
+
+    fn node_conns_key(&self, node: &str) -> String {
+        format!("{}presence:node:{node}:conns", self.prefix)
+    }
+
+    fn node_member(tenant: &TenantId, user: &UserId, connection: &ConnectionId) -> String {
+        format!("{tenant} {user} {connection}")
     }
 
     fn users_key(&self, tenant: &TenantId) -> String {
@@ -345,11 +477,16 @@ impl PresenceTracker for RedisPresence {
             .connect
             .key(self.conns_key(tenant, user))
             .key(self.users_key(tenant))
+            .key(self.node_conns_key(&self.node))
+            .key(self.nodes_key())
             .arg(user.as_str())
             .arg(connection_id.as_str())
             .arg(at.timestamp_micros())
             .arg(millis(self.options.connection_ttl))
             .arg(millis(self.options.last_seen_ttl))
+            .arg(Self::node_member(tenant, user, connection_id))
+            .arg(&self.node)
+            .arg(millis(NODE_RECORD_TTL))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable("presence connect", e))?;
@@ -368,10 +505,12 @@ impl PresenceTracker for RedisPresence {
             .disconnect
             .key(self.conns_key(tenant, user))
             .key(self.users_key(tenant))
+            .key(self.node_conns_key(&self.node))
             .arg(user.as_str())
             .arg(connection_id.as_str())
             .arg(at.timestamp_micros())
             .arg(millis(self.options.last_seen_ttl))
+            .arg(Self::node_member(tenant, user, connection_id))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable("presence disconnect", e))?;

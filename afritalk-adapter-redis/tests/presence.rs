@@ -243,6 +243,82 @@ async fn a_dead_nodes_connections_expire_after_the_ttl_while_live_ones_are_renew
 }
 
 #[tokio::test]
+async fn a_stopped_nodes_users_are_adopted_once_and_a_live_nodes_never() {
+    let ns = Namespace::new().await;
+    // As above: long against a stalled runner's pauses between heartbeats.
+    let ttl = Duration::from_secs(3);
+    let (live_node, dead_node) = (node_with_ttl(&ns, ttl), node_with_ttl(&ns, ttl));
+    let (t, t2) = (tenant("t"), tenant("t2"));
+    live_node
+        .connect(&t, &user("u"), &conn("live"), t0())
+        .await
+        .unwrap();
+    for (tenant, user_id, id) in [
+        (&t, "u", "dead-u"),
+        (&t, "v", "dead-v"),
+        (&t, "w", "dead-w"),
+        (&t2, "x", "dead-x"),
+    ] {
+        dead_node
+            .connect(tenant, &user(user_id), &conn(id), t0())
+            .await
+            .unwrap();
+    }
+    // Closed properly before the crash: nothing to adopt for w.
+    dead_node
+        .disconnect(&t, &user("w"), &conn("dead-w"), t0())
+        .await
+        .unwrap();
+    // Alive, both of them, until a connection TTL passes unrenewed.
+    assert_eq!(live_node.adopt_orphans().await.unwrap().nodes, 0);
+
+    let live = [(t.clone(), user("u"), conn("live"))];
+    for _ in 0..4 {
+        tokio::time::sleep(ttl / 3).await;
+        live_node.reannounce(&live, Utc::now()).await.unwrap();
+    }
+    tokio::time::sleep(ttl / 3).await;
+    let adopted = live_node.adopt_orphans().await.unwrap();
+    assert_eq!(adopted.nodes, 1, "{adopted:?}");
+    assert_eq!(
+        adopted.users,
+        vec![
+            (t.clone(), user("u")),
+            (t.clone(), user("v")),
+            (t2, user("x"))
+        ]
+    );
+    // By then the dead node's connections no longer count.
+    let counts: Vec<_> = live_node
+        .records(&t, &[user("u"), user("v")])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.user_id.as_str().to_owned(), r.connections))
+        .collect();
+    assert_eq!(counts, vec![("u".to_owned(), 1), ("v".to_owned(), 0)]);
+    // Adopted once: another node asking next finds nothing.
+    let again = node_with_ttl(&ns, ttl).adopt_orphans().await.unwrap();
+    assert_eq!(again, afritalk_adapter_redis::Orphans::default());
+}
+
+#[tokio::test]
+async fn a_node_registers_again_at_its_first_heartbeat_after_redis_lost_its_data() {
+    let ns = Namespace::new().await;
+    let ttl = Duration::from_secs(1);
+    let crashed = node_with_ttl(&ns, ttl);
+    let (t, u) = (tenant("t"), user("u"));
+    crashed.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    ns.wipe();
+    let live = [(t.clone(), u.clone(), conn("c1"))];
+    crashed.reannounce(&live, t0()).await.unwrap();
+    // ...and then crashes: its re-registered connection is adopted.
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    let adopted = node_with_ttl(&ns, ttl).adopt_orphans().await.unwrap();
+    assert_eq!(adopted.users, vec![(t, u)]);
+}
+
+#[tokio::test]
 async fn reannouncing_rebuilds_presence_after_redis_lost_its_data() {
     let ns = Namespace::new().await;
     let presence = node(&ns);

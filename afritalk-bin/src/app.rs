@@ -1,6 +1,7 @@
 //! The application: built from a [`Config`], bound to its listen address, served
 //! until a shutdown signal. Tests build it on port 0 and stop it at will.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use afritalk_adapter_memory::SystemClock;
-use afritalk_adapter_redis::{BusMetrics, RedisPresence};
+use afritalk_adapter_redis::{BusMetrics, Orphans, RedisPresence};
 use afritalk_auth::TokenVerifier;
 use afritalk_core::MessagingService;
 use afritalk_http::{App, HttpConfig, ReadinessCheck, Tls, TlsError};
-use afritalk_ports::Clock;
+use afritalk_ports::{Clock, TenantId, UserId};
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind};
@@ -199,7 +200,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let heartbeat = self
             .heartbeat
-            .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone())));
+            .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone(), self.service.clone())));
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
         let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;
         read_caches.abort();
@@ -214,8 +215,9 @@ impl Application {
 
 /// Keeps this node's live sockets in the shared presence: refreshes their expiry
 /// every heartbeat interval, and re-announces them at once after the bus
-/// resubscribes (Redis restarted and may have lost everything).
-async fn run_heartbeat(mut h: Heartbeat, app: App) {
+/// resubscribes (Redis restarted and may have lost everything). Then takes over
+/// the users of nodes that crashed, so their watchers learn they left.
+async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService) {
     let mut tick = tokio::time::interval(h.presence.heartbeat_interval());
     loop {
         tokio::select! {
@@ -229,6 +231,37 @@ async fn run_heartbeat(mut h: Heartbeat, app: App) {
         let live = app.live_connections();
         if let Err(err) = h.presence.reannounce(&live, h.clock.now()).await {
             tracing::warn!(%err, sockets = live.len(), "presence heartbeat failed");
+            continue;
+        }
+        match h.presence.adopt_orphans().await {
+            Ok(orphans) if orphans.nodes > 0 => adopt(&app, &service, orphans).await,
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "stopped nodes not checked for"),
+        }
+    }
+}
+
+/// Tells the watchers of a crashed node's users what their status is now, and
+/// follows those not offline yet until they are.
+async fn adopt(app: &App, service: &MessagingService, orphans: Orphans) {
+    tracing::info!(
+        nodes = orphans.nodes,
+        users = orphans.users.len(),
+        "took over the presence of nodes that stopped without closing their sockets"
+    );
+    let mut by_tenant: BTreeMap<TenantId, Vec<UserId>> = BTreeMap::new();
+    for (tenant, user) in orphans.users {
+        by_tenant.entry(tenant).or_default().push(user);
+    }
+    for (tenant, users) in by_tenant {
+        match service.announce_orphaned_presence(&tenant, &users).await {
+            Ok(follow) => {
+                for user in &follow {
+                    app.follow_presence(&tenant, user);
+                }
+            }
+            // Their records expire by themselves; only the push is lost.
+            Err(err) => tracing::warn!(%tenant, %err, "crashed node's users not announced"),
         }
     }
 }

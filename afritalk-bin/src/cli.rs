@@ -22,6 +22,7 @@ Environment:
   DATABASE_URL                   postgres://… for PostgreSQL (default: SQLite in the data directory)
   REDIS_URL                      redis://… to share presence, events and rate limits across nodes
   AFRITALK_REDIS_PREFIX          prefix of every Redis key and channel (default afritalk:)
+  AFRITALK_PRESENCE_TTL          with REDIS_URL: how long a crashed node's users show connected (default 90s)
   AFRITALK_DB_POOL_SIZE          storage connections (default 16)
   AFRITALK_REDIS_POOL_SIZE       Redis command connections, with REDIS_URL (default 64)
   AFRITALK_PG_ANALYZE            auto|off: analyze the Postgres tables while autovacuum is off (default auto)

@@ -79,6 +79,11 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     /// Prefix of every Redis key and channel (`AFRITALK_REDIS_PREFIX`, default `afritalk:`).
     pub redis_prefix: String,
+    /// How long a node's socket keeps its user connected in the shared presence
+    /// unless the node renews it (`AFRITALK_PRESENCE_TTL`, default 90 s, 3 s to
+    /// 1 h): the longest a crashed node's users still show connected. Nodes
+    /// renew every third of it.
+    pub presence_ttl: Duration,
     /// Per-user limits per action (`AFRITALK_RATE_LIMITS`, e.g. `send=30/10,modify=20/60`:
     /// at most 30 sends per 10 seconds).
     pub rate_limits: RateLimits,
@@ -202,6 +207,15 @@ pub fn parse_bytes(raw: &str, least: usize) -> Result<usize, String> {
             )
         })
 }
+
+/// How long a socket counts in the shared presence unless renewed, by default.
+pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(90);
+
+/// Shortest and longest `AFRITALK_PRESENCE_TTL`: nodes renew every third of it,
+/// so a second between renewals is the least that survives a busy Redis; past
+/// an hour a crashed node's users would show connected for too long.
+const PRESENCE_TTL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(3)..=Duration::from_secs(3600);
 
 /// Shortest and longest time accepted for a timeout or grace period.
 const DURATION_RANGE: std::ops::RangeInclusive<Duration> =
@@ -363,6 +377,21 @@ impl Config {
                 });
             }
         };
+        let presence_ttl = match get("AFRITALK_PRESENCE_TTL") {
+            None => DEFAULT_PRESENCE_TTL,
+            Some(raw) => parse_duration(&raw)
+                .and_then(|ttl| {
+                    if PRESENCE_TTL_RANGE.contains(&ttl) {
+                        Ok(ttl)
+                    } else {
+                        Err(format!("`{}` is not a time from 3s to 1h", raw.trim()))
+                    }
+                })
+                .map_err(|reason| ConfigError {
+                    name: "AFRITALK_PRESENCE_TTL",
+                    reason,
+                })?,
+        };
         let allowed_origins = get("AFRITALK_ALLOWED_ORIGINS").map(|raw| {
             raw.split(',')
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
@@ -384,6 +413,7 @@ impl Config {
             messaging_default_enabled,
             redis_url: get("REDIS_URL").map(Secret::new),
             redis_prefix: get("AFRITALK_REDIS_PREFIX").unwrap_or_else(|| "afritalk:".into()),
+            presence_ttl,
             rate_limits: match get("AFRITALK_RATE_LIMITS") {
                 None => RateLimits::default(),
                 Some(raw) => parse_rate_limits(&raw).map_err(|reason| ConfigError {
@@ -446,6 +476,19 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/afritalk")]).unwrap();
         assert!(matches!(c.database, Database::Postgres(_)));
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_presence_ttl_defaults_to_90_seconds_and_stays_within_3s_to_1h() {
+        assert_eq!(config(&[]).unwrap().presence_ttl, Duration::from_secs(90));
+        let c = config(&[("AFRITALK_PRESENCE_TTL", "3s")]).unwrap();
+        assert_eq!(c.presence_ttl, Duration::from_secs(3));
+        let c = config(&[("AFRITALK_PRESENCE_TTL", "1h")]).unwrap();
+        assert_eq!(c.presence_ttl, Duration::from_secs(3600));
+        for bad in ["2999ms", "61m", "soon", "0"] {
+            let err = config(&[("AFRITALK_PRESENCE_TTL", bad)]).unwrap_err();
+            assert_eq!(err.name, "AFRITALK_PRESENCE_TTL", "{bad}");
+        }
     }
 
     #[test]

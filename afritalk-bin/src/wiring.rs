@@ -234,7 +234,10 @@ pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, Re
     let presence = Arc::new(RedisPresence::new(
         pool.clone(),
         prefix.clone(),
-        PresenceOptions::default(),
+        PresenceOptions {
+            connection_ttl: config.presence_ttl,
+            ..PresenceOptions::default()
+        },
     ));
     let bus = RedisEventBus::new(
         url.expose(),

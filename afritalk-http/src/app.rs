@@ -127,8 +127,9 @@ impl App {
             .push(source);
     }
 
-    /// Asks the presence sweep to follow `user` until they are offline.
-    pub(crate) fn follow_presence(&self, tenant: &TenantId, user: &UserId) {
+    /// Asks the presence sweep to follow `user` until they are offline (e.g. a
+    /// user taken over from a node that crashed).
+    pub fn follow_presence(&self, tenant: &TenantId, user: &UserId) {
         self.inner
             .presence_followups
             .lock()

@@ -11,7 +11,7 @@ use afritalk_ports::Role;
 use serde_json::json;
 use support::clients::Clients;
 use support::services::{PrivateRedis, RedisPrefix, TestDatabase, shared_redis};
-use support::{TestApp, fresh_config, start, status_of};
+use support::{TestApp, fresh_config, start, start_crashable, status_of};
 
 const T: &str = "acme";
 
@@ -227,5 +227,68 @@ async fn delivery_resumes_after_redis_restarts_and_no_stored_message_is_lost() {
     drop(c);
     node1.stop().await;
     node2.stop().await;
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watchers_learn_that_a_crashed_nodes_users_left() {
+    let database = TestDatabase::create().await;
+    let (base, _dir) = fresh_config();
+    let prefix = RedisPrefix::new();
+    let mut config = node_config(&base, &database, &shared_redis(), &prefix.0);
+    // Nodes renew their sockets every second; a crashed node's expire in 3 s.
+    config.presence_ttl = Duration::from_secs(3);
+    let node1 = start(config.clone()).await;
+    let (node2, node2_runtime) = start_crashable(config).await;
+    company(&node1).await;
+    let dg = node1.token(T, "dg", Role::Dg);
+    let emp = node1.token(T, "emp", Role::Employe);
+    // A conversation makes the DG one of the employee's presence watchers.
+    assert_eq!(node1.send(T, &dg, "emp", "Inventaire ce soir").await.0, 201);
+    let mut c = Clients::start().await;
+    c.connect(&node1, "dg@1", T, &dg, "websocket")
+        .await
+        .unwrap();
+    let is_emp = |r: &serde_json::Value, status: &str| {
+        r["client"] == "dg@1"
+            && r["event"] == "presence:update"
+            && r["data"]["userId"] == "emp"
+            && r["data"]["status"] == status
+    };
+    // The DG's socket looks its partners up just after connecting: the
+    // employee connects again until the DG is told.
+    let mut online = false;
+    for _ in 0..10 {
+        c.connect(&node2, "emp@2", T, &emp, "websocket")
+            .await
+            .unwrap();
+        online = c
+            .arrives_within(Duration::from_secs(1), |r| is_emp(r, "online"))
+            .await;
+        if online {
+            break;
+        }
+        c.disconnect("emp@2").await;
+    }
+    assert!(
+        online,
+        "the DG was never told that the employee came online"
+    );
+
+    // Node 2 dies without closing anything; its socket is simply gone.
+    node2_runtime.shutdown_background();
+    let told = c
+        .arrives_within(Duration::from_secs(15), |r| is_emp(r, "idle"))
+        .await;
+    assert!(
+        told,
+        "the DG still sees the employee of a crashed node online"
+    );
+    let (_, list) = node1.get(&format!("/api/tenants/{T}/presence"), &dg).await;
+    assert_eq!(status_of(&list, "emp"), "idle");
+
+    drop(c);
+    drop(node2);
+    node1.stop().await;
     database.drop_database().await;
 }

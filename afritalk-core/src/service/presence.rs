@@ -136,13 +136,8 @@ impl MessagingService {
             let status = status_at(record, now);
             let before = since.map_or(status, |since| status_at(record, since));
             if status != before {
-                let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
-                    user_id: record.user_id.clone(),
-                    status,
-                    last_seen: record.last_seen,
-                });
-                let audience = Audience::PresenceWatchers(tenant.clone(), record.user_id.clone());
-                self.publish(audience, event).await;
+                self.publish_presence(tenant, presence_at(record, now))
+                    .await;
             }
             // Offline stays offline until the facts change, and that change
             // (a connect, a send) is announced by its use case.
@@ -154,6 +149,32 @@ impl MessagingService {
             swept_to: now,
             still_changing,
         })
+    }
+
+    /// Tells the watchers of some `users` of a tenant, taken over from a node
+    /// that stopped without closing their sockets (it crashed), what their
+    /// status is now. Their connections there expired in the shared presence,
+    /// a change of the facts that no use case saw, so it is published
+    /// whatever it was before (a repeat is harmless; a stale "online" is not).
+    /// Users still connected elsewhere kept their status and are left to the
+    /// nodes serving them. Returns the users published who are not offline
+    /// yet, for the caller to keep sweeping until they are.
+    pub async fn announce_orphaned_presence(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<UserId>, MessagingError> {
+        let now = self.ports.clock.now();
+        let records = self.ports.presence.records(tenant, users).await?;
+        let mut still_changing = Vec::new();
+        for record in records.iter().filter(|r| r.connections == 0) {
+            let presence = presence_at(record, now);
+            if presence.status != PresenceStatus::Offline {
+                still_changing.push(record.user_id.clone());
+            }
+            self.publish_presence(tenant, presence).await;
+        }
+        Ok(still_changing)
     }
 
     /// Records activity as a side effect of another use case (a send), unless
@@ -198,14 +219,19 @@ impl MessagingService {
             .as_ref()
             .map(|r| status_at(r, now - SWEEP_INTERVAL_MAX));
         if before != Some(after.status) || swept != Some(after.status) {
-            let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
-                user_id: after.user_id.clone(),
-                status: after.status,
-                last_seen: after.last_seen,
-            });
-            let audience = Audience::PresenceWatchers(actor.tenant.clone(), actor.user.clone());
-            self.publish(audience, event).await;
+            self.publish_presence(&actor.tenant, after.clone()).await;
         }
         after
+    }
+
+    /// Tells the watchers of `presence`'s user what it is now.
+    async fn publish_presence(&self, tenant: &TenantId, presence: Presence) {
+        let audience = Audience::PresenceWatchers(tenant.clone(), presence.user_id.clone());
+        let event = RealtimeEvent::PresenceUpdate(PresenceEvent {
+            user_id: presence.user_id,
+            status: presence.status,
+            last_seen: presence.last_seen,
+        });
+        self.publish(audience, event).await;
     }
 }

@@ -63,6 +63,36 @@ pub async fn start_tls(config: Config, ca_pem: &str) -> TestApp {
     start_with(config, Some(ca_pem)).await
 }
 
+/// Starts the application with `config` on a runtime of its own. Shutting
+/// that runtime down (`shutdown_background`) is a crash: the server stops
+/// at once, with no graceful shutdown and no socket's disconnect handled.
+pub async fn start_crashable(config: Config) -> (TestApp, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = runtime
+        .spawn(Application::build(config.clone()))
+        .await
+        .unwrap()
+        .expect("application starts");
+    let port = app.port();
+    runtime.spawn(app.run_until(std::future::pending()));
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        config,
+        http: reqwest::Client::new(),
+        ca_pem: None,
+        tls: None,
+        stop: None,
+        task: None,
+        _data: None,
+    };
+    (app, runtime)
+}
+
 /// A client that trusts `ca_pem` only, over TLS 1.3 or 1.2 up to `max`.
 pub fn tls_client(ca_pem: &str, max: reqwest::tls::Version) -> reqwest::Client {
     reqwest::Client::builder()

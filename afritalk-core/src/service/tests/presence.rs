@@ -243,3 +243,58 @@ fn the_sweep_publishes_what_time_alone_changed_and_nothing_else() {
     run(f2.service.sweep_presence(&tenant(), &[uid("quiet")], None)).unwrap();
     assert!(f2.published.lock().unwrap().is_empty());
 }
+
+#[test]
+fn users_of_a_crashed_node_are_announced_as_they_are_now_unless_connected_elsewhere() {
+    let mut h = Harness::new(vec![]);
+    h.presence
+        .expect_records()
+        .withf(|_, users| users.len() == 3)
+        .returning(|_, _| {
+            let record = |id: &str, connections, seen_ago| PresenceRecord {
+                user_id: uid(id),
+                connections,
+                last_seen: now() - seen_ago,
+            };
+            Ok(vec![
+                // Active 20 s ago on the crashed node: idle now, though the
+                // time alone never crossed a threshold.
+                record("crashed", 0, TimeDelta::seconds(20)),
+                // Still connected on another node: its status did not change.
+                record("elsewhere", 1, TimeDelta::seconds(20)),
+                // Quiet for an hour on the crashed node: offline.
+                record("long-gone", 0, TimeDelta::hours(1)),
+            ])
+        });
+    let f = h.build();
+    let users: Vec<UserId> = ["crashed", "elsewhere", "long-gone"]
+        .into_iter()
+        .map(uid)
+        .collect();
+    let follow = run(f.service.announce_orphaned_presence(&tenant(), &users)).unwrap();
+    assert_eq!(
+        follow,
+        vec![uid("crashed")],
+        "offline users need no sweeping"
+    );
+    let published = f.published.lock().unwrap().clone();
+    let updates: Vec<(String, String, String)> = published
+        .into_iter()
+        .map(|(audience, event)| match event {
+            RealtimeEvent::PresenceUpdate(e) => (
+                format!("{audience:?}"),
+                e.user_id.to_string(),
+                format!("{:?}", e.status),
+            ),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let watchers = |user: &str| format!("{:?}", Audience::PresenceWatchers(tenant(), uid(user)));
+    assert_eq!(
+        updates,
+        vec![
+            (watchers("crashed"), "crashed".into(), "Idle".into()),
+            (watchers("long-gone"), "long-gone".into(), "Offline".into()),
+        ]
+    );
+}
