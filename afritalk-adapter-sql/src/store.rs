@@ -1025,17 +1025,42 @@ macro_rules! sql_store {
                     convert_all(rows)
                 }
 
-                async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+                async fn purge_before(
+                    &self,
+                    cutoff: DateTime<Utc>,
+                ) -> StoreResult<Vec<(TenantId, u64)>> {
+                    use messaging_audit_log::{created_at, tenant_id};
                     let _writer = self.write_lock().await;
-                    let mut conn = self.conn().await?;
-                    let removed = $crate::__private::diesel::delete(
-                        messaging_audit_log::table
-                            .filter(messaging_audit_log::created_at.lt(to_db(cutoff))),
-                    )
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| db_error("purging the audit log", e))?;
-                    Ok(u64::try_from(removed).unwrap_or(0))
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    // Counted and removed in one transaction: rows that old are
+                    // never written again, so the counts are exactly what went.
+                    let counts: Vec<(String, i64)> = conn
+                        .$tx(async |tx| {
+                            let counts = messaging_audit_log::table
+                                .filter(created_at.lt(to_db(cutoff)))
+                                .group_by(tenant_id)
+                                .select((tenant_id, $crate::__private::diesel::dsl::count_star()))
+                                .order(tenant_id.asc())
+                                .load::<(String, i64)>(tx)
+                                .await?;
+                            $crate::__private::diesel::delete(
+                                messaging_audit_log::table.filter(created_at.lt(to_db(cutoff))),
+                            )
+                            .execute(tx)
+                            .await?;
+                            Ok::<_, $crate::__private::diesel::result::Error>(counts)
+                        })
+                        .await
+                        .map_err(|e| db_error("purging the audit log", e))?;
+                    counts
+                        .into_iter()
+                        .map(|(tenant, removed)| {
+                            let tenant = TenantId::parse(tenant.as_str())
+                                .map_err(|e| $crate::error::corrupt("audit row's tenant id", e))?;
+                            Ok((tenant, u64::try_from(removed).unwrap_or(0)))
+                        })
+                        .collect()
                 }
             }
 

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use afritalk_auth::{Identity, TokenMinter};
-use afritalk_core::{AUDIT_RETENTION, Actor, ActorKind, DirectorySearch};
-use afritalk_ports::{DisplayName, MAX_PAGE_SIZE, PageSize, Role, SearchText, TenantId, UserId};
+use afritalk_core::{Actor, ActorKind, DirectorySearch};
+use afritalk_ports::{
+    DisplayName, MAX_PAGE_SIZE, MessagingError, PageSize, Role, SearchText, TenantId, UserId,
+};
 use chrono::TimeDelta;
 use clap::{Parser, Subcommand};
 
@@ -130,11 +132,13 @@ pub enum UserCommand {
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Delete audit rows older than the given number of days (default: 12 months).
+    /// Delete audit rows older than 12 months (or older than --older-than days;
+    /// rows younger than 12 months are always kept). Each tenant that lost rows
+    /// gets an `audit.purge` row saying how many.
     Purge {
-        /// Age in days.
-        #[arg(long, default_value_t = AUDIT_RETENTION.num_days())]
-        older_than: i64,
+        /// Age in days (at least a year: 365, or 366 across a 29 February).
+        #[arg(long)]
+        older_than: Option<i64>,
     },
 }
 
@@ -286,17 +290,23 @@ async fn list_users(
 /// `afritalk audit purge`.
 pub async fn audit(config: &Config, command: &AuditCommand) -> Result<String, CommandError> {
     let AuditCommand::Purge { older_than } = command;
-    if !(1..=36_500).contains(older_than) {
+    if let Some(days) = older_than
+        && !(1..=36_500).contains(days)
+    {
         return Err(CommandError(
             "--older-than must be 1 to 36,500 days (100 years)".into(),
         ));
     }
     let (service, _) = cli_service(config, "afritalk").await?;
-    let (removed, cutoff) = service
-        .purge_audit(TimeDelta::days(*older_than))
+    let purge = service
+        .purge_audit(older_than.map(TimeDelta::days))
         .await
-        .map_err(fail)?;
+        .map_err(|e| match e {
+            MessagingError::Validation(v) => CommandError(format!("--older-than: {}", v.reason)),
+            other => fail(other),
+        })?;
     Ok(format!(
-        "removed {removed} audit rows created before {cutoff}"
+        "removed {} audit rows created before {} ({} tenants; each has an audit.purge row)",
+        purge.removed, purge.cutoff, purge.tenants
     ))
 }

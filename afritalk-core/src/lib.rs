@@ -88,6 +88,6 @@ pub mod service;
 pub mod views;
 
 pub use actor::{Actor, ActorKind};
-pub use service::{AUDIT_RETENTION, DirectorySearch, NewAlert};
+pub use service::{AUDIT_RETENTION, AuditPurge, DirectorySearch, NewAlert, audit_kept_since};
 pub use service::{MessagingService, Ports};
 pub use views::*;

@@ -254,11 +254,13 @@ pub enum AuditAction {
     DirectoryUpsert,
     /// A tenant's messaging feature flag changed.
     FeatureFlagChange,
+    /// An operator removed the tenant's audit rows past the retention period.
+    AuditPurge,
 }
 
 impl AuditAction {
     /// Every action, for listings and parsing.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 12] = [
         AuditAction::WsConnect,
         AuditAction::WsDisconnect,
         AuditAction::MessageSend,
@@ -270,6 +272,7 @@ impl AuditAction {
         AuditAction::NotificationCreate,
         AuditAction::DirectoryUpsert,
         AuditAction::FeatureFlagChange,
+        AuditAction::AuditPurge,
     ];
 
     /// The seed's action name (`ws.connect`, `message.send`, `forbidden_attempt`…).
@@ -286,6 +289,7 @@ impl AuditAction {
             AuditAction::NotificationCreate => "notification.create",
             AuditAction::DirectoryUpsert => "directory.upsert",
             AuditAction::FeatureFlagChange => "tenant.feature",
+            AuditAction::AuditPurge => "audit.purge",
         }
     }
 

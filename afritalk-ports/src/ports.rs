@@ -382,8 +382,10 @@ pub trait AuditLog: Send + Sync {
         limit: PageSize,
     ) -> StoreResult<Vec<AuditEntry>>;
 
-    /// Removes rows of every tenant created strictly before `cutoff`; returns how many.
-    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    /// Removes rows of every tenant created strictly before `cutoff`; returns
+    /// how many each tenant lost, in tenant id order (tenants that lost none are
+    /// left out), so that the purge itself can be recorded in each tenant's trail.
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<(TenantId, u64)>>;
 }
 
 /// Who exists in a tenant, with their role and whether they are active.

@@ -70,14 +70,18 @@ impl AuditLog for MemoryStore {
             .collect())
     }
 
-    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<(TenantId, u64)>> {
         let mut state = self.lock();
-        let mut removed = 0;
-        for data in state.tenants.values_mut() {
+        let mut removed = Vec::new();
+        for (tenant, data) in &mut state.tenants {
             let before = data.audit.len();
             data.audit.retain(|e| e.created_at >= cutoff);
-            removed += (before - data.audit.len()) as u64;
+            let gone = (before - data.audit.len()) as u64;
+            if gone > 0 {
+                removed.push((tenant.clone(), gone));
+            }
         }
+        removed.sort();
         Ok(removed)
     }
 }
@@ -159,7 +163,10 @@ mod tests {
         for (tenant_id, secs) in [(&t, 0), (&t, 10), (&t, 20), (&o, 5), (&o, 25)] {
             block_on(store.append(entry(tenant_id, AuditAction::WsConnect, secs, None))).unwrap();
         }
-        assert_eq!(block_on(store.purge_before(at(20))).unwrap(), 3);
+        assert_eq!(
+            block_on(store.purge_before(at(20))).unwrap(),
+            vec![(o.clone(), 1), (t.clone(), 2)]
+        );
         let left = |tenant_id| {
             block_on(store.query(tenant_id, AuditFilter::default(), all()))
                 .unwrap()
@@ -169,6 +176,6 @@ mod tests {
         };
         assert_eq!(left(&t), vec![at(20)]);
         assert_eq!(left(&o), vec![at(25)]);
-        assert_eq!(block_on(store.purge_before(at(20))).unwrap(), 0);
+        assert!(block_on(store.purge_before(at(20))).unwrap().is_empty());
     }
 }

@@ -3,19 +3,38 @@
 //! even while a tenant's messaging is switched off, so it can be prepared first.
 
 use afritalk_ports::{
-    Audience, AuditAction, AuditEntry, AuditFilter, DirectoryUser, DisplayName, MessageContent,
-    MessagingError, Missing, Notification, NotificationId, NotificationKind, NotificationStatus,
-    NotifyEvent, PageSize, RealtimeEvent, RelatedEntity, Role, UserId, ValidationError,
+    Audience, AuditAction, AuditEntry, AuditFilter, AuditId, DirectoryUser, DisplayName,
+    MessageContent, MessagingError, Missing, Notification, NotificationId, NotificationKind,
+    NotificationStatus, NotifyEvent, PageSize, RealtimeEvent, RelatedEntity, Role, UserId,
+    ValidationError,
 };
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Months, SecondsFormat, TimeDelta, Utc};
 use serde_json::json;
 
 use super::MessagingService;
 use crate::actor::{Actor, ActorKind};
 use crate::rules::permissions::PermissionMatrix;
 
-/// How long audit rows are kept (MISSION §3: 12 months).
-pub const AUDIT_RETENTION: TimeDelta = TimeDelta::days(365);
+/// How long audit rows are kept (MISSION §3: 12 months), in calendar months:
+/// a year that holds a 29 February is 366 days.
+pub const AUDIT_RETENTION: Months = Months::new(12);
+
+/// The oldest moment whose audit rows must still be kept at `now`.
+pub fn audit_kept_since(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.checked_sub_months(AUDIT_RETENTION)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// What an audit purge removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPurge {
+    /// Rows created before this moment went.
+    pub cutoff: DateTime<Utc>,
+    /// How many rows went, all tenants together.
+    pub removed: u64,
+    /// How many tenants lost rows (each has an `audit.purge` row saying so).
+    pub tenants: usize,
+}
 
 /// An alert or system notification another service wants a user to see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,14 +265,68 @@ impl MessagingService {
         Ok(self.ports.audit.query(&actor.tenant, filter, limit).await?)
     }
 
-    /// Removes audit rows older than the retention period (all tenants); an operator
-    /// task, run by the binary. Returns how many rows went and the cutoff used.
+    /// Removes audit rows past the retention period, of every tenant: those
+    /// older than `older_than` when given, else than 12 months. An operator
+    /// task, run by the binary. Rows younger than 12 months are kept, whatever
+    /// `older_than` says (a `validation` error). Each tenant that lost rows gets
+    /// an `audit.purge` row saying how many and up to when, so its PDG can see
+    /// that its trail was shortened and by how much.
     pub async fn purge_audit(
         &self,
-        retention: TimeDelta,
-    ) -> Result<(u64, DateTime<Utc>), MessagingError> {
-        let cutoff = self.ports.clock.now() - retention;
-        let removed = self.ports.audit.purge_before(cutoff).await?;
-        Ok((removed, cutoff))
+        older_than: Option<TimeDelta>,
+    ) -> Result<AuditPurge, MessagingError> {
+        let now = self.ports.clock.now();
+        let kept_since = audit_kept_since(now);
+        let cutoff = match older_than {
+            None => kept_since,
+            Some(age) => {
+                let cutoff = now
+                    .checked_sub_signed(age)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                if cutoff > kept_since {
+                    let least = (now - kept_since).num_days();
+                    return Err(ValidationError::new(
+                        "olderThan",
+                        format!(
+                            "audit rows are kept 12 months: purge rows older than \
+                             {least} days or more"
+                        ),
+                    )
+                    .into());
+                }
+                cutoff
+            }
+        };
+        let purged = self.ports.audit.purge_before(cutoff).await?;
+        let removed = purged.iter().map(|(_, n)| n).sum();
+        for (tenant, rows) in &purged {
+            let entry = AuditEntry {
+                id: AuditId::from_uuid(self.ports.ids.new_id()),
+                tenant_id: tenant.clone(),
+                user_id: None,
+                action: AuditAction::AuditPurge,
+                entity_type: None,
+                entity_id: None,
+                details: json!({
+                    "removedRows": rows,
+                    "createdBefore": cutoff.to_rfc3339_opts(SecondsFormat::Micros, true),
+                }),
+                ip_address: None,
+                created_at: now,
+            };
+            // The rows are gone already: say so, with the counts, rather than
+            // leave the operator believing nothing happened.
+            self.ports.audit.append(entry).await.map_err(|err| {
+                MessagingError::Unavailable(format!(
+                    "removed {removed} audit rows created before {cutoff}, but could not \
+                     record it in the trail of tenant {tenant}: {err}"
+                ))
+            })?;
+        }
+        Ok(AuditPurge {
+            cutoff,
+            removed,
+            tenants: purged.len(),
+        })
     }
 }

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use crate::actor::{Actor, ActorKind};
 use crate::rules::presence::ActivityMemo;
 
-pub use admin::{AUDIT_RETENTION, NewAlert};
+pub use admin::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since};
 pub use directory::DirectorySearch;
 
 /// Why a deactivated user's change is refused.

@@ -2,10 +2,11 @@
 
 use afritalk_ports::*;
 use chrono::TimeDelta;
+use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
-use crate::service::{AUDIT_RETENTION, NewAlert};
+use crate::service::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since};
 
 fn users() -> Vec<DirectoryUser> {
     vec![
@@ -264,15 +265,73 @@ fn only_services_switch_messaging_and_the_switch_is_audited() {
 }
 
 #[test]
-fn purge_removes_rows_older_than_twelve_months() {
+fn purge_removes_rows_older_than_twelve_months_and_says_so_in_each_tenant_s_trail() {
+    let mut h = Harness::new(users());
+    let twelve_months_ago = now().checked_sub_months(AUDIT_RETENTION).unwrap();
+    h.audit
+        .expect_purge_before()
+        .withf(move |cutoff| *cutoff == twelve_months_ago)
+        .times(1)
+        .returning(|_| {
+            Ok(vec![
+                (tenant(), 12),
+                (TenantId::parse("globex").unwrap(), 3),
+            ])
+        });
+    let f = h.build();
+    let purge = run(f.service.purge_audit(None)).unwrap();
+    assert_eq!(
+        purge,
+        AuditPurge {
+            cutoff: twelve_months_ago,
+            removed: 15,
+            tenants: 2
+        }
+    );
+    let rows = f.audit_rows.lock().unwrap().clone();
+    let receipts: Vec<_> = rows
+        .iter()
+        .map(|e| {
+            (
+                e.tenant_id.as_str(),
+                e.action,
+                e.user_id.clone(),
+                e.details["removedRows"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        receipts,
+        vec![
+            (tenant().as_str(), AuditAction::AuditPurge, None, json!(12)),
+            ("globex", AuditAction::AuditPurge, None, json!(3)),
+        ]
+    );
+    assert_eq!(rows[0].created_at, now());
+    assert_eq!(
+        rows[0].details["createdBefore"],
+        json!(twelve_months_ago.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    );
+}
+
+#[test]
+fn purge_never_removes_rows_younger_than_twelve_months() {
+    // 12 months are 365 days, or 366 when they hold a 29 February.
+    let kept = (now() - audit_kept_since(now())).num_days();
     let mut h = Harness::new(users());
     h.audit
         .expect_purge_before()
-        .withf(|cutoff| *cutoff == now() - TimeDelta::days(365))
-        .returning(|_| Ok(12));
+        .withf(move |cutoff| *cutoff == now() - TimeDelta::days(kept))
+        .times(1)
+        .returning(|_| Ok(vec![]));
     let f = h.build();
-    let (removed, _) = run(f.service.purge_audit(AUDIT_RETENTION)).unwrap();
-    assert_eq!(removed, 12);
+    let err = run(f.service.purge_audit(Some(TimeDelta::days(kept - 1)))).unwrap_err();
+    assert_eq!(err.code(), "validation");
+    assert!(err.to_string().contains(&format!("{kept} days")), "{err}");
+    // Exactly 12 months (or more) is allowed; nothing to purge writes no row.
+    let purge = run(f.service.purge_audit(Some(TimeDelta::days(kept)))).unwrap();
+    assert_eq!(purge.removed, 0);
+    assert!(f.audit_rows.lock().unwrap().is_empty());
 }
 
 /// Marks all read as `emp` over a store that changes `unread` notifications;
