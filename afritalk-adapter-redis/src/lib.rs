@@ -94,7 +94,66 @@ pub fn connect_pool(url: &str, max_size: usize) -> StoreResult<Pool> {
         .map_err(|e| unavailable("creating the Redis pool", e))
 }
 
+/// The oldest Redis these adapters work with: their scripts use `ZADD … GT`
+/// and `ZMSCORE`, both new in 6.2. An older server would fail every presence
+/// write with a script error, so a node refuses to start on one.
+pub const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
+
+/// The version the Redis behind `pool` reports (`redis_version` of `INFO
+/// server`; Redis-compatible servers such as Valkey report the Redis version
+/// they match), as major, minor and patch numbers.
+pub async fn server_version(pool: &Pool) -> StoreResult<(u32, u32, u32)> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| unavailable("checking the server version", e))?;
+    let info: String = deadpool_redis::redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| unavailable("checking the server version", e))?;
+    parse_version(&info).ok_or_else(|| {
+        StoreError::Unavailable("redis: INFO server reports no redis_version".into())
+    })
+}
+
+/// Whether `version` is at least [`MIN_REDIS_VERSION`].
+pub fn supported(version: (u32, u32, u32)) -> bool {
+    (version.0, version.1) >= MIN_REDIS_VERSION
+}
+
+/// The `redis_version` line of an `INFO` answer.
+fn parse_version(info: &str) -> Option<(u32, u32, u32)> {
+    let raw = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("redis_version:"))?;
+    let mut parts = raw.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
 /// Wraps a Redis failure as `Unavailable`, saying what was being done.
 pub(crate) fn unavailable(context: &str, error: impl Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {context}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_info_and_6_2_is_the_oldest_supported() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(parse_version(info), Some((7, 0, 15)));
+        assert_eq!(parse_version("redis_version:6.2\r\n"), Some((6, 2, 0)));
+        assert_eq!(parse_version("# Server\r\nuptime:3\r\n"), None);
+        assert_eq!(parse_version("redis_version:seven\r\n"), None);
+        assert!(supported((6, 2, 0)));
+        assert!(supported((7, 0, 15)));
+        assert!(!supported((6, 0, 16)));
+        assert!(!supported((5, 9, 9)));
+    }
 }

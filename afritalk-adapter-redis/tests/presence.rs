@@ -443,3 +443,18 @@ async fn records_reads_the_asked_users_as_the_snapshot_shows_them() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn the_server_version_is_read_and_this_redis_is_supported() {
+    let ns = Namespace::new().await;
+    let version = afritalk_adapter_redis::server_version(&ns.pool)
+        .await
+        .unwrap();
+    assert!(version.0 >= 6, "{version:?}");
+    assert!(afritalk_adapter_redis::supported(version), "{version:?}");
+    let pool = connect_pool("redis://127.0.0.1:1", 1).unwrap();
+    assert!(matches!(
+        afritalk_adapter_redis::server_version(&pool).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

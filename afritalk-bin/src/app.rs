@@ -98,6 +98,7 @@ impl Application {
         let storage = wiring::open_storage(&config).await?;
         let clock = Arc::new(SystemClock::new());
         let realtime = wiring::realtime(&config, clock.clone())?;
+        wiring::check_redis(&realtime).await?;
         let service = wiring::service(&storage, &realtime, clock.clone());
         let bus_metrics = match &realtime.bus {
             Bus::Redis(bus) => Some(bus.metrics()),

@@ -206,6 +206,8 @@ pub struct Realtime {
     pub presence: Arc<dyn PresenceTracker>,
     /// The Redis presence, when presence is shared (for the heartbeat).
     pub shared_presence: Option<Arc<RedisPresence>>,
+    /// The Redis command pool, when Redis is configured (for the start-up check).
+    pub redis: Option<afritalk_adapter_redis::deadpool_redis::Pool>,
     /// Rate limiter.
     pub rate_limiter: Arc<dyn RateLimiter>,
 }
@@ -224,6 +226,7 @@ pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, Re
             bus: Bus::Local(Arc::new(LocalEventBus::new())),
             presence: Arc::new(LocalPresence::new()),
             shared_presence: None,
+            redis: None,
             rate_limiter: Arc::new(LocalRateLimiter::new(clock, limits)),
         });
     };
@@ -251,8 +254,35 @@ pub fn realtime(config: &Config, clock: Arc<SystemClock>) -> Result<Realtime, Re
         bus: Bus::Redis(Arc::new(bus)),
         presence: presence.clone(),
         shared_presence: Some(presence),
+        redis: Some(pool.clone()),
         rate_limiter: Arc::new(RedisRateLimiter::new(pool, prefix, limits)),
     })
+}
+
+/// Refuses a Redis too old for the adapters' scripts, before serving. A Redis
+/// that cannot be reached yet is only logged: the node starts, and its
+/// adapters reconnect by themselves (it is not ready until they do).
+pub async fn check_redis(realtime: &Realtime) -> Result<(), RealtimeError> {
+    let Some(pool) = &realtime.redis else {
+        return Ok(());
+    };
+    match afritalk_adapter_redis::server_version(pool).await {
+        Ok(version) if afritalk_adapter_redis::supported(version) => {
+            tracing::info!(version = ?version, "Redis version supported");
+            Ok(())
+        }
+        Ok((major, minor, patch)) => {
+            let (least_major, least_minor) = afritalk_adapter_redis::MIN_REDIS_VERSION;
+            Err(RealtimeError(format!(
+                "Redis {major}.{minor}.{patch} is too old: AfriTalk needs \
+                 {least_major}.{least_minor} or later"
+            )))
+        }
+        Err(err) => {
+            tracing::warn!(%err, "Redis unreachable at start; its version is not checked");
+            Ok(())
+        }
+    }
 }
 
 /// Assembles the core service over storage and realtime adapters.
