@@ -16,6 +16,7 @@ pub(crate) struct Metrics {
     delivery_latency: Histogram,
     http_latency: HistogramVec,
     connections_dropped: IntCounterVec,
+    events_dropped: IntCounter,
 }
 
 /// Why the server dropped a client connection before serving it.
@@ -87,6 +88,12 @@ impl Metrics {
             &["reason"],
         )
         .expect(VALID);
+        let events_dropped = IntCounter::new(
+            "afritalk_socket_events_dropped_total",
+            "Events not emitted to a socket whose outgoing buffer was full (its \
+             client is then told to catch up)",
+        )
+        .expect(VALID);
         // Every reason from the start, at 0, so that rates and alerts see
         // the series before the first drop.
         for why in [
@@ -102,6 +109,7 @@ impl Metrics {
             Box::new(delivery_latency.clone()),
             Box::new(http_latency.clone()),
             Box::new(connections_dropped.clone()),
+            Box::new(events_dropped.clone()),
         ] {
             if let Err(err) = registry.register(collector) {
                 tracing::error!(%err, "metric not registered");
@@ -114,7 +122,12 @@ impl Metrics {
             delivery_latency,
             http_latency,
             connections_dropped,
+            events_dropped,
         }
+    }
+
+    pub(crate) fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     pub(crate) fn connection_dropped(&self, why: Dropped) {

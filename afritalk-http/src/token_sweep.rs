@@ -4,12 +4,14 @@
 //! re-checks the tokens of its sockets and closes those that may no longer
 //! read (expired, or an attenuation whose time ran out). Only the authorizer
 //! runs (no signature work); the work yields often, so a node with many
-//! sockets keeps serving events during a sweep.
+//! sockets keeps serving events during a sweep. The sweep also tells sockets
+//! that missed events while their buffer was full, and got no event since, to
+//! catch up (see `socket/sink.rs`).
 
 use afritalk_auth::Operation;
 
 use crate::app::App;
-use crate::socket::Session;
+use crate::socket::{Session, sink};
 
 /// Sockets checked between two yields to the runtime.
 const CHECKS_PER_YIELD: usize = 64;
@@ -32,6 +34,7 @@ pub(crate) async fn run(app: App) {
             let Some(session) = socket.extensions.get::<Session>() else {
                 continue;
             };
+            sink::tell_if_missed(&socket);
             if let Err(err) = session
                 .token
                 .permits(&session.actor.tenant, Operation::Read)

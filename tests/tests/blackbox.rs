@@ -1019,3 +1019,136 @@ async fn a_socket_does_not_outlive_its_token() {
     assert_eq!(list["conversations"].as_array().unwrap().len(), 0);
     app.stop().await;
 }
+
+/// A Socket.IO client over HTTP long-polling that reads only when asked to:
+/// until then, the server's outgoing buffer for it fills like a slow client's.
+struct LazyPoller {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl LazyPoller {
+    /// Opens an Engine.IO session and connects to the namespace with `token`.
+    async fn connect(app: &TestApp, tenant: &str, token: &str) -> Self {
+        let http = reqwest::Client::new();
+        let base = format!(
+            "{}{}/?EIO=4&transport=polling",
+            app.address,
+            app.socket_path(tenant)
+        );
+        let open = http.get(&base).send().await.unwrap().text().await.unwrap();
+        let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+        let url = format!("{base}&sid={}", handshake["sid"].as_str().unwrap());
+        let connect = format!("40{}", json!({ "token": token }));
+        let res = http.post(&url).body(connect).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let poller = Self { http, url };
+        let read = poller.poll_until_packet("40{").await;
+        assert!(read.iter().any(|p| p.starts_with("40{")), "{read:?}");
+        poller
+    }
+
+    /// One long-poll: the packets the server had buffered.
+    async fn poll(&self) -> Vec<String> {
+        let body = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.split('\u{1e}').map(str::to_owned).collect()
+    }
+
+    /// Polls until a packet naming `event` arrives (or 10 s pass); returns
+    /// every packet read meanwhile.
+    async fn poll_until(&self, event: &str) -> Vec<String> {
+        self.poll_until_packet(&format!("[\"{event}\"")).await
+    }
+
+    /// Polls until a packet containing `marker` arrives (or 10 s pass);
+    /// returns every packet read meanwhile.
+    async fn poll_until_packet(&self, marker: &str) -> Vec<String> {
+        let mut read = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let packets = tokio::time::timeout(Duration::from_secs(2), self.poll())
+                .await
+                .unwrap_or_default();
+            let found = packets.iter().any(|p| p.contains(marker));
+            read.extend(packets);
+            if found {
+                break;
+            }
+        }
+        read
+    }
+}
+
+/// How many packets of `read` carry `event`.
+fn count_events(read: &[String], event: &str) -> usize {
+    let marker = format!("[\"{event}\"");
+    read.iter().filter(|p| p.contains(&marker)).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_too_slow_for_its_events_is_told_to_catch_up_not_left_with_a_gap() {
+    let (mut config, dir) = support::fresh_config();
+    config.rate_limits = afritalk_bin::config::parse_rate_limits("send=1000/10").unwrap();
+    let mut app = start(config).await;
+    app.keep_data_dir(dir);
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let slow = LazyPoller::connect(&app, T, &emp).await;
+
+    // Each send is two events for the employee's socket (messaging:new and
+    // notify:new): 80 sends overflow its buffer of 128 packets.
+    for i in 0..80 {
+        let (status, body) = app.send(T, &dg, "emp", &format!("ligne {i}")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("afritalk_socket_events_dropped_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(dropped > 0, "the buffer never overflowed");
+
+    // The client reads what fitted: fewer messages than were sent.
+    let mut read = slow.poll().await;
+    read.extend(slow.poll().await);
+    let received = count_events(&read, "messaging:new");
+    assert!(received < 80, "received {received} of 80");
+    assert_eq!(count_events(&read, "sync:required"), 0);
+
+    // The next event finds room again: the socket is told first.
+    assert_eq!(app.send(T, &dg, "emp", "la suite").await.0, 201);
+    let read = slow.poll_until("sync:required").await;
+    let told = read
+        .iter()
+        .position(|p| p.contains("[\"sync:required\""))
+        .expect("the socket was never told it missed events");
+    assert!(read[told].contains("events_dropped"), "{}", read[told]);
+    let next = read
+        .iter()
+        .position(|p| p.contains("la suite"))
+        .unwrap_or(usize::MAX);
+    assert!(told < next, "told after the next event: {read:?}");
+    // Told once: the flag is cleared.
+    assert_eq!(app.send(T, &dg, "emp", "encore").await.0, 201);
+    let read = slow.poll_until("messaging:new").await;
+    assert_eq!(count_events(&read, "sync:required"), 0, "{read:?}");
+    app.stop().await;
+}

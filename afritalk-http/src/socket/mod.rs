@@ -127,6 +127,7 @@ pub(crate) async fn authenticate(
     s.on_disconnect(on_disconnect);
     s.extensions
         .insert(PendingConnection::new(app.clone(), actor.clone(), &s));
+    s.extensions.insert(sink::MissedEvents::default());
     s.extensions.insert(Session {
         actor,
         token,

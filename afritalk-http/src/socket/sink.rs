@@ -1,19 +1,80 @@
 //! Core events → this node's sockets. A `messaging:new` for its recipient is
 //! emitted with an ack: each socket's ack marks the message delivered as that
 //! socket's user (the core then tells the sender, ✓✓) and records the latency.
+//!
+//! A socket's outgoing buffer holds a bounded number of packets; a client that
+//! reads slower than events arrive fills it, and an event emitted meanwhile is
+//! lost for that socket. It is never lost silently: the socket is flagged
+//! ([`MissedEvents`]), and as soon as its buffer has room again it gets
+//! `sync:required`, upon which its client catches up as after a reconnect.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use afritalk_core::Actor;
 use afritalk_ports::{Audience, EventSink, Message, RealtimeEvent};
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde_json::Value;
-use socketioxide::AckError;
+use serde::Serialize;
+use serde_json::{Value, json};
 use socketioxide::ack::AckStream;
+use socketioxide::extract::SocketRef;
+use socketioxide::{AckError, SendError, SocketError};
 
 use super::Session;
 use crate::app::App;
+
+/// The event telling a socket that events were lost for it.
+pub(crate) const SYNC_REQUIRED: &str = "sync:required";
+
+/// Whether an event was lost for a socket (its outgoing buffer was full) since
+/// it was last told; one per socket, in its extensions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MissedEvents(Arc<AtomicBool>);
+
+/// Flags `socket`: an event did not fit in its buffer.
+fn missed(app: &App, socket: &SocketRef) {
+    app.inner.metrics.event_dropped();
+    if let Some(flag) = socket.extensions.get::<MissedEvents>() {
+        flag.0.store(true, Ordering::Release);
+    }
+}
+
+/// Sends `sync:required` to `socket` if events were lost for it. Returns
+/// whether the socket may receive the next event: false while its buffer is
+/// still full (the flag stays, for the next try).
+pub(crate) fn tell_if_missed(socket: &SocketRef) -> bool {
+    let Some(flag) = socket.extensions.get::<MissedEvents>() else {
+        return true;
+    };
+    if !flag.0.swap(false, Ordering::AcqRel) {
+        return true;
+    }
+    match socket.emit(SYNC_REQUIRED, &json!({ "reason": "events_dropped" })) {
+        Ok(()) => true,
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+            flag.0.store(true, Ordering::Release);
+            false
+        }
+        // Closed: there is no one left to tell.
+        Err(_) => false,
+    }
+}
+
+/// Emits an event to one socket, first telling it to catch up if it missed
+/// some; an event that does not fit flags the socket.
+fn emit_to(app: &App, socket: &SocketRef, name: &str, payload: &impl Serialize) {
+    if !tell_if_missed(socket) {
+        missed(app, socket);
+        return;
+    }
+    match socket.emit(name, payload) {
+        Ok(()) => {}
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => missed(app, socket),
+        Err(err) => tracing::debug!(%err, event = name, "not emitted"),
+    }
+}
 
 /// The gateway's [`EventSink`].
 pub(crate) struct SocketSink {
@@ -52,6 +113,10 @@ impl EventSink for SocketSink {
                 else {
                     return;
                 };
+                // A socket still owing its catch-up notice gets it first.
+                for socket in io.to(room.clone()).sockets() {
+                    tell_if_missed(&socket);
+                }
                 let timeout = self.app.inner.config.ack_timeout;
                 match io
                     .to(room.clone())
@@ -68,8 +133,10 @@ impl EventSink for SocketSink {
                 }
             }
             _ => {
-                if let Err(err) = io.to(room).emit(name, &payload).await {
-                    tracing::warn!(%err, event = name, "not emitted");
+                // One socket at a time, unlike a room broadcast, so that a
+                // socket whose buffer is full is known and told later.
+                for socket in io.to(room).sockets() {
+                    emit_to(&self.app, &socket, name, &payload);
                 }
             }
         }
@@ -91,7 +158,12 @@ impl EventSink for SocketSink {
 /// `ack()` with no argument, which arrives as an empty list and fails to decode.
 async fn on_acks(app: App, recipient: Actor, message: Message, acks: AckStream<Value>) {
     let mut acks = std::pin::pin!(acks);
-    while let Some((_, result)) = acks.next().await {
+    while let Some((sid, result)) = acks.next().await {
+        if let Err(AckError::Socket(SocketError::InternalChannelFull)) = result
+            && let Some(socket) = app.inner.io.get().and_then(|io| io.get_socket(sid))
+        {
+            missed(&app, &socket);
+        }
         if matches!(result, Err(AckError::Timeout | AckError::Socket(_))) {
             continue;
         }
