@@ -15,7 +15,9 @@
 //!   counting; `P presence:node:{n}:conns` — set of node `n`'s connections as
 //!   `tenant user connection`. A node past its moment stopped without closing
 //!   its sockets (it crashed): another node adopts its set
-//!   ([`RedisPresence::adopt_orphans`]) to tell those users' watchers.
+//!   ([`RedisPresence::adopt_orphans`]) to tell those users' watchers. A node
+//!   stopping normally leaves its recently gone users there
+//!   ([`RedisPresence::hand_over`]), so that their `offline` is announced.
 //!
 //! Expiry uses Redis's clock (`TIME` inside the scripts), so nodes with skewed
 //! clocks agree on when a connection is dead; `lastSeen` is the domain time the
@@ -154,12 +156,26 @@ end
 return {dead, members}
 "#;
 
+/// KEYS: node's connections, nodes. ARGV: node, node record TTL (ms), then
+/// members (`tenant user -`). Leaves the users to whoever adopts the node
+/// next, and makes the node due for adoption at once.
+const HAND_OVER: &str = r#"
+for i = 3, #ARGV do
+  redis.call('SADD', KEYS[1], ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now_ms(), ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 0
+"#;
+
 /// Stopped nodes adopted per call (a caller adopts the rest on its next call).
 const ADOPT_BATCH: usize = 16;
 
-/// How long a node's record outlives its last renewal: a node that stopped is
-/// adopted by the next heartbeat of another one, which this leaves ample room
-/// for, and a cluster that stopped whole does not leave its records for good.
+/// How long a node's record outlives its last renewal, at least: a node that
+/// stopped is adopted by the next heartbeat of another one, which this leaves
+/// ample room for, and a cluster that stopped whole does not leave its
+/// records for good.
 const NODE_RECORD_TTL: Duration = Duration::from_secs(3600);
 
 /// Users re-announced per pipelined round trip.
@@ -204,6 +220,7 @@ pub struct RedisPresence {
     reannounce: Script,
     node_alive: Script,
     adopt: Script,
+    hand_over: Script,
 }
 
 /// What [`RedisPresence::adopt_orphans`] took over from nodes that stopped.
@@ -271,6 +288,7 @@ impl RedisPresence {
             reannounce: script(REANNOUNCE),
             node_alive: script(NODE_ALIVE),
             adopt: script(ADOPT),
+            hand_over: script(HAND_OVER),
         }
     }
 
@@ -293,15 +311,13 @@ impl RedisPresence {
     /// A node calls it every [`heartbeat_interval`](Self::heartbeat_interval) (and at
     /// once when the bus reports a reconnect), so presence is right again within one
     /// heartbeat after Redis restarts empty. It also renews the node's own record,
-    /// which tells the other nodes it is alive (see [`adopt_orphans`](Self::adopt_orphans)).
+    /// which tells the other nodes it is alive (see [`adopt_orphans`](Self::adopt_orphans)),
+    /// even with no socket: a node without sockets is idle, not dead.
     pub async fn reannounce(
         &self,
         live: &[(TenantId, UserId, ConnectionId)],
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        if live.is_empty() {
-            return Ok(());
-        }
         let mut by_user: BTreeMap<(&TenantId, &UserId), Vec<&ConnectionId>> = BTreeMap::new();
         for (tenant, user, conn) in live {
             by_user.entry((tenant, user)).or_default().push(conn);
@@ -328,11 +344,13 @@ impl RedisPresence {
         let mut conn = self.commands.get("presence heartbeat").await?;
         // EVALSHA in a pipeline does not fall back to EVAL: load the script first,
         // as a Redis that restarted has forgotten it.
-        self.reannounce
-            .prepare_invoke()
-            .load_async(&mut conn)
-            .await
-            .map_err(|e| unavailable("presence heartbeat: loading script", e))?;
+        if !entries.is_empty() {
+            self.reannounce
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| unavailable("presence heartbeat: loading script", e))?;
+        }
         for batch in entries.chunks(REANNOUNCE_BATCH) {
             let mut pipe = redis::pipe();
             for ((tenant, user), conns) in batch {
@@ -347,7 +365,7 @@ impl RedisPresence {
                     .arg(millis(self.options.connection_ttl))
                     .arg(millis(self.options.last_seen_ttl))
                     .arg(format!("{tenant} {user} "))
-                    .arg(millis(NODE_RECORD_TTL))
+                    .arg(millis(self.record_ttl()))
                     .arg(conns.iter().map(|c| c.as_str()).collect::<Vec<_>>())
                     .ignore();
             }
@@ -359,7 +377,7 @@ impl RedisPresence {
             .key(self.nodes_key())
             .arg(&self.node)
             .arg(millis(self.options.connection_ttl))
-            .arg(millis(NODE_RECORD_TTL))
+            .arg(millis(self.record_ttl()))
             .invoke_async::<()>(&mut conn)
             .await
             .map_err(|e| unavailable("presence heartbeat: node", e))
@@ -402,6 +420,35 @@ impl RedisPresence {
             nodes: dead.len(),
             users: users.into_iter().collect(),
         })
+    }
+
+    /// Leaves `users` to another node, for a node that stops with its sockets
+    /// closed: users who left it less than ten minutes ago are still to be
+    /// announced offline, and the node will not be there to do it. The next
+    /// node to call [`adopt_orphans`](Self::adopt_orphans) takes them over.
+    pub async fn hand_over(&self, users: &[(TenantId, UserId)]) -> StoreResult<()> {
+        let mut conn = self.commands.get("presence hand-over").await?;
+        self.hand_over
+            .key(self.node_conns_key(&self.node))
+            .key(self.nodes_key())
+            .arg(&self.node)
+            .arg(millis(self.record_ttl()))
+            .arg(
+                users
+                    .iter()
+                    .map(|(tenant, user)| format!("{tenant} {user} -"))
+                    .collect::<Vec<_>>(),
+            )
+            .invoke_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable("presence hand-over", e))
+    }
+
+    /// How long a node's record outlives its last renewal: an hour, and
+    /// never less than three connection TTLs (the node is adopted one TTL
+    /// and a heartbeat after its last renewal).
+    fn record_ttl(&self) -> Duration {
+        NODE_RECORD_TTL.max(self.options.connection_ttl * 3)
     }
 
     fn nodes_key(&self) -> String {
@@ -486,7 +533,7 @@ impl PresenceTracker for RedisPresence {
             .arg(millis(self.options.last_seen_ttl))
             .arg(Self::node_member(tenant, user, connection_id))
             .arg(&self.node)
-            .arg(millis(NODE_RECORD_TTL))
+            .arg(millis(self.record_ttl()))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable("presence connect", e))?;

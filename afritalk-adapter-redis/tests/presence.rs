@@ -269,6 +269,16 @@ async fn a_stopped_nodes_users_are_adopted_once_and_a_live_nodes_never() {
         .disconnect(&t, &user("w"), &conn("dead-w"), t0())
         .await
         .unwrap();
+    // A node whose sockets all closed is idle, not dead: it is never adopted.
+    let idle_node = node_with_ttl(&ns, ttl);
+    idle_node
+        .connect(&t, &user("i"), &conn("idle-i"), t0())
+        .await
+        .unwrap();
+    idle_node
+        .disconnect(&t, &user("i"), &conn("idle-i"), t0())
+        .await
+        .unwrap();
     // Alive, both of them, until a connection TTL passes unrenewed.
     assert_eq!(live_node.adopt_orphans().await.unwrap().nodes, 0);
 
@@ -276,10 +286,11 @@ async fn a_stopped_nodes_users_are_adopted_once_and_a_live_nodes_never() {
     for _ in 0..4 {
         tokio::time::sleep(ttl / 3).await;
         live_node.reannounce(&live, Utc::now()).await.unwrap();
+        idle_node.reannounce(&[], Utc::now()).await.unwrap();
     }
     tokio::time::sleep(ttl / 3).await;
     let adopted = live_node.adopt_orphans().await.unwrap();
-    assert_eq!(adopted.nodes, 1, "{adopted:?}");
+    assert_eq!(adopted.nodes, 1, "only the dead node: {adopted:?}");
     assert_eq!(
         adopted.users,
         vec![
@@ -300,6 +311,29 @@ async fn a_stopped_nodes_users_are_adopted_once_and_a_live_nodes_never() {
     // Adopted once: another node asking next finds nothing.
     let again = node_with_ttl(&ns, ttl).adopt_orphans().await.unwrap();
     assert_eq!(again, afritalk_adapter_redis::Orphans::default());
+}
+
+#[tokio::test]
+async fn a_node_stopping_hands_its_users_over_to_the_next_adopter_at_once() {
+    let ns = Namespace::new().await;
+    let (stopping, other) = (node(&ns), node(&ns));
+    let (t, u) = (tenant("t"), user("u"));
+    stopping.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    stopping
+        .disconnect(&t, &u, &conn("c1"), t0())
+        .await
+        .unwrap();
+    other.reannounce(&[], t0()).await.unwrap();
+    assert_eq!(other.adopt_orphans().await.unwrap().nodes, 0);
+    // Its default TTL is 90 s: only the hand-over makes it due now.
+    stopping
+        .hand_over(&[(t.clone(), u.clone()), (t.clone(), user("v"))])
+        .await
+        .unwrap();
+    let adopted = other.adopt_orphans().await.unwrap();
+    assert_eq!(adopted.nodes, 1);
+    assert_eq!(adopted.users, vec![(t.clone(), u), (t, user("v"))]);
+    assert_eq!(other.adopt_orphans().await.unwrap().nodes, 0);
 }
 
 #[tokio::test]

@@ -1033,34 +1033,45 @@ macro_rules! sql_store {
                     let _writer = self.write_lock().await;
                     let mut pooled = self.conn().await?;
                     let conn: &mut $conn = &mut pooled;
-                    // Counted and removed in one transaction: rows that old are
-                    // never written again, so the counts are exactly what went.
-                    let counts: Vec<(String, i64)> = conn
+                    // Each tenant's rows go by a statement of their own, whose
+                    // count of deleted rows is exactly what that tenant lost,
+                    // even if another purge runs at the same time (it then
+                    // finds those rows gone and counts none).
+                    let counts: Vec<(String, usize)> = conn
                         .$tx(async |tx| {
-                            let counts = messaging_audit_log::table
+                            let tenants = messaging_audit_log::table
                                 .filter(created_at.lt(to_db(cutoff)))
-                                .group_by(tenant_id)
-                                .select((tenant_id, $crate::__private::diesel::dsl::count_star()))
-                                .order(tenant_id.asc())
-                                .load::<(String, i64)>(tx)
+                                .select(tenant_id)
+                                .distinct()
+                                .load::<String>(tx)
                                 .await?;
-                            $crate::__private::diesel::delete(
-                                messaging_audit_log::table.filter(created_at.lt(to_db(cutoff))),
-                            )
-                            .execute(tx)
-                            .await?;
+                            let mut counts = Vec::with_capacity(tenants.len());
+                            for tenant in tenants {
+                                let removed = $crate::__private::diesel::delete(
+                                    messaging_audit_log::table
+                                        .filter(tenant_id.eq(&tenant))
+                                        .filter(created_at.lt(to_db(cutoff))),
+                                )
+                                .execute(tx)
+                                .await?;
+                                counts.push((tenant, removed));
+                            }
                             Ok::<_, $crate::__private::diesel::result::Error>(counts)
                         })
                         .await
                         .map_err(|e| db_error("purging the audit log", e))?;
-                    counts
+                    let mut purged = counts
                         .into_iter()
+                        .filter(|(_, removed)| *removed > 0)
                         .map(|(tenant, removed)| {
                             let tenant = TenantId::parse(tenant.as_str())
                                 .map_err(|e| $crate::error::corrupt("audit row's tenant id", e))?;
-                            Ok((tenant, u64::try_from(removed).unwrap_or(0)))
+                            Ok((tenant, u64::try_from(removed).unwrap_or(u64::MAX)))
                         })
-                        .collect()
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    // Byte order, whatever the database's collation.
+                    purged.sort();
+                    Ok(purged)
                 }
             }
 

@@ -199,14 +199,24 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let shared_presence = self.heartbeat.as_ref().map(|h| h.presence.clone());
         let heartbeat = self
             .heartbeat
             .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone(), self.service.clone())));
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
+        let app = self.app.clone();
         let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;
         read_caches.abort();
         if let Some(task) = heartbeat {
             task.abort();
+        }
+        if let Some(presence) = shared_presence {
+            // Every socket is closed now; the users still to be announced
+            // offline go to another node.
+            let users = app.presence_followed();
+            if let Err(err) = presence.hand_over(&users).await {
+                tracing::warn!(%err, users = users.len(), "presence not handed over; their offline goes unannounced");
+            }
         }
         result?;
         tracing::info!("AfriTalk stopped");
@@ -235,36 +245,60 @@ async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService) {
             continue;
         }
         match h.presence.adopt_orphans().await {
-            Ok(orphans) if orphans.nodes > 0 => adopt(&app, &service, orphans).await,
+            // Apart from the heartbeat: announcing many users takes a while,
+            // and a late renewal would get this node adopted in turn.
+            Ok(orphans) if !orphans.users.is_empty() => {
+                let retry_every = h.presence.heartbeat_interval();
+                tokio::spawn(adopt(app.clone(), service.clone(), orphans, retry_every));
+            }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "stopped nodes not checked for"),
         }
     }
 }
 
-/// Tells the watchers of a crashed node's users what their status is now, and
-/// follows those not offline yet until they are.
-async fn adopt(app: &App, service: &MessagingService, orphans: Orphans) {
+/// Attempts at announcing an adopted tenant's users before giving up.
+const ADOPTION_ATTEMPTS: u32 = 5;
+
+/// Tells the watchers of a stopped node's users what their status is now, and
+/// follows those not offline yet until they are. The node's record is gone
+/// from Redis once adopted, so a failed announcement (Redis or the store
+/// briefly unreachable, as is likely around a crash) is retried here.
+async fn adopt(app: App, service: MessagingService, orphans: Orphans, retry_every: Duration) {
     tracing::info!(
         nodes = orphans.nodes,
         users = orphans.users.len(),
-        "took over the presence of nodes that stopped without closing their sockets"
+        "took over the presence of nodes that stopped"
     );
-    let mut by_tenant: BTreeMap<TenantId, Vec<UserId>> = BTreeMap::new();
+    let mut pending: BTreeMap<TenantId, Vec<UserId>> = BTreeMap::new();
     for (tenant, user) in orphans.users {
-        by_tenant.entry(tenant).or_default().push(user);
+        pending.entry(tenant).or_default().push(user);
     }
-    for (tenant, users) in by_tenant {
-        match service.announce_orphaned_presence(&tenant, &users).await {
-            Ok(follow) => {
-                for user in &follow {
-                    app.follow_presence(&tenant, user);
+    for attempt in 1..=ADOPTION_ATTEMPTS {
+        let mut failed = BTreeMap::new();
+        for (tenant, users) in pending {
+            match service.announce_orphaned_presence(&tenant, &users).await {
+                Ok(follow) => {
+                    for user in &follow {
+                        app.follow_presence(&tenant, user);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%tenant, %err, attempt, "stopped node's users not announced yet");
+                    failed.insert(tenant, users);
                 }
             }
-            // Their records expire by themselves; only the push is lost.
-            Err(err) => tracing::warn!(%tenant, %err, "crashed node's users not announced"),
         }
+        if failed.is_empty() {
+            return;
+        }
+        pending = failed;
+        tokio::time::sleep(retry_every).await;
     }
+    tracing::error!(
+        tenants = pending.len(),
+        "stopped node's users never announced; their watchers see them as they were"
+    );
 }
 
 /// The Redis bus's counters in Prometheus text format.

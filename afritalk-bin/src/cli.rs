@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use afritalk_auth::{Identity, TokenMinter};
 use afritalk_core::{Actor, ActorKind, DirectorySearch};
-use afritalk_ports::{
-    DisplayName, MAX_PAGE_SIZE, MessagingError, PageSize, Role, SearchText, TenantId, UserId,
-};
+use afritalk_ports::{DisplayName, MAX_PAGE_SIZE, PageSize, Role, SearchText, TenantId, UserId};
 use chrono::TimeDelta;
 use clap::{Parser, Subcommand};
 
@@ -132,11 +130,11 @@ pub enum UserCommand {
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Delete audit rows older than 12 months (or older than --older-than days;
-    /// rows younger than 12 months are always kept). Each tenant that lost rows
-    /// gets an `audit.purge` row saying how many.
+    /// Delete audit rows older than 12 months, or than --older-than days when
+    /// that is longer (rows younger than 12 months are always kept). Each tenant
+    /// that lost rows gets an `audit.purge` row saying how many.
     Purge {
-        /// Age in days (at least a year: 365, or 366 across a 29 February).
+        /// Age in days; under 12 months, rows of the last 12 months are kept anyway.
         #[arg(long)]
         older_than: Option<i64>,
     },
@@ -301,12 +299,16 @@ pub async fn audit(config: &Config, command: &AuditCommand) -> Result<String, Co
     let purge = service
         .purge_audit(older_than.map(TimeDelta::days))
         .await
-        .map_err(|e| match e {
-            MessagingError::Validation(v) => CommandError(format!("--older-than: {}", v.reason)),
-            other => fail(other),
-        })?;
+        .map_err(fail)?;
+    let kept = if purge.kept_longer {
+        "; rows are kept 12 months, so only those older than that went\n"
+    } else {
+        "\n"
+    };
     Ok(format!(
-        "removed {} audit rows created before {} ({} tenants; each has an audit.purge row)",
+        "removed {} audit rows created before {} ({} tenants; each has an audit.purge row){kept}",
         purge.removed, purge.cutoff, purge.tenants
-    ))
+    )
+    .trim_end()
+    .to_owned())
 }

@@ -8,6 +8,7 @@ use afritalk_core::MessagingService;
 use afritalk_ports::{ConnectionId, EventSink, TenantId, UserId};
 use async_trait::async_trait;
 use socketioxide::SocketIo;
+use socketioxide::operators::BroadcastOperators;
 use tokio_util::task::TaskTracker;
 
 use crate::config::HttpConfig;
@@ -53,6 +54,9 @@ pub(crate) struct AppInner {
     /// (a last socket closed, a send over REST): the presence sweep takes them
     /// in, so their idle → offline is announced too.
     pub(crate) presence_followups: Mutex<Vec<(TenantId, UserId)>>,
+    /// The users the presence sweep followed at its last run, so that a node
+    /// stopping can hand them over (see [`App::presence_followed`]).
+    pub(crate) presence_swept: Mutex<Vec<(TenantId, UserId)>>,
     /// The socket events being handled: shutdown waits for them (a send
     /// acknowledged before its socket closes), refusing new ones meanwhile.
     pub(crate) events_in_flight: TaskTracker,
@@ -79,6 +83,7 @@ impl App {
                 io: OnceLock::new(),
                 extra_metrics: Mutex::new(Vec::new()),
                 presence_followups: Mutex::new(Vec::new()),
+                presence_swept: Mutex::new(Vec::new()),
                 events_in_flight: TaskTracker::new(),
             }),
         }
@@ -137,6 +142,23 @@ impl App {
             .push((tenant.clone(), user.clone()));
     }
 
+    /// The users whose presence this node still follows without a socket of
+    /// theirs here (they left in the last ten minutes, so their `offline` is
+    /// still to come). A node that stops hands them over to another, or their
+    /// watchers would never see them go offline.
+    pub fn presence_followed(&self) -> Vec<(TenantId, UserId)> {
+        let lock = |m: &Mutex<Vec<(TenantId, UserId)>>| {
+            m.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+        };
+        let mut users = lock(&self.inner.presence_swept);
+        users.extend(lock(&self.inner.presence_followups));
+        users.sort();
+        users.dedup();
+        users
+    }
+
     /// The users [`follow_presence`](Self::follow_presence) named since the last call.
     pub(crate) fn take_presence_followups(&self) -> Vec<(TenantId, UserId)> {
         std::mem::take(
@@ -148,13 +170,21 @@ impl App {
         )
     }
 
+    /// The default namespace's operators while the Socket.IO layer serves;
+    /// `None` before `serve` built it and after shutdown closed it, when
+    /// socketioxide's shortcuts (`io.to`, `io.sockets`) would panic while the
+    /// event bus or a background task still calls in.
+    pub(crate) fn sockets_root(&self) -> Option<BroadcastOperators> {
+        self.inner.io.get()?.of("/")
+    }
+
     /// The authenticated sockets of this node as (tenant, user, connection), so a
     /// shared presence store can be re-announced (e.g. after Redis lost its data).
     pub fn live_connections(&self) -> Vec<(TenantId, UserId, ConnectionId)> {
-        let Some(io) = self.inner.io.get() else {
+        let Some(root) = self.sockets_root() else {
             return Vec::new();
         };
-        io.sockets()
+        root.sockets()
             .into_iter()
             // A closing socket stays listed until its disconnect handler ends;
             // announcing it again would bring back a connection just removed.

@@ -65,5 +65,13 @@ pub(crate) async fn run(app: App) {
             }
         }
         followed = next;
+        let swept = followed
+            .iter()
+            .flat_map(|(tenant, f)| f.users.iter().map(|u| (tenant.clone(), u.clone())))
+            .collect();
+        *app.inner
+            .presence_swept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = swept;
     }
 }

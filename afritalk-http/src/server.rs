@@ -285,6 +285,8 @@ async fn close_sockets(app: &App, io: &SocketIo) {
             {
                 tracing::warn!(%err, "disconnect not recorded at shutdown");
             }
+            // Their offline is still to come: handed over with the others.
+            app.follow_presence(&session.actor.tenant, &session.actor.user);
             app.inner.metrics.socket_closed();
         }
     }

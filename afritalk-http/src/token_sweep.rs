@@ -24,10 +24,10 @@ pub(crate) async fn run(app: App) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Some(io) = app.inner.io.get() else {
+        let Some(root) = app.sockets_root() else {
             continue;
         };
-        for (checked, socket) in io.sockets().into_iter().enumerate() {
+        for (checked, socket) in root.sockets().into_iter().enumerate() {
             if checked % CHECKS_PER_YIELD == CHECKS_PER_YIELD - 1 {
                 tokio::task::yield_now().await;
             }

@@ -292,3 +292,66 @@ async fn watchers_learn_that_a_crashed_nodes_users_left() {
     node1.stop().await;
     database.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_stopping_hands_its_users_offline_to_come_to_another() {
+    let database = TestDatabase::create().await;
+    let (base, _dir) = fresh_config();
+    let prefix = RedisPrefix::new();
+    let mut config = node_config(&base, &database, &shared_redis(), &prefix.0);
+    config.presence_ttl = Duration::from_secs(3);
+    let node1 = start(config.clone()).await;
+    let node2 = start(config).await;
+    company(&node1).await;
+    let dg = node1.token(T, "dg", Role::Dg);
+    let emp = node1.token(T, "emp", Role::Employe);
+    assert_eq!(node1.send(T, &dg, "emp", "Inventaire ce soir").await.0, 201);
+    let mut c = Clients::start().await;
+    c.connect(&node1, "dg@1", T, &dg, "websocket")
+        .await
+        .unwrap();
+    let is_emp = |r: &serde_json::Value, status: &str| {
+        r["client"] == "dg@1"
+            && r["event"] == "presence:update"
+            && r["data"]["userId"] == "emp"
+            && r["data"]["status"] == status
+    };
+    let mut online = false;
+    for _ in 0..10 {
+        c.connect(&node2, "emp@2", T, &emp, "websocket")
+            .await
+            .unwrap();
+        online = c
+            .arrives_within(Duration::from_secs(1), |r| is_emp(r, "online"))
+            .await;
+        if online {
+            break;
+        }
+        c.disconnect("emp@2").await;
+    }
+    assert!(
+        online,
+        "the DG was never told that the employee came online"
+    );
+
+    // Updates of the connection attempts before are not those awaited below.
+    c.forget(Duration::from_millis(300), |r| is_emp(r, "idle"))
+        .await;
+
+    // Node 2 stops normally: it closes the socket and announces it...
+    node2.stop().await;
+    assert!(
+        c.wait_for(|r| is_emp(r, "idle")).await.is_some(),
+        "the closing node did not announce the disconnect"
+    );
+    // ...and hands the employee over: node 1 takes them in (it announces their
+    // status again, then follows them to offline, ten minutes on).
+    assert!(
+        c.wait_for(|r| is_emp(r, "idle")).await.is_some(),
+        "no node took over the employee of the stopped node"
+    );
+
+    drop(c);
+    node1.stop().await;
+    database.drop_database().await;
+}

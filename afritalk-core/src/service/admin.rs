@@ -34,6 +34,9 @@ pub struct AuditPurge {
     pub removed: u64,
     /// How many tenants lost rows (each has an `audit.purge` row saying so).
     pub tenants: usize,
+    /// Whether the age asked for was under 12 months, so the cutoff is 12
+    /// months ago instead.
+    pub kept_longer: bool,
 }
 
 /// An alert or system notification another service wants a user to see.
@@ -268,37 +271,25 @@ impl MessagingService {
     /// Removes audit rows past the retention period, of every tenant: those
     /// older than `older_than` when given, else than 12 months. An operator
     /// task, run by the binary. Rows younger than 12 months are kept, whatever
-    /// `older_than` says (a `validation` error). Each tenant that lost rows gets
-    /// an `audit.purge` row saying how many and up to when, so its PDG can see
-    /// that its trail was shortened and by how much.
+    /// `older_than` says (the cutoff is then 12 months ago, and the answer
+    /// says so). Each tenant that lost rows gets an `audit.purge` row saying
+    /// how many and up to when, so its PDG can see that its trail was
+    /// shortened and by how much.
     pub async fn purge_audit(
         &self,
         older_than: Option<TimeDelta>,
     ) -> Result<AuditPurge, MessagingError> {
         let now = self.ports.clock.now();
         let kept_since = audit_kept_since(now);
-        let cutoff = match older_than {
-            None => kept_since,
-            Some(age) => {
-                let cutoff = now
-                    .checked_sub_signed(age)
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
-                if cutoff > kept_since {
-                    let least = (now - kept_since).num_days();
-                    return Err(ValidationError::new(
-                        "olderThan",
-                        format!(
-                            "audit rows are kept 12 months: purge rows older than \
-                             {least} days or more"
-                        ),
-                    )
-                    .into());
-                }
-                cutoff
-            }
-        };
+        let asked = older_than.map(|age| {
+            now.checked_sub_signed(age)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        });
+        let kept_longer = asked.is_some_and(|cutoff| cutoff > kept_since);
+        let cutoff = asked.map_or(kept_since, |cutoff| cutoff.min(kept_since));
         let purged = self.ports.audit.purge_before(cutoff).await?;
         let removed = purged.iter().map(|(_, n)| n).sum();
+        let mut unrecorded = Vec::new();
         for (tenant, rows) in &purged {
             let entry = AuditEntry {
                 id: AuditId::from_uuid(self.ports.ids.new_id()),
@@ -314,19 +305,24 @@ impl MessagingService {
                 ip_address: None,
                 created_at: now,
             };
+            if let Err(err) = self.ports.audit.append(entry).await {
+                unrecorded.push(format!("{tenant} ({rows} rows: {err})"));
+            }
+        }
+        if !unrecorded.is_empty() {
             // The rows are gone already: say so, with the counts, rather than
             // leave the operator believing nothing happened.
-            self.ports.audit.append(entry).await.map_err(|err| {
-                MessagingError::Unavailable(format!(
-                    "removed {removed} audit rows created before {cutoff}, but could not \
-                     record it in the trail of tenant {tenant}: {err}"
-                ))
-            })?;
+            return Err(MessagingError::Unavailable(format!(
+                "removed {removed} audit rows created before {cutoff}, but could not \
+                 record the purge in the trail of {}",
+                unrecorded.join(", ")
+            )));
         }
         Ok(AuditPurge {
             cutoff,
             removed,
             tenants: purged.len(),
+            kept_longer,
         })
     }
 }

@@ -57,8 +57,9 @@ pub(crate) fn tell_if_missed(socket: &SocketRef) -> bool {
             flag.0.store(true, Ordering::Release);
             false
         }
-        // Closed: there is no one left to tell.
-        Err(_) => false,
+        // Closed (or unencodable, which a constant payload is not): there is
+        // no one left to tell, and nothing to count as lost.
+        Err(_) => true,
     }
 }
 
@@ -90,7 +91,7 @@ impl SocketSink {
 #[async_trait]
 impl EventSink for SocketSink {
     async fn deliver(&self, audience: &Audience, event: &RealtimeEvent) {
-        let Some(io) = self.app.inner.io.get() else {
+        let Some(io) = self.app.sockets_root() else {
             return;
         };
         let room = audience.room();
@@ -104,18 +105,17 @@ impl EventSink for SocketSink {
                 // Read before emitting, so that a socket that acks and
                 // disconnects at once still names the recipient: every socket
                 // of the room is theirs.
-                let Some(recipient) = io
-                    .to(room.clone())
-                    .sockets()
-                    .into_iter()
+                let sockets = io.clone().to(room.clone()).sockets();
+                let Some(recipient) = sockets
+                    .iter()
                     .find_map(|s| s.extensions.get::<Session>())
                     .map(|session| session.actor)
                 else {
                     return;
                 };
                 // A socket still owing its catch-up notice gets it first.
-                for socket in io.to(room.clone()).sockets() {
-                    tell_if_missed(&socket);
+                for socket in &sockets {
+                    tell_if_missed(socket);
                 }
                 let timeout = self.app.inner.config.ack_timeout;
                 match io
@@ -144,10 +144,8 @@ impl EventSink for SocketSink {
 
     fn has_audience(&self, audience: &Audience) -> bool {
         self.app
-            .inner
-            .io
-            .get()
-            .is_some_and(|io| !io.to(audience.room()).sockets().is_empty())
+            .sockets_root()
+            .is_some_and(|root| !root.to(audience.room()).sockets().is_empty())
     }
 }
 
@@ -160,7 +158,7 @@ async fn on_acks(app: App, recipient: Actor, message: Message, acks: AckStream<V
     let mut acks = std::pin::pin!(acks);
     while let Some((sid, result)) = acks.next().await {
         if let Err(AckError::Socket(SocketError::InternalChannelFull)) = result
-            && let Some(socket) = app.inner.io.get().and_then(|io| io.get_socket(sid))
+            && let Some(socket) = app.sockets_root().and_then(|root| root.get_socket(sid))
         {
             missed(&app, &socket);
         }

@@ -107,6 +107,13 @@ impl Clients {
         }
     }
 
+    /// Reads the reports that arrive within `window`, then forgets every one
+    /// matching `pred` (stale ones a later wait must not take for new).
+    pub async fn forget(&mut self, window: Duration, pred: impl Fn(&Value) -> bool) {
+        let _ = self.arrives_within(window, |_| false).await;
+        self.backlog.retain(|r| !pred(r));
+    }
+
     /// Whether a matching report arrives within `window` (for "never receives" checks).
     pub async fn arrives_within(
         &mut self,

@@ -285,7 +285,8 @@ fn purge_removes_rows_older_than_twelve_months_and_says_so_in_each_tenant_s_trai
         AuditPurge {
             cutoff: twelve_months_ago,
             removed: 15,
-            tenants: 2
+            tenants: 2,
+            kept_longer: false
         }
     );
     let rows = f.audit_rows.lock().unwrap().clone();
@@ -317,20 +318,35 @@ fn purge_removes_rows_older_than_twelve_months_and_says_so_in_each_tenant_s_trai
 #[test]
 fn purge_never_removes_rows_younger_than_twelve_months() {
     // 12 months are 365 days, or 366 when they hold a 29 February.
-    let kept = (now() - audit_kept_since(now())).num_days();
+    let twelve_months_ago = audit_kept_since(now());
+    let kept = (now() - twelve_months_ago).num_days();
     let mut h = Harness::new(users());
+    let cutoffs = Arc::new(Mutex::new(Vec::new()));
+    let seen = cutoffs.clone();
     h.audit
         .expect_purge_before()
-        .withf(move |cutoff| *cutoff == now() - TimeDelta::days(kept))
-        .times(1)
-        .returning(|_| Ok(vec![]));
+        .times(3)
+        .returning(move |cutoff| {
+            seen.lock().unwrap().push(cutoff);
+            Ok(vec![])
+        });
     let f = h.build();
-    let err = run(f.service.purge_audit(Some(TimeDelta::days(kept - 1)))).unwrap_err();
-    assert_eq!(err.code(), "validation");
-    assert!(err.to_string().contains(&format!("{kept} days")), "{err}");
-    // Exactly 12 months (or more) is allowed; nothing to purge writes no row.
+    // Asked for less than 12 months: 12 months it is, and the answer says so.
+    let purge = run(f.service.purge_audit(Some(TimeDelta::days(kept - 1)))).unwrap();
+    assert_eq!((purge.cutoff, purge.kept_longer), (twelve_months_ago, true));
     let purge = run(f.service.purge_audit(Some(TimeDelta::days(kept)))).unwrap();
-    assert_eq!(purge.removed, 0);
+    assert!(!purge.kept_longer);
+    let purge = run(f.service.purge_audit(Some(TimeDelta::days(800)))).unwrap();
+    assert_eq!(purge.cutoff, now() - TimeDelta::days(800));
+    assert_eq!(
+        *cutoffs.lock().unwrap(),
+        vec![
+            twelve_months_ago,
+            now() - TimeDelta::days(kept),
+            now() - TimeDelta::days(800)
+        ]
+    );
+    // Nothing purged writes no row.
     assert!(f.audit_rows.lock().unwrap().is_empty());
 }
 
