@@ -15,11 +15,12 @@ use std::time::Duration;
 use afritalk_core::Actor;
 use afritalk_ports::{Audience, EventSink, Message, RealtimeEvent};
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::ack::AckStream;
 use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
 use socketioxide::{AckError, SendError, SocketError};
 
 use super::Session;
@@ -48,7 +49,9 @@ pub(crate) fn tell_if_missed(socket: &SocketRef) -> bool {
     let Some(flag) = socket.extensions.get::<MissedEvents>() else {
         return true;
     };
-    if !flag.0.swap(false, Ordering::AcqRel) {
+    // A read first: on nearly every event the flag is clear, and a read
+    // leaves the cache line shared.
+    if !flag.0.load(Ordering::Acquire) || !flag.0.swap(false, Ordering::AcqRel) {
         return true;
     }
     match socket.emit(SYNC_REQUIRED, &json!({ "reason": "events_dropped" })) {
@@ -157,11 +160,7 @@ impl EventSink for SocketSink {
 async fn on_acks(app: App, recipient: Actor, message: Message, acks: AckStream<Value>) {
     let mut acks = std::pin::pin!(acks);
     while let Some((sid, result)) = acks.next().await {
-        if let Err(AckError::Socket(SocketError::InternalChannelFull)) = result
-            && let Some(socket) = app.sockets_root().and_then(|root| root.get_socket(sid))
-        {
-            missed(&app, &socket);
-        }
+        flag_if_full(&app, sid, &result);
         if matches!(result, Err(AckError::Timeout | AckError::Socket(_))) {
             continue;
         }
@@ -177,6 +176,20 @@ async fn on_acks(app: App, recipient: Actor, message: Message, acks: AckStream<V
         {
             tracing::warn!(%err, message = %message.id, "delivery not recorded");
         }
+        // The other sockets' answers no longer matter, but a socket whose
+        // buffer was full answered at once, and must still be flagged.
+        while let Some(Some((sid, result))) = acks.next().now_or_never() {
+            flag_if_full(&app, sid, &result);
+        }
         return;
+    }
+}
+
+/// Flags the socket `sid` if its answer says the event did not fit its buffer.
+fn flag_if_full<T>(app: &App, sid: Sid, result: &Result<T, AckError>) {
+    if let Err(AckError::Socket(SocketError::InternalChannelFull)) = result
+        && let Some(socket) = app.sockets_root().and_then(|root| root.get_socket(sid))
+    {
+        missed(app, &socket);
     }
 }
