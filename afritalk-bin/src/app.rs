@@ -1,10 +1,10 @@
 //! The application: built from a [`Config`], bound to its listen address, served
 //! until a shutdown signal. Tests build it on port 0 and stop it at will.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
@@ -199,23 +199,31 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let shared_presence = self.heartbeat.as_ref().map(|h| h.presence.clone());
-        let heartbeat = self
-            .heartbeat
-            .map(|h| tokio::spawn(run_heartbeat(h, self.app.clone(), self.service.clone())));
+        let adopting = Adopting::default();
+        let heartbeat = self.heartbeat.map(|h| {
+            let hand_over =
+                hand_over_at_shutdown(h.presence.clone(), self.app.clone(), adopting.clone());
+            let beat = run_heartbeat(h, self.app.clone(), self.service.clone(), adopting);
+            (tokio::spawn(beat), tokio::spawn(hand_over))
+        });
+        // Shutdown stops the heartbeat first: it would announce again the
+        // sockets being closed, and adopt users it could no longer announce.
+        let beat = heartbeat.as_ref().map(|(beat, _)| beat.abort_handle());
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(beat) = beat {
+                beat.abort();
+            }
+        };
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
-        let app = self.app.clone();
         let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;
         read_caches.abort();
-        if let Some(task) = heartbeat {
-            task.abort();
-        }
-        if let Some(presence) = shared_presence {
-            // Every socket is closed now; the users still to be announced
-            // offline go to another node.
-            let users = app.presence_followed();
-            if let Err(err) = presence.hand_over(&users).await {
-                tracing::warn!(%err, users = users.len(), "presence not handed over; their offline goes unannounced");
+        if let Some((_, hand_over)) = heartbeat {
+            // Done as soon as the sockets closed, unless serving failed first.
+            if result.is_ok() {
+                let _ = hand_over.await;
+            } else {
+                hand_over.abort();
             }
         }
         result?;
@@ -228,8 +236,11 @@ impl Application {
 /// every heartbeat interval, and re-announces them at once after the bus
 /// resubscribes (Redis restarted and may have lost everything). Then takes over
 /// the users of nodes that crashed, so their watchers learn they left.
-async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService) {
+async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService, adopting: Adopting) {
     let mut tick = tokio::time::interval(h.presence.heartbeat_interval());
+    // Owned here, so that stopping the heartbeat stops them too; the users
+    // they had yet to announce stay in `adopting`, for the hand-over.
+    let mut adoptions = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -238,6 +249,7 @@ async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService) {
                     return;
                 }
             }
+            Some(_) = adoptions.join_next(), if !adoptions.is_empty() => continue,
         }
         let live = app.live_connections();
         if let Err(err) = h.presence.reannounce(&live, h.clock.now()).await {
@@ -249,7 +261,8 @@ async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService) {
             // and a late renewal would get this node adopted in turn.
             Ok(orphans) if !orphans.users.is_empty() => {
                 let retry_every = h.presence.heartbeat_interval();
-                tokio::spawn(adopt(app.clone(), service.clone(), orphans, retry_every));
+                let (app, service, adopting) = (app.clone(), service.clone(), adopting.clone());
+                adoptions.spawn(adopt(app, service, adopting, orphans, retry_every));
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "stopped nodes not checked for"),
@@ -260,11 +273,28 @@ async fn run_heartbeat(mut h: Heartbeat, app: App, service: MessagingService) {
 /// Attempts at announcing an adopted tenant's users before giving up.
 const ADOPTION_ATTEMPTS: u32 = 5;
 
+/// Users taken over from stopped nodes and not announced yet, by tenant:
+/// handed over in turn if this node stops first.
+type Adopting = Arc<Mutex<BTreeMap<TenantId, BTreeSet<UserId>>>>;
+
+/// Locks `adopting` (a poisoned lock still holds valid sets).
+fn lock(adopting: &Adopting) -> std::sync::MutexGuard<'_, BTreeMap<TenantId, BTreeSet<UserId>>> {
+    adopting
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Tells the watchers of a stopped node's users what their status is now, and
 /// follows those not offline yet until they are. The node's record is gone
 /// from Redis once adopted, so a failed announcement (Redis or the store
 /// briefly unreachable, as is likely around a crash) is retried here.
-async fn adopt(app: App, service: MessagingService, orphans: Orphans, retry_every: Duration) {
+async fn adopt(
+    app: App,
+    service: MessagingService,
+    adopting: Adopting,
+    orphans: Orphans,
+    retry_every: Duration,
+) {
     tracing::info!(
         nodes = orphans.nodes,
         users = orphans.users.len(),
@@ -272,6 +302,10 @@ async fn adopt(app: App, service: MessagingService, orphans: Orphans, retry_ever
     );
     let mut pending: BTreeMap<TenantId, Vec<UserId>> = BTreeMap::new();
     for (tenant, user) in orphans.users {
+        lock(&adopting)
+            .entry(tenant.clone())
+            .or_default()
+            .insert(user.clone());
         pending.entry(tenant).or_default().push(user);
     }
     for attempt in 1..=ADOPTION_ATTEMPTS {
@@ -281,6 +315,11 @@ async fn adopt(app: App, service: MessagingService, orphans: Orphans, retry_ever
                 Ok(follow) => {
                     for user in &follow {
                         app.follow_presence(&tenant, user);
+                    }
+                    if let Some(set) = lock(&adopting).get_mut(&tenant) {
+                        for user in &users {
+                            set.remove(user);
+                        }
                     }
                 }
                 Err(err) => {
@@ -299,6 +338,20 @@ async fn adopt(app: App, service: MessagingService, orphans: Orphans, retry_ever
         tenants = pending.len(),
         "stopped node's users never announced; their watchers see them as they were"
     );
+}
+
+/// At shutdown, once every socket is closed, leaves to another node the users
+/// whose `offline` is still to come: those who left this node in the last ten
+/// minutes, and those it took over and had not announced yet.
+async fn hand_over_at_shutdown(presence: Arc<RedisPresence>, app: App, adopting: Adopting) {
+    app.sockets_closed().await;
+    let mut users = app.presence_followed();
+    for (tenant, set) in lock(&adopting).iter() {
+        users.extend(set.iter().map(|user| (tenant.clone(), user.clone())));
+    }
+    if let Err(err) = presence.hand_over(&users).await {
+        tracing::warn!(%err, users = users.len(), "presence not handed over; their offline goes unannounced");
+    }
 }
 
 /// The Redis bus's counters in Prometheus text format.

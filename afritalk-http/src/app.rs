@@ -9,6 +9,7 @@ use afritalk_ports::{ConnectionId, EventSink, TenantId, UserId};
 use async_trait::async_trait;
 use socketioxide::SocketIo;
 use socketioxide::operators::BroadcastOperators;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::HttpConfig;
@@ -57,6 +58,9 @@ pub(crate) struct AppInner {
     /// The users the presence sweep followed at its last run, so that a node
     /// stopping can hand them over (see [`App::presence_followed`]).
     pub(crate) presence_swept: Mutex<Vec<(TenantId, UserId)>>,
+    /// Cancelled by shutdown once every socket is closed and its disconnect
+    /// recorded (see [`App::sockets_closed`]).
+    pub(crate) sockets_closed: CancellationToken,
     /// The socket events being handled: shutdown waits for them (a send
     /// acknowledged before its socket closes), refusing new ones meanwhile.
     pub(crate) events_in_flight: TaskTracker,
@@ -84,6 +88,7 @@ impl App {
                 extra_metrics: Mutex::new(Vec::new()),
                 presence_followups: Mutex::new(Vec::new()),
                 presence_swept: Mutex::new(Vec::new()),
+                sockets_closed: CancellationToken::new(),
                 events_in_flight: TaskTracker::new(),
             }),
         }
@@ -157,6 +162,13 @@ impl App {
         users.sort();
         users.dedup();
         users
+    }
+
+    /// Completes once shutdown has closed every socket and recorded its
+    /// disconnect, before it waits for the remaining HTTP requests: the moment
+    /// to hand presence over (see [`presence_followed`](Self::presence_followed)).
+    pub async fn sockets_closed(&self) {
+        self.inner.sockets_closed.cancelled().await;
     }
 
     /// The users [`follow_presence`](Self::follow_presence) named since the last call.

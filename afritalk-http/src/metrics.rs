@@ -126,6 +126,7 @@ impl Metrics {
         }
     }
 
+    /// Counts an event lost for a socket whose outgoing buffer was full.
     pub(crate) fn event_dropped(&self) {
         self.events_dropped.inc();
     }

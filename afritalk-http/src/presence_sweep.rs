@@ -46,6 +46,9 @@ pub(crate) async fn run(app: App) {
         for (tenant, user) in live.chain(app.take_presence_followups()) {
             followed.entry(tenant).or_default().users.insert(user);
         }
+        // Recorded before any wait: shutdown aborts the sweep wherever it
+        // is, and the users taken in must still be handed over.
+        record(&app, &followed);
         let mut next = HashMap::with_capacity(followed.len());
         for (tenant, f) in followed {
             let users: Vec<UserId> = f.users.iter().cloned().collect();
@@ -65,13 +68,18 @@ pub(crate) async fn run(app: App) {
             }
         }
         followed = next;
-        let swept = followed
-            .iter()
-            .flat_map(|(tenant, f)| f.users.iter().map(|u| (tenant.clone(), u.clone())))
-            .collect();
-        *app.inner
-            .presence_swept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = swept;
+        record(&app, &followed);
     }
+}
+
+/// Keeps the users followed where a stopping node finds them to hand over.
+fn record(app: &App, followed: &HashMap<TenantId, Followed>) {
+    let users = followed
+        .iter()
+        .flat_map(|(tenant, f)| f.users.iter().map(|u| (tenant.clone(), u.clone())))
+        .collect();
+    *app.inner
+        .presence_swept
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = users;
 }

@@ -191,6 +191,7 @@ pub async fn serve(
         tracing::warn!("socket events still running after the grace period");
     }
     close_sockets(&app, &io).await;
+    app.inner.sockets_closed.cancel();
     closing.cancel();
     connections.close();
     if tokio::time::timeout(config.shutdown_grace, connections.wait())

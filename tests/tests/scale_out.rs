@@ -335,7 +335,7 @@ async fn a_node_stopping_hands_its_users_offline_to_come_to_another() {
     );
 
     // Updates of the connection attempts before are not those awaited below.
-    c.forget(Duration::from_millis(300), |r| is_emp(r, "idle"))
+    c.forget(Duration::from_secs(1), |r| is_emp(r, "idle"))
         .await;
 
     // Node 2 stops normally: it closes the socket and announces it...

@@ -49,8 +49,8 @@ pub(crate) fn tell_if_missed(socket: &SocketRef) -> bool {
     let Some(flag) = socket.extensions.get::<MissedEvents>() else {
         return true;
     };
-    // A read first: on nearly every event the flag is clear, and a read
-    // leaves the cache line shared.
+    // A read first: on nearly every event the flag is clear, and a plain
+    // load is all it then costs.
     if !flag.0.load(Ordering::Acquire) || !flag.0.swap(false, Ordering::AcqRel) {
         return true;
     }
