@@ -1050,15 +1050,7 @@ impl LazyPoller {
 
     /// One long-poll: the packets the server had buffered.
     async fn poll(&self) -> Vec<String> {
-        let body = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&self.http, &self.url).await;
         body.split('\u{1e}').map(str::to_owned).collect()
     }
 
@@ -1087,6 +1079,11 @@ impl LazyPoller {
     }
 }
 
+/// The body of a GET to `url`, as text.
+async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// How many packets of `read` carry `event`.
 fn count_events(read: &[String], event: &str) -> usize {
     let marker = format!("[\"{event}\"");
@@ -1110,15 +1107,7 @@ async fn a_client_too_slow_for_its_events_is_told_to_catch_up_not_left_with_a_ga
         let (status, body) = app.send(T, &dg, "emp", &format!("ligne {i}")).await;
         assert_eq!(status, 201, "{body}");
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&app.http, &app.url("/metrics")).await;
     let dropped: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("afritalk_socket_events_dropped_total "))

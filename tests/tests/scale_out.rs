@@ -230,60 +230,71 @@ async fn delivery_resumes_after_redis_restarts_and_no_stored_message_is_lost() {
     database.drop_database().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn watchers_learn_that_a_crashed_nodes_users_left() {
-    let database = TestDatabase::create().await;
-    let (base, _dir) = fresh_config();
-    let prefix = RedisPrefix::new();
-    let mut config = node_config(&base, &database, &shared_redis(), &prefix.0);
-    // Nodes renew their sockets every second; a crashed node's expire in 3 s.
+/// A cluster's config whose nodes renew their sockets every second, so that
+/// a node's sockets expire 3 s after it stopped renewing them.
+fn fast_presence_config(base: &Config, database: &TestDatabase, prefix: &RedisPrefix) -> Config {
+    let mut config = node_config(base, database, &shared_redis(), &prefix.0);
     config.presence_ttl = Duration::from_secs(3);
-    let node1 = start(config.clone()).await;
-    let (node2, node2_runtime) = start_crashable(config).await;
-    company(&node1).await;
+    config
+}
+
+/// Whether report `r` tells the DG's socket on node 1 that the employee is `status`.
+fn dg_told_emp_is(r: &serde_json::Value, status: &str) -> bool {
+    r["client"] == "dg@1"
+        && r["event"] == "presence:update"
+        && r["data"]["userId"] == "emp"
+        && r["data"]["status"] == status
+}
+
+/// The DG, on node 1, watches the employee, connected on node 2 (socket
+/// `emp@2`): returns the clients once the DG was told the employee is online.
+async fn employee_on_node2_watched_from_node1(node1: &TestApp, node2: &TestApp) -> Clients {
+    company(node1).await;
     let dg = node1.token(T, "dg", Role::Dg);
     let emp = node1.token(T, "emp", Role::Employe);
     // A conversation makes the DG one of the employee's presence watchers.
     assert_eq!(node1.send(T, &dg, "emp", "Inventaire ce soir").await.0, 201);
     let mut c = Clients::start().await;
-    c.connect(&node1, "dg@1", T, &dg, "websocket")
-        .await
-        .unwrap();
-    let is_emp = |r: &serde_json::Value, status: &str| {
-        r["client"] == "dg@1"
-            && r["event"] == "presence:update"
-            && r["data"]["userId"] == "emp"
-            && r["data"]["status"] == status
-    };
+    c.connect(node1, "dg@1", T, &dg, "websocket").await.unwrap();
     // The DG's socket looks its partners up just after connecting: the
     // employee connects again until the DG is told.
-    let mut online = false;
     for _ in 0..10 {
-        c.connect(&node2, "emp@2", T, &emp, "websocket")
+        c.connect(node2, "emp@2", T, &emp, "websocket")
             .await
             .unwrap();
-        online = c
-            .arrives_within(Duration::from_secs(1), |r| is_emp(r, "online"))
-            .await;
-        if online {
-            break;
+        if c.arrives_within(Duration::from_secs(1), |r| dg_told_emp_is(r, "online"))
+            .await
+        {
+            // Updates of the attempts before are not those awaited next.
+            c.forget(Duration::from_secs(1), |r| dg_told_emp_is(r, "idle"))
+                .await;
+            return c;
         }
         c.disconnect("emp@2").await;
     }
-    assert!(
-        online,
-        "the DG was never told that the employee came online"
-    );
+    panic!("the DG was never told that the employee came online");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watchers_learn_that_a_crashed_nodes_users_left() {
+    let database = TestDatabase::create().await;
+    let (base, _dir) = fresh_config();
+    let prefix = RedisPrefix::new();
+    let config = fast_presence_config(&base, &database, &prefix);
+    let node1 = start(config.clone()).await;
+    let (node2, node2_runtime) = start_crashable(config).await;
+    let mut c = employee_on_node2_watched_from_node1(&node1, &node2).await;
 
     // Node 2 dies without closing anything; its socket is simply gone.
     node2_runtime.shutdown_background();
     let told = c
-        .arrives_within(Duration::from_secs(15), |r| is_emp(r, "idle"))
+        .arrives_within(Duration::from_secs(15), |r| dg_told_emp_is(r, "idle"))
         .await;
     assert!(
         told,
         "the DG still sees the employee of a crashed node online"
     );
+    let dg = node1.token(T, "dg", Role::Dg);
     let (_, list) = node1.get(&format!("/api/tenants/{T}/presence"), &dg).await;
     assert_eq!(status_of(&list, "emp"), "idle");
 
@@ -298,56 +309,21 @@ async fn a_node_stopping_hands_its_users_offline_to_come_to_another() {
     let database = TestDatabase::create().await;
     let (base, _dir) = fresh_config();
     let prefix = RedisPrefix::new();
-    let mut config = node_config(&base, &database, &shared_redis(), &prefix.0);
-    config.presence_ttl = Duration::from_secs(3);
+    let config = fast_presence_config(&base, &database, &prefix);
     let node1 = start(config.clone()).await;
     let node2 = start(config).await;
-    company(&node1).await;
-    let dg = node1.token(T, "dg", Role::Dg);
-    let emp = node1.token(T, "emp", Role::Employe);
-    assert_eq!(node1.send(T, &dg, "emp", "Inventaire ce soir").await.0, 201);
-    let mut c = Clients::start().await;
-    c.connect(&node1, "dg@1", T, &dg, "websocket")
-        .await
-        .unwrap();
-    let is_emp = |r: &serde_json::Value, status: &str| {
-        r["client"] == "dg@1"
-            && r["event"] == "presence:update"
-            && r["data"]["userId"] == "emp"
-            && r["data"]["status"] == status
-    };
-    let mut online = false;
-    for _ in 0..10 {
-        c.connect(&node2, "emp@2", T, &emp, "websocket")
-            .await
-            .unwrap();
-        online = c
-            .arrives_within(Duration::from_secs(1), |r| is_emp(r, "online"))
-            .await;
-        if online {
-            break;
-        }
-        c.disconnect("emp@2").await;
-    }
-    assert!(
-        online,
-        "the DG was never told that the employee came online"
-    );
-
-    // Updates of the connection attempts before are not those awaited below.
-    c.forget(Duration::from_secs(1), |r| is_emp(r, "idle"))
-        .await;
+    let mut c = employee_on_node2_watched_from_node1(&node1, &node2).await;
 
     // Node 2 stops normally: it closes the socket and announces it...
     node2.stop().await;
     assert!(
-        c.wait_for(|r| is_emp(r, "idle")).await.is_some(),
+        c.wait_for(|r| dg_told_emp_is(r, "idle")).await.is_some(),
         "the closing node did not announce the disconnect"
     );
     // ...and hands the employee over: node 1 takes them in (it announces their
     // status again, then follows them to offline, ten minutes on).
     assert!(
-        c.wait_for(|r| is_emp(r, "idle")).await.is_some(),
+        c.wait_for(|r| dg_told_emp_is(r, "idle")).await.is_some(),
         "no node took over the employee of the stopped node"
     );
 

@@ -173,6 +173,15 @@ fn services_cannot_open_realtime_connections() {
     assert_eq!(err.code(), "forbidden");
 }
 
+/// The facts of user `id`: `connections` live, last seen `seen_ago` before now.
+fn record(id: &str, connections: u32, seen_ago: TimeDelta) -> PresenceRecord {
+    PresenceRecord {
+        user_id: uid(id),
+        connections,
+        last_seen: now() - seen_ago,
+    }
+}
+
 #[test]
 fn the_sweep_publishes_what_time_alone_changed_and_nothing_else() {
     let mut h = Harness::new(vec![]);
@@ -180,11 +189,6 @@ fn the_sweep_publishes_what_time_alone_changed_and_nothing_else() {
         .expect_records()
         .withf(|_, users| users.len() == 5)
         .returning(|_, _| {
-            let record = |id: &str, connections, seen_ago| PresenceRecord {
-                user_id: uid(id),
-                connections,
-                last_seen: now() - seen_ago,
-            };
             Ok(vec![
                 // Connected, quiet for 70 s: went idle within the last 15 s.
                 record("quiet", 1, TimeDelta::seconds(70)),
@@ -251,11 +255,6 @@ fn users_of_a_crashed_node_are_announced_as_they_are_now_unless_connected_elsewh
         .expect_records()
         .withf(|_, users| users.len() == 3)
         .returning(|_, _| {
-            let record = |id: &str, connections, seen_ago| PresenceRecord {
-                user_id: uid(id),
-                connections,
-                last_seen: now() - seen_ago,
-            };
             Ok(vec![
                 // Active 20 s ago on the crashed node: idle now, though the
                 // time alone never crossed a threshold.
