@@ -27,7 +27,7 @@ impl MessagingService {
         request: SendMessage,
     ) -> Result<SentMessage, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        let sender_role = actor.staff_role()?;
+        let sender_role = self.ensure_staff(actor, "message.send").await?;
         let pair = pair_for(&actor.user, &request.to)?;
         self.check_rate(actor, RateAction::Send).await?;
 
@@ -221,7 +221,7 @@ impl MessagingService {
         content: afritalk_ports::MessageContent,
     ) -> Result<Message, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        actor.staff_role()?;
+        self.ensure_staff(actor, "message.edit").await?;
         let message = self.load_message(actor, id).await?;
         self.ensure_sender(actor, &message, "edit").await?;
         self.ensure_active(actor, json!({ "operation": "edit" }))
@@ -259,7 +259,7 @@ impl MessagingService {
     /// Deleting a tombstone again returns it unchanged. Publishes `message:deleted`.
     pub async fn delete(&self, actor: &Actor, id: MessageId) -> Result<Message, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        actor.staff_role()?;
+        self.ensure_staff(actor, "message.delete").await?;
         let message = self.load_message(actor, id).await?;
         self.ensure_sender(actor, &message, "delete").await?;
         if message.is_deleted() {

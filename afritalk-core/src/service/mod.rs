@@ -18,9 +18,10 @@ use std::sync::Arc;
 use afritalk_ports::{
     Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory, DirectoryUser,
     EventPublisher, FeatureFlags, IdGenerator, MessageStore, MessagingError, NotificationStore,
-    PresenceTracker, RateAction, RateDecision, RateLimiter, RealtimeEvent, TenantId,
+    PresenceTracker, RateAction, RateDecision, RateLimiter, RealtimeEvent, Role, TenantId,
 };
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 use crate::actor::{Actor, ActorKind};
 use crate::rules::presence::ActivityMemo;
@@ -30,6 +31,9 @@ pub use directory::DirectorySearch;
 
 /// Why a deactivated user's change is refused.
 const ACCOUNT_DEACTIVATED: &str = "your account is deactivated";
+
+/// The refusal of a staff-only use case to a service token.
+const STAFF_ONLY: &str = "only staff members can use messaging";
 
 /// The adapters a [`MessagingService`] runs on. Any mix works: the standalone
 /// server's Postgres/SQLite stores and Redis/in-process presence, or an
@@ -185,6 +189,18 @@ impl MessagingService {
             return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
         }
         Ok(me)
+    }
+
+    /// The caller's role, for use cases open to staff only: a service token is
+    /// refused (`forbidden`, audited like every refusal), `operation` naming
+    /// what it tried in the audit row.
+    async fn ensure_staff(&self, actor: &Actor, operation: &str) -> Result<Role, MessagingError> {
+        match actor.kind {
+            ActorKind::Staff(role) => Ok(role),
+            ActorKind::Service => Err(self
+                .refuse(actor, STAFF_ONLY, None, json!({ "operation": operation }))
+                .await),
+        }
     }
 
     /// Appends an audit row; a failure fails the use case (the trail is a requirement).

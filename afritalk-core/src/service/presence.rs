@@ -24,7 +24,7 @@ impl MessagingService {
         connection: &ConnectionId,
     ) -> Result<Presence, MessagingError> {
         self.ensure_enabled(&actor.tenant).await?;
-        actor.staff_role()?;
+        self.ensure_staff(actor, "ws.connect").await?;
         // A client reconnecting in a loop would write a ws.connect row a turn.
         self.check_rate(actor, RateAction::Presence).await?;
         let now = self.ports.clock.now();

@@ -736,3 +736,37 @@ fn reading_a_conversation_marks_up_to_the_given_seq() {
         .unwrap_err();
     assert_eq!(err, MessagingError::NotFound(Missing::Conversation));
 }
+
+#[test]
+fn a_service_token_sends_edits_and_deletes_nothing_and_each_refusal_is_audited() {
+    // No store expectation: reaching the store would panic.
+    let f = Harness::new(everyone()).build();
+    let svc = Actor::service(tenant(), uid("stock-service"));
+    let id = MessageId::from_uuid(Uuid::nil());
+    for err in [
+        run(f.service.send(&svc, request("emp", "Stock bas"))).unwrap_err(),
+        run(f.service.edit(&svc, id, new_text())).unwrap_err(),
+        run(f.service.delete(&svc, id)).unwrap_err(),
+    ] {
+        assert_eq!(
+            err,
+            MessagingError::Forbidden("only staff members can use messaging".into())
+        );
+    }
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt; 3]);
+    let operations: Vec<_> = f
+        .audit_rows
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.details["operation"].clone())
+        .collect();
+    assert_eq!(
+        operations,
+        vec![
+            serde_json::json!("message.send"),
+            serde_json::json!("message.edit"),
+            serde_json::json!("message.delete")
+        ]
+    );
+}

@@ -171,6 +171,7 @@ fn services_cannot_open_realtime_connections() {
     let svc = Actor::service(tenant(), uid("stock-service"));
     let err = run(f.service.connect(&svc, &connection())).unwrap_err();
     assert_eq!(err.code(), "forbidden");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
 }
 
 /// The facts of user `id`: `connections` live, last seen `seen_ago` before now.
