@@ -13,7 +13,9 @@
 //!   either at once or as [`open`](TokenVerifier::open) (signatures, once) then
 //!   [`VerifiedToken`] authorized as often as needed (a socket per event).
 //!   The tokens it opened are kept (bounded), so a token sent again skips the
-//!   signature work; the authorizer runs on every use.
+//!   signature work. Every use is authorized for its time, tenant and
+//!   operation; an allowing decision is reused while the token's dates
+//!   cannot change it, so a socket's events do not each run the authorizer.
 //! - [`error`]: [`AuthError`] (verification) and [`MintError`], each with a stable code.
 //!
 //! ## Token format
@@ -35,6 +37,7 @@
 //! itself satisfy the identity check. Identity is read from the authority block
 //! only: facts in appended blocks (a forged `user("admin")`) are never seen.
 
+mod decisions;
 pub mod error;
 pub mod identity;
 pub mod keys;

@@ -4,8 +4,8 @@
 //! for hours, and each [`TokenVerifier::open`](crate::verify::TokenVerifier::open)
 //! of it repeated the Ed25519 work: during a burst of connects the signature
 //! checks were about a quarter of the server's CPU. What is kept is only the
-//! outcome of the signature check, under the exact token text: every use still
-//! runs the authorizer (time, tenant, operation), so an expired or attenuated
+//! outcome of the signature check, under the exact token text: every use is
+//! still authorized (time, tenant, operation), so an expired or attenuated
 //! token is refused from here exactly as when freshly opened. Only tokens that
 //! verified are kept; a token differing by one character is another key and
 //! is checked in full.

@@ -5,15 +5,17 @@
 //! Verification is split in two so that a long-lived connection pays for the
 //! signatures once: [`TokenVerifier::open`] decodes the token and checks its
 //! signature chain (the expensive part, Ed25519), and the resulting
-//! [`VerifiedToken`] runs the authorizer (time, operation, tenant) as often as
+//! [`VerifiedToken`] is authorized (time, operation, tenant) as often as
 //! needed without any signature work. [`TokenVerifier::verify`] does both.
 //! A verifier keeps the tokens it opened (see `opened.rs`), so a token sent
-//! again (the next REST call, a reconnect) skips the signature work too; the
-//! authorizer still runs on every use.
+//! again (the next REST call, a reconnect) skips the signature work too. Every
+//! use is decided for its own time, tenant and operation, but an allowing
+//! decision is reused while the token's dates cannot change it (see
+//! `decisions.rs`), so the authorizer runs once per span, not once per event.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use afritalk_core::ActorKind;
 use afritalk_ports::{DisplayName, Role, TenantId, UserId};
@@ -21,6 +23,7 @@ use biscuit_auth::error::{Format, Logic, Token as TokenError};
 use biscuit_auth::macros::{authorizer, rule};
 use biscuit_auth::{Authorizer, AuthorizerLimits, Biscuit};
 
+use crate::decisions::Decisions;
 use crate::error::AuthError;
 use crate::identity::{Identity, Operation};
 use crate::keys::RootPublicKey;
@@ -112,7 +115,10 @@ impl TokenVerifier {
             )));
         }
         let opened = VerifiedToken {
-            biscuit: Arc::new(biscuit),
+            inner: Arc::new(Opened {
+                decisions: Decisions::for_token(&biscuit),
+                biscuit,
+            }),
         };
         self.opened.put(token, opened.clone());
         Ok(opened)
@@ -122,17 +128,26 @@ impl TokenVerifier {
 /// A token whose signatures verified with the root key (see
 /// [`TokenVerifier::open`]), ready to be authorized any number of times without
 /// signature work. The time is read at each authorization, so a kept token stops
-/// being accepted when it expires. Cheap to clone. Its `Debug` output shows the
-/// block count only: the token itself is a bearer credential and never printed.
+/// being accepted when it expires. An allowing decision is kept for as long as
+/// the token's dates say it holds (see `decisions.rs`), so a socket's events do
+/// not run the authorizer again and again. Cheap to clone (clones share the
+/// kept decisions). Its `Debug` output shows the block count only: the token
+/// itself is a bearer credential and never printed.
 #[derive(Clone)]
 pub struct VerifiedToken {
-    biscuit: Arc<Biscuit>,
+    inner: Arc<Opened>,
+}
+
+/// What opening a token yields: the token, and its authorizer's decisions.
+struct Opened {
+    biscuit: Biscuit,
+    decisions: Decisions,
 }
 
 impl fmt::Debug for VerifiedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifiedToken")
-            .field("blocks", &self.biscuit.block_count())
+            .field("blocks", &self.inner.biscuit.block_count())
             .finish_non_exhaustive()
     }
 }
@@ -145,46 +160,63 @@ impl VerifiedToken {
         tenant: &TenantId,
         operation: Operation,
     ) -> Result<Identity, AuthError> {
-        let mut authorizer = self.authorizer(tenant, operation)?;
-        let outcome = authorizer.authorize();
-        let claims = Claims::query(&mut authorizer)?;
-        match outcome {
-            Ok(_) => claims.into_identity(tenant),
-            Err(err) => Err(refusal(err, &claims, tenant)),
-        }
+        self.authorize_at(tenant, operation, SystemTime::now())
     }
 
-    /// Whether the token still allows an `operation` on `tenant` now: the
-    /// authorizer of [`authorize`](Self::authorize) without reading the identity
-    /// when it allows, for re-checking a token already authorized once (its
-    /// identity claims cannot change, so only [`authorize`](Self::authorize)
-    /// validates them). A refusal is classified exactly as by
+    /// Whether the token still allows an `operation` on `tenant` now, for
+    /// re-checking a token already authorized once: [`authorize`](Self::authorize)
+    /// without the identity. A refusal is classified exactly as by
     /// [`authorize`](Self::authorize): expired, wrong tenant, or operation refused.
     pub fn permits(&self, tenant: &TenantId, operation: Operation) -> Result<(), AuthError> {
-        let mut authorizer = self.authorizer(tenant, operation)?;
-        match authorizer.authorize() {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let claims = Claims::query(&mut authorizer)?;
-                Err(refusal(err, &claims, tenant))
-            }
-        }
+        self.authorize(tenant, operation).map(drop)
     }
 
-    /// The authorizer stating the current time, the operation, the limits, and
-    /// the one policy: allow if the authority block names `tenant` and a user.
-    fn authorizer(&self, tenant: &TenantId, operation: Operation) -> Result<Authorizer, AuthError> {
+    /// [`authorize`](Self::authorize) at the time `at`, to the whole second as
+    /// biscuit states it: a kept decision that holds then, or the authorizer.
+    fn authorize_at(
+        &self,
+        tenant: &TenantId,
+        operation: Operation,
+        at: SystemTime,
+    ) -> Result<Identity, AuthError> {
+        let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let decisions = &self.inner.decisions;
+        if let Some(identity) = decisions.recall(tenant, operation, now) {
+            return Ok(identity);
+        }
+        decisions.count_evaluation();
+        let mut authorizer = self.authorizer(tenant, operation, now)?;
+        let outcome = authorizer.authorize();
+        let claims = Claims::query(&mut authorizer)?;
+        let identity = match outcome {
+            Ok(_) => claims.into_identity(tenant)?,
+            Err(err) => return Err(refusal(err, &claims, tenant)),
+        };
+        decisions.remember(tenant, operation, &identity, now);
+        Ok(identity)
+    }
+
+    /// The authorizer stating the time `now` (unix seconds), the operation, the
+    /// limits, and the one policy: allow if the authority block names `tenant`
+    /// and a user.
+    fn authorizer(
+        &self,
+        tenant: &TenantId,
+        operation: Operation,
+        now: u64,
+    ) -> Result<Authorizer, AuthError> {
         authorizer!(
             r#"
+            time({now});
             operation({operation});
             allow if tenant({tenant}), user($u);
             "#,
+            now = UNIX_EPOCH + Duration::from_secs(now),
             operation = operation.as_str(),
             tenant = tenant.as_str(),
         )
-        .time()
         .set_limits(LIMITS)
-        .build(&self.biscuit)
+        .build(&self.inner.biscuit)
         .map_err(logic_error)
     }
 }
@@ -510,6 +542,128 @@ mod tests {
         let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
         let printed = format!("{:?}", verifier.open(&token).unwrap());
         assert_eq!(printed, "VerifiedToken { blocks: 1, .. }");
+    }
+
+    /// A whole second `secs` after the epoch.
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Now, to the second.
+    fn now_secs() -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn a_kept_decision_serves_until_the_expiry_second_and_not_after() {
+        let (minter, verifier) = setup();
+        let acme = tenant("acme");
+        let expiry = now_secs() + 3600;
+        let token = minter.mint_until(&staff(Role::Dg), at(expiry)).unwrap();
+        let opened = verifier.open(&token).unwrap();
+        let evaluations = || opened.inner.decisions.evaluations();
+        let start = expiry - 100;
+        assert_eq!(
+            opened.authorize_at(&acme, Operation::Write, at(start)),
+            Ok(staff(Role::Dg))
+        );
+        for later in [start + 1, start + 50, expiry - 1] {
+            assert_eq!(
+                opened.authorize_at(&acme, Operation::Write, at(later)),
+                Ok(staff(Role::Dg))
+            );
+        }
+        assert_eq!(evaluations(), 1, "the authorizer ran again within the span");
+        // The expiry's own second is a span of its own (`<=` and `<` part there).
+        assert_eq!(
+            opened.authorize_at(&acme, Operation::Write, at(expiry)),
+            Ok(staff(Role::Dg))
+        );
+        assert_eq!(
+            opened.authorize_at(&acme, Operation::Write, at(expiry + 1)),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(evaluations(), 3);
+    }
+
+    #[test]
+    fn a_one_second_attenuation_is_honoured_between_kept_decisions() {
+        let (minter, verifier) = setup();
+        let acme = tenant("acme");
+        let blackout = now_secs() + 600;
+        let token = minter.mint(&staff(Role::Dg), hour()).unwrap();
+        let token = attenuate(
+            &token,
+            &verifier,
+            block!("check if time($t), $t != {b};", b = at(blackout)),
+        );
+        let opened = verifier.open(&token).unwrap();
+        let allowed = |secs| {
+            opened
+                .authorize_at(&acme, Operation::Read, at(secs))
+                .is_ok()
+        };
+        assert!(allowed(blackout - 5));
+        assert!(!allowed(blackout));
+        assert!(allowed(blackout + 1));
+        assert!(allowed(blackout + 2));
+        // Back before it (a clock set back): the earlier span, not the later one.
+        assert!(!allowed(blackout));
+        assert!(allowed(blackout - 1));
+    }
+
+    #[test]
+    fn a_kept_decision_is_for_its_tenant_and_operation_only() {
+        let (minter, verifier) = setup();
+        let token = minter.mint(&staff(Role::Employe), hour()).unwrap();
+        let read_only = attenuate(&token, &verifier, block!(r#"check if operation("read");"#));
+        let opened = verifier.open(&read_only).unwrap();
+        let now = SystemTime::now();
+        assert!(
+            opened
+                .authorize_at(&tenant("acme"), Operation::Read, now)
+                .is_ok()
+        );
+        assert!(
+            opened
+                .authorize_at(&tenant("acme"), Operation::Read, now)
+                .is_ok()
+        );
+        assert_eq!(
+            opened.authorize_at(&tenant("acme"), Operation::Write, now),
+            Err(AuthError::OperationRefused)
+        );
+        assert_eq!(
+            opened.authorize_at(&tenant("other"), Operation::Read, now),
+            Err(AuthError::WrongTenant)
+        );
+        assert_eq!(opened.inner.decisions.evaluations(), 3);
+    }
+
+    #[test]
+    fn a_not_before_attenuation_is_not_served_early_from_a_kept_decision() {
+        let (minter, verifier) = setup();
+        let acme = tenant("acme");
+        let token = minter.mint(&staff(Role::Pdg), hour()).unwrap();
+        let from = now_secs() + 60;
+        let token = attenuate(
+            &token,
+            &verifier,
+            block!("check if time($t), $t >= {from};", from = at(from)),
+        );
+        let opened = verifier.open(&token).unwrap();
+        assert!(
+            opened
+                .authorize_at(&acme, Operation::Read, at(from + 5))
+                .is_ok()
+        );
+        assert_eq!(
+            opened.authorize_at(&acme, Operation::Read, at(from - 1)),
+            Err(AuthError::Expired)
+        );
     }
 
     #[test]
