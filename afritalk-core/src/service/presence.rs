@@ -14,6 +14,10 @@ use crate::actor::Actor;
 use crate::rules::presence::{SWEEP_INTERVAL_MAX, presence_at, status_at};
 use crate::views::PresenceSweep;
 
+/// Most rounds of [`MessagingService::confirm_published`]: each needs a
+/// change of the same user landing within one publish's time of the last.
+const CONFIRM_ROUNDS: usize = 3;
+
 impl MessagingService {
     /// A realtime connection was authenticated: checks the tenant and the caller's
     /// role, records the connection, audits `ws.connect`, and publishes the new
@@ -132,12 +136,14 @@ impl MessagingService {
         let now = self.ports.clock.now();
         let records = self.ports.presence.records(tenant, users).await?;
         let mut still_changing = Vec::with_capacity(records.len());
+        let mut published = Vec::new();
         for record in &records {
             let status = status_at(record, now);
             let before = since.map_or(status, |since| status_at(record, since));
             if status != before {
                 self.publish_presence(tenant, presence_at(record, now))
                     .await;
+                published.push((record.user_id.clone(), status));
             }
             // Offline stays offline until the facts change, and that change
             // (a connect, a send) is announced by its use case.
@@ -145,6 +151,7 @@ impl MessagingService {
                 still_changing.push(record.user_id.clone());
             }
         }
+        self.confirm_published(tenant, published).await;
         Ok(PresenceSweep {
             swept_to: now,
             still_changing,
@@ -167,13 +174,16 @@ impl MessagingService {
         let now = self.ports.clock.now();
         let records = self.ports.presence.records(tenant, users).await?;
         let mut still_changing = Vec::new();
+        let mut published = Vec::new();
         for record in records.iter().filter(|r| r.connections == 0) {
             let presence = presence_at(record, now);
             if presence.status != PresenceStatus::Offline {
                 still_changing.push(record.user_id.clone());
             }
+            published.push((record.user_id.clone(), presence.status));
             self.publish_presence(tenant, presence).await;
         }
+        self.confirm_published(tenant, published).await;
         Ok(still_changing)
     }
 
@@ -220,8 +230,52 @@ impl MessagingService {
             .map(|r| status_at(r, now - SWEEP_INTERVAL_MAX));
         if before != Some(after.status) || swept != Some(after.status) {
             self.publish_presence(&actor.tenant, after.clone()).await;
+            let published = vec![(actor.user.clone(), after.status)];
+            self.confirm_published(&actor.tenant, published).await;
         }
         after
+    }
+
+    /// Makes sure the last status watchers got for each of some users is
+    /// their status now, after `published` (user, status) went out. A status
+    /// is computed from the facts a change stored, then published; another
+    /// task or node may store a later change meanwhile and publish it first
+    /// (a page reload: the old socket's disconnect on one node, the new
+    /// socket's connect on another), and watchers would then keep the older
+    /// status. So once its publish is done each publisher reads the facts
+    /// again, and publishes the status they give now if it differs: whichever
+    /// publish lands last, the one after it is right. Up to
+    /// [`CONFIRM_ROUNDS`] rounds, since a republish can race a further
+    /// change in turn; a failed read only costs that confirmation (logged).
+    async fn confirm_published(
+        &self,
+        tenant: &TenantId,
+        mut published: Vec<(UserId, PresenceStatus)>,
+    ) {
+        for _ in 0..CONFIRM_ROUNDS {
+            if published.is_empty() {
+                return;
+            }
+            let users: Vec<UserId> = published.iter().map(|(u, _)| u.clone()).collect();
+            let records = match self.ports.presence.records(tenant, &users).await {
+                Ok(records) => records,
+                Err(err) => {
+                    tracing::warn!(%err, "presence not confirmed after publishing");
+                    return;
+                }
+            };
+            let now = self.ports.clock.now();
+            let mut republished = Vec::new();
+            for record in &records {
+                let current = presence_at(record, now);
+                let told = published.iter().find(|(u, _)| u == &record.user_id);
+                if told.is_some_and(|(_, status)| *status != current.status) {
+                    republished.push((record.user_id.clone(), current.status));
+                    self.publish_presence(tenant, current).await;
+                }
+            }
+            published = republished;
+        }
     }
 
     /// Tells the watchers of `presence`'s user what it is now.

@@ -204,7 +204,11 @@ impl Harness {
         self
     }
 
-    pub fn build(self) -> Fixture {
+    pub fn build(mut self) -> Fixture {
+        // Last, so that a test's own expectations match first (mockall tries
+        // them in the order set): the confirmation read after a presence
+        // publish finds nothing unless a test says otherwise.
+        self.presence.expect_records().returning(|_, _| Ok(vec![]));
         let mut clock = MockClock::new();
         clock.expect_now().returning(now);
         let counter = Arc::new(Mutex::new(0u128));

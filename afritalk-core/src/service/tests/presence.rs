@@ -298,3 +298,158 @@ fn users_of_a_crashed_node_are_announced_as_they_are_now_unless_connected_elsewh
         ]
     );
 }
+
+/// The published `presence:update`s as (user, status), in order.
+fn statuses(f: &Fixture) -> Vec<(String, PresenceStatus)> {
+    f.published
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, event)| match event {
+            RealtimeEvent::PresenceUpdate(p) => Some((p.user_id.to_string(), p.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A harness whose presence facts for "emp" live in `facts`, and whose
+/// publisher lets another node change them (its last socket closed there,
+/// and it announced `idle`) at the moment this node's first publish goes
+/// out: the later change is stored after this node's and published before.
+fn raced_by_a_later_disconnect(facts: Arc<Mutex<PresenceRecord>>) -> Harness {
+    let mut h = Harness::new(vec![]);
+    let read = facts.clone();
+    h.presence
+        .expect_records()
+        .returning(move |_, _| Ok(vec![read.lock().unwrap().clone()]));
+    h.events = MockEventPublisher::new();
+    let published = h.published.clone();
+    let mut raced = false;
+    h.events.expect_publish().returning(move |audience, event| {
+        let mut published = published.lock().unwrap();
+        if !raced {
+            raced = true;
+            let mut facts = facts.lock().unwrap();
+            facts.connections = 0;
+            facts.last_seen = now();
+            let other_node = RealtimeEvent::PresenceUpdate(PresenceEvent {
+                user_id: facts.user_id.clone(),
+                status: PresenceStatus::Idle,
+                last_seen: now(),
+            });
+            published.push((audience.clone(), other_node));
+        }
+        published.push((audience, event));
+        Ok(())
+    });
+    h
+}
+
+#[test]
+fn a_status_published_after_a_later_change_is_corrected_at_once() {
+    let facts = Arc::new(Mutex::new(PresenceRecord {
+        user_id: uid("emp"),
+        connections: 1,
+        last_seen: now(),
+    }));
+    let mut h = raced_by_a_later_disconnect(facts.clone());
+    let stored = facts.clone();
+    h.presence.expect_connect().returning(move |_, u, _, at| {
+        let after = PresenceRecord {
+            user_id: u.clone(),
+            connections: 1,
+            last_seen: at,
+        };
+        *stored.lock().unwrap() = after.clone();
+        Ok(PresenceChange {
+            before: None,
+            after,
+        })
+    });
+    let f = h.build();
+    let p = run(f
+        .service
+        .connect(&staff("emp", Role::Employe), &connection()))
+    .unwrap();
+    assert_eq!(p.status, PresenceStatus::Online);
+    // The other node's idle overtook this node's online; watchers must end
+    // on the facts as they are now (no socket left: idle), not on online.
+    assert_eq!(
+        statuses(&f),
+        vec![
+            ("emp".to_string(), PresenceStatus::Idle),
+            ("emp".to_string(), PresenceStatus::Online),
+            ("emp".to_string(), PresenceStatus::Idle),
+        ]
+    );
+}
+
+#[test]
+fn a_status_still_true_after_its_publish_is_not_repeated() {
+    let mut h = Harness::new(vec![]);
+    h.presence.expect_connect().returning(|_, u, _, at| {
+        Ok(PresenceChange {
+            before: None,
+            after: PresenceRecord {
+                user_id: u.clone(),
+                connections: 1,
+                last_seen: at,
+            },
+        })
+    });
+    h.presence.expect_records().returning(|_, users| {
+        Ok(vec![PresenceRecord {
+            user_id: users[0].clone(),
+            connections: 2,
+            last_seen: now(),
+        }])
+    });
+    let f = h.build();
+    run(f
+        .service
+        .connect(&staff("emp", Role::Employe), &connection()))
+    .unwrap();
+    assert_eq!(
+        statuses(&f),
+        vec![("emp".to_string(), PresenceStatus::Online)]
+    );
+}
+
+#[test]
+fn a_swept_status_overtaken_by_a_change_is_corrected_too() {
+    // Quiet for 70 s: the sweep publishes idle, and as it goes out the user
+    // is active again (a send through another node, announced online there
+    // before the sweep's idle lands).
+    let facts = Arc::new(Mutex::new(PresenceRecord {
+        user_id: uid("emp"),
+        connections: 1,
+        last_seen: now() - TimeDelta::seconds(70),
+    }));
+    let mut h = Harness::new(vec![]);
+    let read = facts.clone();
+    h.presence
+        .expect_records()
+        .returning(move |_, _| Ok(vec![read.lock().unwrap().clone()]));
+    h.events = MockEventPublisher::new();
+    let published = h.published.clone();
+    h.events.expect_publish().returning(move |audience, event| {
+        // The change lands as the sweep publishes: active again.
+        let mut facts = facts.lock().unwrap();
+        facts.last_seen = now();
+        published.lock().unwrap().push((audience, event));
+        Ok(())
+    });
+    let f = h.build();
+    let since = now() - TimeDelta::seconds(15);
+    run(f
+        .service
+        .sweep_presence(&tenant(), &[uid("emp")], Some(since)))
+    .unwrap();
+    assert_eq!(
+        statuses(&f),
+        vec![
+            ("emp".to_string(), PresenceStatus::Idle),
+            ("emp".to_string(), PresenceStatus::Online),
+        ]
+    );
+}
