@@ -35,21 +35,39 @@ use crate::identity::{Identity, Operation};
 pub(crate) struct Decisions {
     /// Sorted unix seconds at which some check may change its outcome, or
     /// `None` when the token's dates could not all be read (nothing is kept).
-    boundaries: Option<Vec<u64>>,
-    /// At most one decision per operation (a token allows only its own
-    /// tenant, so one tenant at a time).
-    allowed: Mutex<Vec<Allowed>>,
+    boundaries: Option<Box<[u64]>>,
+    /// What was allowed. Small and inline: every opened token of an idle
+    /// socket carries it.
+    allowed: Mutex<Allowed>,
     /// How many times the authorizer ran for this token (for tests).
     evaluations: AtomicU64,
 }
 
-/// One allowing decision and the seconds it holds for.
-#[derive(Debug)]
+/// The identity an allowing decision returned (the same for every one: the
+/// token's claims are fixed, and only its own tenant is ever allowed), and
+/// for each operation, by [`slot`], the seconds its decision holds for.
+#[derive(Debug, Default)]
 struct Allowed {
-    tenant: TenantId,
-    operation: Operation,
-    identity: Identity,
-    holds: Range<u64>,
+    identity: Option<Identity>,
+    holds: [Option<Range<u64>>; 2],
+}
+
+impl Allowed {
+    /// Whether a kept decision allows `operation` on `tenant` at `now`.
+    fn allows(&self, tenant: &TenantId, operation: Operation, now: u64) -> bool {
+        self.identity.as_ref().is_some_and(|i| &i.tenant == tenant)
+            && self.holds[slot(operation)]
+                .as_ref()
+                .is_some_and(|holds| holds.contains(&now))
+    }
+}
+
+/// Where the decision for `operation` is kept.
+fn slot(operation: Operation) -> usize {
+    match operation {
+        Operation::Read => 0,
+        Operation::Write => 1,
+    }
 }
 
 impl Decisions {
@@ -64,29 +82,37 @@ impl Decisions {
             .map(boundaries_of);
         Self {
             boundaries,
-            allowed: Mutex::new(Vec::new()),
+            allowed: Mutex::default(),
             evaluations: AtomicU64::new(0),
         }
     }
 
-    /// Every change under the lock is one push or one replacement, so a
-    /// panic elsewhere cannot leave the list inconsistent.
-    fn allowed(&self) -> MutexGuard<'_, Vec<Allowed>> {
+    /// Every change under the lock is one assignment, so a panic elsewhere
+    /// cannot leave it inconsistent.
+    fn allowed(&self) -> MutexGuard<'_, Allowed> {
         self.allowed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The identity of a decision allowing `operation` on `tenant` that holds
-    /// at `now` (unix seconds), if one is kept.
+    /// Whether a kept decision allows `operation` on `tenant` at `now` (unix
+    /// seconds).
+    pub(crate) fn allows(&self, tenant: &TenantId, operation: Operation, now: u64) -> bool {
+        self.allowed().allows(tenant, operation, now)
+    }
+
+    /// The identity of a kept decision allowing `operation` on `tenant` at
+    /// `now` (unix seconds), if there is one.
     pub(crate) fn recall(
         &self,
         tenant: &TenantId,
         operation: Operation,
         now: u64,
     ) -> Option<Identity> {
-        self.allowed()
-            .iter()
-            .find(|a| a.operation == operation && &a.tenant == tenant && a.holds.contains(&now))
-            .map(|a| a.identity.clone())
+        let allowed = self.allowed();
+        if allowed.allows(tenant, operation, now) {
+            allowed.identity.clone()
+        } else {
+            None
+        }
     }
 
     /// Notes that the authorizer ran (whatever it decided).
@@ -100,42 +126,33 @@ impl Decisions {
         self.evaluations.load(Ordering::Relaxed)
     }
 
-    /// Keeps the decision that `identity` may do `operation` on `tenant`, made
-    /// at `now` (unix seconds), for the span of seconds it holds for.
-    pub(crate) fn remember(
-        &self,
-        tenant: &TenantId,
-        operation: Operation,
-        identity: &Identity,
-        now: u64,
-    ) {
+    /// Keeps the decision that `identity` may do `operation` on its tenant,
+    /// made at `now` (unix seconds), for the span of seconds it holds for.
+    pub(crate) fn remember(&self, operation: Operation, identity: &Identity, now: u64) {
         let Some(boundaries) = &self.boundaries else {
             return;
         };
-        let allowed = Allowed {
-            tenant: tenant.clone(),
-            operation,
-            identity: identity.clone(),
-            holds: span_around(boundaries, now),
-        };
-        let mut kept = self.allowed();
-        match kept.iter_mut().find(|a| a.operation == operation) {
-            Some(slot) => *slot = allowed,
-            None => kept.push(allowed),
+        let mut allowed = self.allowed();
+        if allowed.identity.as_ref() != Some(identity) {
+            *allowed = Allowed {
+                identity: Some(identity.clone()),
+                holds: [None, None],
+            };
         }
+        allowed.holds[slot(operation)] = Some(span_around(boundaries, now));
     }
 }
 
 /// The sorted, distinct boundaries of a set of date literals: each literal and
 /// the second after it.
-fn boundaries_of(literals: Vec<u64>) -> Vec<u64> {
+fn boundaries_of(literals: Vec<u64>) -> Box<[u64]> {
     let mut boundaries: Vec<u64> = literals
         .into_iter()
         .flat_map(|d| [d, d.saturating_add(1)])
         .collect();
     boundaries.sort_unstable();
     boundaries.dedup();
-    boundaries
+    boundaries.into_boxed_slice()
 }
 
 /// The seconds around `now` in which no boundary falls: from the last
@@ -202,7 +219,7 @@ mod tests {
     #[test]
     fn a_span_stops_at_the_next_boundary_and_starts_at_the_last() {
         let boundaries = boundaries_of(vec![100, 200, 100]);
-        assert_eq!(boundaries, vec![100, 101, 200, 201]);
+        assert_eq!(*boundaries, [100, 101, 200, 201]);
         assert_eq!(span_around(&boundaries, 50), 0..100);
         assert_eq!(span_around(&boundaries, 100), 100..101);
         assert_eq!(span_around(&boundaries, 150), 101..200);

@@ -168,7 +168,15 @@ impl VerifiedToken {
     /// without the identity. A refusal is classified exactly as by
     /// [`authorize`](Self::authorize): expired, wrong tenant, or operation refused.
     pub fn permits(&self, tenant: &TenantId, operation: Operation) -> Result<(), AuthError> {
-        self.authorize(tenant, operation).map(drop)
+        let now = SystemTime::now();
+        if self
+            .inner
+            .decisions
+            .allows(tenant, operation, unix_seconds(now))
+        {
+            return Ok(());
+        }
+        self.authorize_at(tenant, operation, now).map(drop)
     }
 
     /// [`authorize`](Self::authorize) at the time `at`, to the whole second as
@@ -179,7 +187,7 @@ impl VerifiedToken {
         operation: Operation,
         at: SystemTime,
     ) -> Result<Identity, AuthError> {
-        let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = unix_seconds(at);
         let decisions = &self.inner.decisions;
         if let Some(identity) = decisions.recall(tenant, operation, now) {
             return Ok(identity);
@@ -192,7 +200,7 @@ impl VerifiedToken {
             Ok(_) => claims.into_identity(tenant)?,
             Err(err) => return Err(refusal(err, &claims, tenant)),
         };
-        decisions.remember(tenant, operation, &identity, now);
+        decisions.remember(operation, &identity, now);
         Ok(identity)
     }
 
@@ -219,6 +227,11 @@ impl VerifiedToken {
         .build(&self.inner.biscuit)
         .map_err(logic_error)
     }
+}
+
+/// `at` in whole seconds since the epoch, as biscuit states a time.
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The error of a failed authorization: a refusal is classified, anything else
