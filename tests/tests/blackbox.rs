@@ -1141,3 +1141,35 @@ async fn a_client_too_slow_for_its_events_is_told_to_catch_up_not_left_with_a_ga
     assert_eq!(count_events(&read, "sync:required"), 0, "{read:?}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_token_cannot_open_a_socket_and_its_attempt_is_on_the_trail() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let stock = app.service_token(T, "stock-service");
+    let mut c = Clients::start().await;
+    let err = c
+        .connect(&app, "stock", T, &stock, "websocket")
+        .await
+        .unwrap_err();
+    assert!(err.contains("staff"), "{err}");
+    let pdg = app.token(T, "pdg", Role::Pdg);
+    let (status, rows) = app
+        .get(
+            &format!("/api/tenants/{T}/messaging/audit?action=forbidden_attempt"),
+            &pdg,
+        )
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    let rows = rows["entries"].as_array().expect("audit rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["userId"], "stock-service");
+    assert_eq!(rows[0]["details"]["operation"], "ws.connect", "{rows:?}");
+    // Refused before anything was recorded: the service never shows connected.
+    let (_, presence) = app.get(&format!("/api/tenants/{T}/presence"), &pdg).await;
+    assert!(
+        !presence.to_string().contains("stock-service"),
+        "{presence}"
+    );
+    app.stop().await;
+}
