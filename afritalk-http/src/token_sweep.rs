@@ -2,8 +2,8 @@
 //! socket sends, but a socket that only listens sends none and would go on
 //! receiving messages after its token expired. So each node periodically
 //! re-checks the tokens of its sockets and closes those that may no longer
-//! read (expired, or an attenuation whose time ran out). Only the authorizer
-//! runs (no signature work); the work yields often, so a node with many
+//! read (expired, or an attenuation whose time ran out). No signature work,
+//! and mostly a kept decision rather than the authorizer; the work yields often, so a node with many
 //! sockets keeps serving events during a sweep. The sweep also tells sockets
 //! that missed events while their buffer was full, and got no event since, to
 //! catch up (see `socket/sink.rs`).

@@ -2,6 +2,8 @@
 //! is published only when the visible status changes, and only to the user's
 //! presence watchers, so heartbeats cause no fan-out.
 
+use std::collections::HashMap;
+
 use afritalk_ports::{
     Audience, AuditAction, ConnectionId, MessagingError, Presence, PresenceChange, PresenceEvent,
     PresenceStatus, RateAction, RealtimeEvent, StoreResult, TenantId, UserId,
@@ -125,7 +127,8 @@ impl MessagingService {
     /// facts themselves (connect, disconnect, ping, send) was published by its
     /// own use case, so both ends of the window are judged on the facts as they
     /// are now and only a threshold crossed inside the window is published:
-    /// nothing twice. With no `since` (users just taken in) nothing is
+    /// nothing twice (but a threshold crossed just as another publisher
+    /// confirmed its status, see `confirm_published`). With no `since` (users just taken in) nothing is
     /// published yet. Reads those users' facts alone, never the whole tenant's.
     pub async fn sweep_presence(
         &self,
@@ -265,11 +268,15 @@ impl MessagingService {
                 }
             };
             let now = self.ports.clock.now();
+            let told: HashMap<&UserId, PresenceStatus> =
+                published.iter().map(|(u, s)| (u, *s)).collect();
             let mut republished = Vec::new();
             for record in &records {
                 let current = presence_at(record, now);
-                let told = published.iter().find(|(u, _)| u == &record.user_id);
-                if told.is_some_and(|(_, status)| *status != current.status) {
+                if told
+                    .get(&record.user_id)
+                    .is_some_and(|s| *s != current.status)
+                {
                     republished.push((record.user_id.clone(), current.status));
                     self.publish_presence(tenant, current).await;
                 }

@@ -109,7 +109,8 @@ async fn handle_as<T, F, Fut>(
             return Err(MessagingError::Unavailable("the server is shutting down".into()).into());
         }
         let _in_flight = session.events.token();
-        // Signatures were checked at connect; only the authorizer runs again.
+        // Signatures were checked at connect; the token is authorized again
+        // (a decision kept while the token's dates cannot change it).
         if let Err(err) = session.token.permits(&session.actor.tenant, operation) {
             // Closed only when the token no longer reads: an attenuation can
             // end writes (by time, too, which reads as expired) before reads,
