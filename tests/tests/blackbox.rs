@@ -167,6 +167,14 @@ async fn a_partner_coming_online_is_pushed_to_the_user_and_not_to_strangers() {
     app.stop().await;
 }
 
+/// The tenant's `forbidden_attempt` audit rows, as `reader` (a PDG) sees them.
+async fn forbidden_attempts(app: &TestApp, reader: &str) -> Vec<Value> {
+    let path = format!("/api/tenants/{T}/messaging/audit?action=forbidden_attempt");
+    let (status, rows) = app.get(&path, reader).await;
+    assert_eq!(status, 200, "{rows}");
+    rows["entries"].as_array().expect("audit rows").clone()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn employe_to_pdg_is_403_with_a_forbidden_attempt_audit_row_and_the_reply_rule_holds() {
     let app = spawn_app().await;
@@ -178,14 +186,7 @@ async fn employe_to_pdg_is_403_with_a_forbidden_attempt_audit_row_and_the_reply_
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "forbidden");
 
-    let (status, rows) = app
-        .get(
-            &format!("/api/tenants/{T}/messaging/audit?action=forbidden_attempt"),
-            &pdg,
-        )
-        .await;
-    assert_eq!(status, 200, "{rows}");
-    let rows = rows["entries"].as_array().expect("audit rows");
+    let rows = forbidden_attempts(&app, &pdg).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["userId"], "emp");
     assert!(
@@ -1154,14 +1155,7 @@ async fn a_service_token_cannot_open_a_socket_and_its_attempt_is_on_the_trail() 
         .unwrap_err();
     assert!(err.contains("staff"), "{err}");
     let pdg = app.token(T, "pdg", Role::Pdg);
-    let (status, rows) = app
-        .get(
-            &format!("/api/tenants/{T}/messaging/audit?action=forbidden_attempt"),
-            &pdg,
-        )
-        .await;
-    assert_eq!(status, 200, "{rows}");
-    let rows = rows["entries"].as_array().expect("audit rows");
+    let rows = forbidden_attempts(&app, &pdg).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["userId"], "stock-service");
     assert_eq!(rows[0]["details"]["operation"], "ws.connect", "{rows:?}");

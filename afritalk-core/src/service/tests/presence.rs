@@ -9,9 +9,8 @@ fn connection() -> ConnectionId {
     ConnectionId::new("sock-1")
 }
 
-#[test]
-fn connecting_from_offline_publishes_online_and_audits_ws_connect() {
-    let mut h = Harness::new(vec![]);
+/// The presence store answers a connect as a user's first connection.
+fn connects_from_offline(h: &mut Harness) {
     h.presence.expect_connect().returning(|_, u, _, at| {
         Ok(PresenceChange {
             before: None,
@@ -22,6 +21,12 @@ fn connecting_from_offline_publishes_online_and_audits_ws_connect() {
             },
         })
     });
+}
+
+#[test]
+fn connecting_from_offline_publishes_online_and_audits_ws_connect() {
+    let mut h = Harness::new(vec![]);
+    connects_from_offline(&mut h);
     let f = h.build();
     let p = run(f
         .service
@@ -387,16 +392,7 @@ fn a_status_published_after_a_later_change_is_corrected_at_once() {
 #[test]
 fn a_status_still_true_after_its_publish_is_not_repeated() {
     let mut h = Harness::new(vec![]);
-    h.presence.expect_connect().returning(|_, u, _, at| {
-        Ok(PresenceChange {
-            before: None,
-            after: PresenceRecord {
-                user_id: u.clone(),
-                connections: 1,
-                last_seen: at,
-            },
-        })
-    });
+    connects_from_offline(&mut h);
     h.presence.expect_records().returning(|_, users| {
         Ok(vec![PresenceRecord {
             user_id: users[0].clone(),
