@@ -317,17 +317,24 @@ fn statuses(f: &Fixture) -> Vec<(String, PresenceStatus)> {
         .collect()
 }
 
-/// A harness whose presence facts for "emp" live in `facts`, and whose
-/// publisher lets another node change them (its last socket closed there,
-/// and it announced `idle`) at the moment this node's first publish goes
-/// out: the later change is stored after this node's and published before.
-fn raced_by_a_later_disconnect(facts: Arc<Mutex<PresenceRecord>>) -> Harness {
+/// A harness whose presence store reads the facts in `facts`, and whose
+/// publisher is left for the test to set (it stands in for another node).
+fn facts_read_from(facts: &Arc<Mutex<PresenceRecord>>) -> Harness {
     let mut h = Harness::new(vec![]);
     let read = facts.clone();
     h.presence
         .expect_records()
         .returning(move |_, _| Ok(vec![read.lock().unwrap().clone()]));
     h.events = MockEventPublisher::new();
+    h
+}
+
+/// A harness whose presence facts for "emp" live in `facts`, and whose
+/// publisher lets another node change them (its last socket closed there,
+/// and it announced `idle`) at the moment this node's first publish goes
+/// out: the later change is stored after this node's and published before.
+fn raced_by_a_later_disconnect(facts: Arc<Mutex<PresenceRecord>>) -> Harness {
+    let mut h = facts_read_from(&facts);
     let published = h.published.clone();
     let mut raced = false;
     h.events.expect_publish().returning(move |audience, event| {
@@ -421,12 +428,7 @@ fn a_swept_status_overtaken_by_a_change_is_corrected_too() {
         connections: 1,
         last_seen: now() - TimeDelta::seconds(70),
     }));
-    let mut h = Harness::new(vec![]);
-    let read = facts.clone();
-    h.presence
-        .expect_records()
-        .returning(move |_, _| Ok(vec![read.lock().unwrap().clone()]));
-    h.events = MockEventPublisher::new();
+    let mut h = facts_read_from(&facts);
     let published = h.published.clone();
     h.events.expect_publish().returning(move |audience, event| {
         // The change lands as the sweep publishes: active again.
