@@ -128,8 +128,9 @@ impl MessagingService {
     /// own use case, so both ends of the window are judged on the facts as they
     /// are now and only a threshold crossed inside the window is published:
     /// nothing twice (but a threshold crossed just as another publisher
-    /// confirmed its status, see `confirm_published`). With no `since` (users just taken in) nothing is
-    /// published yet. Reads those users' facts alone, never the whole tenant's.
+    /// confirmed its status, see `confirm_published`). With no `since` (users
+    /// just taken in) nothing is published yet. Reads those users' facts
+    /// alone, never the whole tenant's.
     pub async fn sweep_presence(
         &self,
         tenant: &TenantId,
