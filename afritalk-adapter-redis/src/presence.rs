@@ -7,6 +7,10 @@
 //!   scored by the moment (Redis clock, ms) it stops counting unless a node
 //!   renews it. The key itself expires with its last member, so a node that
 //!   dies without cleaning up leaves nothing behind after the TTL.
+//! - `P presence:{t}:closed:{u}` — sorted set of the user's connections that
+//!   closed within the last connection TTL, each scored by the moment it is
+//!   forgotten: a heartbeat that listed a connection just before it closed
+//!   must not bring it back once its close is recorded.
 //! - `P presence:{t}:users` — sorted set of the tenant's known users scored by
 //!   `lastSeen` (µs since the epoch, exact in a double until the year 2255);
 //!   kept for [`PresenceOptions::last_seen_ttl`] after the last activity.
@@ -86,11 +90,14 @@ local _, after_seen = seen(KEYS[2], ARGV[1])
 return {known, before_seen, before_count, after_seen, redis.call('ZCARD', KEYS[1])}
 "#;
 
-/// KEYS: conns, users, node's connections. ARGV: user, connection, at (µs),
-/// last-seen TTL (ms), node member.
+/// KEYS: conns, users, node's connections, closed connections. ARGV: user,
+/// connection, at (µs), last-seen TTL (ms), node member, connection TTL (ms).
 const DISCONNECT: &str = r#"
 local now = now_ms()
 redis.call('SREM', KEYS[3], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[2])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 local known, before_seen = seen(KEYS[2], ARGV[1])
 if known == 0 then return {0, 0, 0, 0, 0} end
 local before_count = live(KEYS[1], now)
@@ -112,14 +119,17 @@ local _, after_seen = seen(KEYS[2], ARGV[1])
 return {known, before_seen, count, after_seen, count}
 "#;
 
-/// KEYS: conns, users, node's connections. ARGV: user, at (µs), connection TTL (ms),
-/// last-seen TTL (ms), node member prefix (`tenant user `), node record TTL (ms),
-/// then the user's live connection ids on the calling node.
+/// KEYS: conns, users, node's connections, closed connections. ARGV: user, at
+/// (µs), connection TTL (ms), last-seen TTL (ms), node member prefix
+/// (`tenant user `), node record TTL (ms), then the user's live connection ids
+/// on the calling node (those whose close is already recorded are skipped).
 const REANNOUNCE: &str = r#"
 local now = now_ms()
 for i = 7, #ARGV do
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[i])
-  redis.call('SADD', KEYS[3], ARGV[5] .. ARGV[i])
+  if not redis.call('ZSCORE', KEYS[4], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[i])
+    redis.call('SADD', KEYS[3], ARGV[5] .. ARGV[i])
+  end
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -356,10 +366,11 @@ impl RedisPresence {
             for ((tenant, user), conns) in batch {
                 pipe.cmd("EVALSHA")
                     .arg(self.reannounce.get_hash())
-                    .arg(3)
+                    .arg(4)
                     .arg(self.conns_key(tenant, user))
                     .arg(self.users_key(tenant))
                     .arg(self.node_conns_key(&self.node))
+                    .arg(self.closed_key(tenant, user))
                     .arg(user.as_str())
                     .arg(at.timestamp_micros())
                     .arg(millis(self.options.connection_ttl))
@@ -471,6 +482,10 @@ impl RedisPresence {
         format!("{}presence:{tenant}:conns:{user}", self.prefix)
     }
 
+    fn closed_key(&self, tenant: &TenantId, user: &UserId) -> String {
+        format!("{}presence:{tenant}:closed:{user}", self.prefix)
+    }
+
     /// Turns a script's answer into before/after records.
     fn change(user: &UserId, facts: Facts) -> StoreResult<PresenceChange> {
         let (known, before_seen, before_count, after_seen, after_count) = facts;
@@ -553,11 +568,13 @@ impl PresenceTracker for RedisPresence {
             .key(self.conns_key(tenant, user))
             .key(self.users_key(tenant))
             .key(self.node_conns_key(&self.node))
+            .key(self.closed_key(tenant, user))
             .arg(user.as_str())
             .arg(connection_id.as_str())
             .arg(at.timestamp_micros())
             .arg(millis(self.options.last_seen_ttl))
             .arg(Self::node_member(tenant, user, connection_id))
+            .arg(millis(self.options.connection_ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable("presence disconnect", e))?;

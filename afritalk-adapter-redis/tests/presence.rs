@@ -353,6 +353,51 @@ async fn a_node_registers_again_at_its_first_heartbeat_after_redis_lost_its_data
 }
 
 #[tokio::test]
+async fn a_heartbeat_that_listed_a_connection_before_it_closed_does_not_bring_it_back() {
+    let ns = Namespace::new().await;
+    // Long against a stalled runner's pauses: c2 must still count below.
+    let ttl = Duration::from_secs(3);
+    let presence = node_with_ttl(&ns, ttl);
+    let (t, u) = (tenant("t"), user("u"));
+    presence.connect(&t, &u, &conn("c1"), t0()).await.unwrap();
+    presence.connect(&t, &u, &conn("c2"), t0()).await.unwrap();
+    // The heartbeat lists the node's sockets; c1 closes before it writes.
+    let listed = [
+        (t.clone(), u.clone(), conn("c1")),
+        (t.clone(), u.clone(), conn("c2")),
+    ];
+    presence
+        .disconnect(&t, &u, &conn("c1"), t0())
+        .await
+        .unwrap();
+    presence.reannounce(&listed, t0()).await.unwrap();
+    let records = presence
+        .records(&t, std::slice::from_ref(&u))
+        .await
+        .unwrap();
+    let counts: Vec<u32> = records.iter().map(|r| r.connections).collect();
+    assert_eq!(counts, vec![1]);
+    // Nor is it left in the node's own set, for an adopter to find.
+    presence
+        .disconnect(&t, &u, &conn("c2"), t0())
+        .await
+        .unwrap();
+    assert!(
+        ns.keys().iter().all(|k| !k.contains(":node:")),
+        "{:?}",
+        ns.keys()
+    );
+    // The record of the closes goes with the connection TTL.
+    assert!(ns.keys().iter().any(|k| k.contains(":closed:")));
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    assert!(
+        ns.keys().iter().all(|k| !k.contains(":closed:")),
+        "{:?}",
+        ns.keys()
+    );
+}
+
+#[tokio::test]
 async fn reannouncing_rebuilds_presence_after_redis_lost_its_data() {
     let ns = Namespace::new().await;
     let presence = node(&ns);
