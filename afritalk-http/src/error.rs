@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The body is larger than the configured cap.
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body is not declared as JSON (the `Content-Type` it was sent with).
+    #[error("the body must be JSON (Content-Type: application/json), not {0}")]
+    UnsupportedMediaType(String),
     /// The body did not arrive within the configured time.
     #[error("request body not received within {} s", .0.as_secs_f64())]
     RequestTimeout(Duration),
@@ -110,6 +113,11 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => R::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
+                self.to_string(),
+            ),
+            ApiError::UnsupportedMediaType(_) => R::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
                 self.to_string(),
             ),
             ApiError::RequestTimeout(_) => R::new(
@@ -255,6 +263,11 @@ mod tests {
             (ApiError::MissingToken, 401, "invalid_token"),
             (ApiError::BadRequest("bad".into()), 400, "validation"),
             (ApiError::PayloadTooLarge(10), 413, "payload_too_large"),
+            (
+                ApiError::UnsupportedMediaType("text/plain".into()),
+                415,
+                "unsupported_media_type",
+            ),
             (
                 ApiError::RequestTimeout(Duration::from_secs(30)),
                 408,

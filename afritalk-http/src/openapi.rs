@@ -71,9 +71,9 @@ fn operation(route: &Route) -> Value {
         responses.insert("200".into(), json!({ "description": "A retry answered with the original",
             "content": { "application/json": { "schema": reference(route.response.unwrap_or("Error")) } } }));
     }
-    // Every route reads a body it is sent (to its cap and deadline), and
-    // answers another method with 405.
-    let mut codes: Vec<&str> = vec!["400", "404", "405", "408", "413", "429", "503"];
+    // Every route reads a body it is sent (to its cap and deadline, as JSON
+    // only), and answers another method with 405.
+    let mut codes: Vec<&str> = vec!["400", "404", "405", "408", "413", "415", "429", "503"];
     if route.authenticated {
         codes.extend(["401", "403", "409"]);
     }

@@ -408,6 +408,32 @@ fn into_response(reply: Reply) -> Response {
 /// Internal path the front service sends refused socket handshakes to.
 pub(crate) const ORIGIN_REFUSED_PATH: &str = "/__afritalk/origin-refused";
 
+/// Refuses a body declared as anything but JSON (`application/json`, or a
+/// `+json` type, with any parameters), rather than reading, say, a form as
+/// JSON. A body without `Content-Type` is read as JSON: raw clients often
+/// leave it out.
+fn ensure_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let Some(declared) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    if body.is_empty() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(declared.as_bytes());
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let json = essence.eq_ignore_ascii_case("application/json")
+        || essence.split_once('/').is_some_and(|(kind, subtype)| {
+            kind.eq_ignore_ascii_case("application")
+                && subtype.to_ascii_lowercase().ends_with("+json")
+        });
+    if json {
+        Ok(())
+    } else {
+        let shown: String = text.chars().take(100).collect();
+        Err(ApiError::UnsupportedMediaType(shown))
+    }
+}
+
 /// Reads the body up to the configured cap (413 beyond it), whole within
 /// `within` (408 past it: a client that trickles its body must not hold the
 /// connection and its buffer for as long as it likes).
@@ -494,7 +520,10 @@ where
                 let label = matched.route.path;
                 let config = &app.inner.config;
                 let (cap, within) = (config.max_body_bytes, config.request_body_timeout);
-                let response = match read_body(&headers, stream, cap, within).await {
+                let body = read_body(&headers, stream, cap, within)
+                    .await
+                    .and_then(|body| ensure_json(&headers, &body).map(|()| body));
+                let response = match body {
                     Err(err) => error_response(&err),
                     Ok(body) => {
                         let request = Request {
@@ -602,6 +631,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.param("tenantId"), m.param("userId")), ("a@b", "u@x"));
+    }
+
+    #[test]
+    fn only_json_bodies_are_read() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        for accepted in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert_eq!(ensure_json(&with(accepted), b"{}"), Ok(()), "{accepted}");
+        }
+        assert_eq!(ensure_json(&HeaderMap::new(), b"{}"), Ok(()));
+        // Nothing to read, nothing to refuse (a bodiless PUT from a form library).
+        assert_eq!(ensure_json(&with("text/plain"), b""), Ok(()));
+        for refused in [
+            "text/plain;charset=UTF-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "text/json+xml",
+        ] {
+            assert_eq!(
+                ensure_json(&with(refused), b"{}"),
+                Err(ApiError::UnsupportedMediaType(refused.into())),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

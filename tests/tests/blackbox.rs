@@ -688,6 +688,19 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let (status, body) = support::split(res).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["code"].is_string());
+    // A form is not read as JSON, even one that happens to parse as JSON.
+    let res = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(&dg)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"toUserId":"emp","content":"as a form"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = support::split(res).await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
 
     let (status, body) = app.send(T, &dg, "emp", &"x".repeat(4_001)).await;
     assert_eq!(status, 400, "{body}");
