@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use afritalk_auth::TokenVerifier;
 use afritalk_core::MessagingService;
-use afritalk_ports::{ConnectionId, EventSink, TenantId, UserId};
+use afritalk_ports::{Audience, ConnectionId, EventSink, TenantId, UserId};
 use async_trait::async_trait;
 use socketioxide::SocketIo;
 use socketioxide::operators::BroadcastOperators;
@@ -188,6 +188,22 @@ impl App {
     /// event bus or a background task still calls in.
     pub(crate) fn sockets_root(&self) -> Option<BroadcastOperators> {
         self.inner.io.get()?.of("/")
+    }
+
+    /// Closes this node's sockets of one user, whom an administrator just
+    /// deactivated through this node (the other nodes' token sweeps close
+    /// theirs within one sweep).
+    pub(crate) fn close_sockets_of(&self, tenant: &TenantId, user: &UserId) {
+        let Some(root) = self.sockets_root() else {
+            return;
+        };
+        let room = Audience::User(tenant.clone(), user.clone()).room();
+        for socket in root.to(room).sockets() {
+            tracing::info!(%user, "closing a socket of a deactivated user");
+            if let Err(err) = socket.disconnect() {
+                tracing::debug!(%err, "socket already gone");
+            }
+        }
     }
 
     /// The authenticated sockets of this node as (tenant, user, connection), so a

@@ -4,17 +4,31 @@
 //! re-checks the tokens of its sockets and closes those that may no longer
 //! read (expired, or an attenuation whose time ran out). No signature work,
 //! and mostly a kept decision rather than the authorizer; the work yields often, so a node with many
-//! sockets keeps serving events during a sweep. The sweep also tells sockets
+//! sockets keeps serving events during a sweep.
+//!
+//! A token also outlives its user's deactivation, which every use case then
+//! refuses but which a listening socket would never hear of: the sweep asks
+//! the directory, in list reads of at most 500 users each, per tenant, which
+//! of the users of its sockets were deactivated, and closes their sockets
+//! too. The sweep also tells sockets
 //! that missed events while their buffer was full, and got no event since, to
 //! catch up (see `socket/sink.rs`).
 
+use std::collections::{HashMap, HashSet};
+
 use afritalk_auth::Operation;
+use afritalk_core::ActorKind;
+use afritalk_ports::{TenantId, UserId};
+use socketioxide::extract::SocketRef;
 
 use crate::app::App;
 use crate::socket::{Session, sink};
 
 /// Sockets checked between two yields to the runtime.
 const CHECKS_PER_YIELD: usize = 64;
+
+/// Staff users, by tenant.
+type UsersByTenant = HashMap<TenantId, HashSet<UserId>>;
 
 /// Runs until the task is aborted (at shutdown).
 pub(crate) async fn run(app: App) {
@@ -27,23 +41,66 @@ pub(crate) async fn run(app: App) {
         let Some(root) = app.sockets_root() else {
             continue;
         };
-        for (checked, socket) in root.sockets().into_iter().enumerate() {
+        let sockets = root.sockets();
+        let mut staff = UsersByTenant::new();
+        for (checked, socket) in sockets.iter().enumerate() {
             if checked % CHECKS_PER_YIELD == CHECKS_PER_YIELD - 1 {
                 tokio::task::yield_now().await;
             }
             let Some(session) = socket.extensions.get::<Session>() else {
                 continue;
             };
-            sink::tell_if_missed(&socket);
+            sink::tell_if_missed(socket);
             if let Err(err) = session
                 .token
                 .permits(&session.actor.tenant, Operation::Read)
             {
                 tracing::info!(%err, user = %session.actor.user, "closing a socket whose token no longer reads");
-                if let Err(err) = socket.disconnect() {
-                    tracing::debug!(%err, "socket already gone");
-                }
+                close(socket);
+            } else if matches!(session.actor.kind, ActorKind::Staff(_)) {
+                let Session { actor, .. } = session;
+                staff.entry(actor.tenant).or_default().insert(actor.user);
             }
         }
+        close_deactivated(&app, &sockets, staff).await;
+    }
+}
+
+/// Closes the sockets of those of `staff` whom an administrator deactivated.
+/// A directory that cannot be read closes nothing: the next sweep tries again.
+async fn close_deactivated(app: &App, sockets: &[SocketRef], staff: UsersByTenant) {
+    let mut deactivated = UsersByTenant::new();
+    for (tenant, users) in staff {
+        let users: Vec<UserId> = users.into_iter().collect();
+        match app.inner.service.deactivated_among(&tenant, &users).await {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => {
+                deactivated.insert(tenant, found.into_iter().collect());
+            }
+            Err(err) => tracing::warn!(%err, %tenant, "deactivated users not checked"),
+        }
+    }
+    if deactivated.is_empty() {
+        return;
+    }
+    for socket in sockets {
+        let Some(session) = socket.extensions.get::<Session>() else {
+            continue;
+        };
+        let actor = &session.actor;
+        if deactivated
+            .get(&actor.tenant)
+            .is_some_and(|users| users.contains(&actor.user))
+        {
+            tracing::info!(user = %actor.user, "closing a socket of a deactivated user");
+            close(socket);
+        }
+    }
+}
+
+/// Closes a socket (one already gone is fine).
+fn close(socket: &SocketRef) {
+    if let Err(err) = socket.clone().disconnect() {
+        tracing::debug!(%err, "socket already gone");
     }
 }

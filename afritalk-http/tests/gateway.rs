@@ -16,8 +16,8 @@ use afritalk_auth::{Identity, RootKeyPair, TokenMinter, TokenVerifier};
 use afritalk_core::{ActorKind, MessagingService, Ports};
 use afritalk_http::{AlwaysReady, App, HttpConfig, Tls, TlsFiles, serve};
 use afritalk_ports::{
-    ConnectionId, DisplayName, PresenceChange, PresenceRecord, PresenceTracker, RateAction,
-    RateLimit, RateLimits, Role, StoreResult, TenantId, UserId,
+    ConnectionId, Directory, DirectoryUser, DisplayName, PresenceChange, PresenceRecord,
+    PresenceTracker, RateAction, RateLimit, RateLimits, Role, StoreResult, TenantId, UserId,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +27,8 @@ use tokio::sync::oneshot;
 struct TestServer {
     addr: SocketAddr,
     app: App,
+    /// The store the server runs on (every port but presence, events and rates).
+    store: MemoryStore,
     minter: TokenMinter,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -118,6 +120,7 @@ async fn spawn_serving(
     TestServer {
         addr,
         app,
+        store,
         minter,
         stop: Some(stop),
         task,
@@ -1143,6 +1146,82 @@ async fn a_socket_that_only_listens_is_closed_when_its_token_expires() {
     keeper.post(r#"420["presence:ping",{}]"#).await;
     let (_, ack) = packet_json(&keeper.wait_for("430").await);
     assert_eq!(ack[0]["ok"], true, "{ack}");
+    server.stop().await;
+}
+
+/// `emp`, deactivated by a write to the directory the server reads, as
+/// another node (or `afritalk user upsert`) would make it.
+async fn deactivate_elsewhere(server: &TestServer) {
+    let entry = DirectoryUser {
+        tenant_id: TenantId::parse("t1").unwrap(),
+        user_id: UserId::parse("emp").unwrap(),
+        display_name: DisplayName::parse("Name of emp").unwrap(),
+        role: Role::Employe,
+        active: false,
+    };
+    server.store.upsert(entry).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_deactivated_elsewhere_loses_their_sockets_at_the_next_sweep() {
+    let server = spawn_with(
+        HttpConfig {
+            token_recheck_interval: Duration::from_millis(200),
+            ..HttpConfig::default()
+        },
+        RateLimits::default(),
+    )
+    .await;
+    server.add_user("emp", "EMPLOYE").await;
+    let listener = Polling::staff(&server, "emp", Role::Employe).await;
+    let keeper = Polling::staff(&server, "dg1", Role::Dg).await;
+    let emp = server.token("emp", Role::Employe);
+    let conversations = "/api/tenants/t1/messaging/conversations";
+    let r = server.call("GET", conversations, Some(&emp), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    deactivate_elsewhere(&server).await;
+    // Their token still reads, yet the listening socket is closed…
+    assert_eq!(listener.wait_for("41").await, "41");
+    // …and they can neither come back nor read with it.
+    let (_, reply) = Polling::connect(&server, "t1", json!({ "token": emp })).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("your account is deactivated"),
+        "{reply}"
+    );
+    let r = server.call("GET", conversations, Some(&emp), None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "forbidden".to_owned()),
+        "{}",
+        r.body
+    );
+    // Everyone else stays.
+    keeper.post(r#"420["presence:ping",{}]"#).await;
+    let (_, ack) = packet_json(&keeper.wait_for("430").await);
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_deactivated_through_this_node_loses_their_sockets_at_once() {
+    // The default sweep, every 15 s: the close must not wait for it.
+    let server = spawn().await;
+    server.add_user("emp", "EMPLOYE").await;
+    let listener = Polling::staff(&server, "emp", Role::Employe).await;
+    let pdg = server.token("boss", Role::Pdg);
+    let off = json!({ "displayName": "Name of emp", "role": "EMPLOYE", "active": false });
+    let r = server
+        .call(
+            "PUT",
+            "/api/tenants/t1/directory/users/emp",
+            Some(&pdg),
+            Some(&off.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let closed = tokio::time::timeout(Duration::from_secs(5), listener.wait_for("41")).await;
+    assert_eq!(closed.expect("closed before the next sweep"), "41");
     server.stop().await;
 }
 

@@ -7,15 +7,19 @@ use std::collections::HashMap;
 
 use afritalk_ports::{
     DirectoryCursor, DirectoryQuery, DirectoryUser, MessagingError, Missing, NameKey, PageSize,
-    PresenceStatus, Role, SearchText, UserId,
+    PresenceStatus, Role, SearchText, TenantId, UserId,
 };
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 use super::MessagingService;
 use crate::actor::{Actor, ActorKind};
 use crate::rules::permissions::PermissionMatrix;
 use crate::rules::presence::status_at;
 use crate::views::{DirectoryEntry, DirectoryPage};
+
+/// Most users of one directory read by [`MessagingService::deactivated_among`].
+const DEACTIVATION_CHECK_BATCH: usize = 500;
 
 /// What a directory search asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +38,15 @@ impl MessagingService {
     /// One page of the caller's tenant directory, by name, without the caller.
     /// Works while the tenant's messaging is switched off, like the rest of the
     /// directory, so an administrator can check it before the rollout (the
-    /// entries then say what the matrix would allow).
+    /// entries then say what the matrix would allow). A deactivated caller is
+    /// refused, as everywhere.
     pub async fn search_directory(
         &self,
         actor: &Actor,
         search: DirectorySearch,
     ) -> Result<DirectoryPage, MessagingError> {
+        self.ensure_active(actor, json!({ "operation": "directory.search" }))
+            .await?;
         let directory = &self.ports.directory;
         let query = DirectoryQuery {
             text: search.text,
@@ -59,7 +66,7 @@ impl MessagingService {
             .into_iter()
             .filter(|u| u.user_id != actor.user)
             .collect();
-        let starter = self.starter_role(actor).await?;
+        let starter = starter_role(actor);
         let presence = self.presence_of(actor, &found).await;
         let users = found
             .into_iter()
@@ -76,18 +83,38 @@ impl MessagingService {
         actor: &Actor,
         user: &UserId,
     ) -> Result<DirectoryEntry, MessagingError> {
+        self.ensure_active(actor, json!({ "operation": "directory.entry" }))
+            .await?;
         let found = self
             .ports
             .directory
             .user(&actor.tenant, user)
             .await?
             .ok_or(MessagingError::NotFound(Missing::User))?;
-        let starter = self.starter_role(actor).await?;
+        let starter = starter_role(actor);
         let presence = self.presence_of(actor, std::slice::from_ref(&found)).await;
         let mut shown = entry(starter, found, presence.as_ref());
         // Nobody opens a conversation with themselves.
         shown.can_start_conversation &= shown.user_id != actor.user;
         Ok(shown)
+    }
+
+    /// Which of `users` of `tenant` an administrator deactivated, in list
+    /// reads of up to 500 users (never the single-user cache, so that a
+    /// deactivation made on another node is seen at once). A node asks this
+    /// about the users of its open sockets, whose tokens outlive a
+    /// deactivation, to close theirs.
+    pub async fn deactivated_among(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<UserId>, MessagingError> {
+        let mut deactivated = Vec::new();
+        for batch in users.chunks(DEACTIVATION_CHECK_BATCH) {
+            let found = self.ports.directory.users(tenant, batch).await?;
+            deactivated.extend(found.into_iter().filter(|u| !u.active).map(|u| u.user_id));
+        }
+        Ok(deactivated)
     }
 
     /// The status now and last activity of each of `users` ever seen, in one
@@ -120,21 +147,14 @@ impl MessagingService {
                 .collect(),
         )
     }
+}
 
-    /// The role the matrix checks for the caller opening a conversation:
-    /// `None` for services, and for a deactivated caller (sends refuse them too).
-    async fn starter_role(&self, actor: &Actor) -> Result<Option<Role>, MessagingError> {
-        Ok(match actor.kind {
-            ActorKind::Staff(role) => {
-                let me = self
-                    .ports
-                    .directory
-                    .user(&actor.tenant, &actor.user)
-                    .await?;
-                me.is_none_or(|me| me.active).then_some(role)
-            }
-            ActorKind::Service => None,
-        })
+/// The role the matrix checks for the caller opening a conversation (an
+/// active one: a deactivated caller is refused before): `None` for services.
+fn starter_role(actor: &Actor) -> Option<Role> {
+    match actor.kind {
+        ActorKind::Staff(role) => Some(role),
+        ActorKind::Service => None,
     }
 }
 

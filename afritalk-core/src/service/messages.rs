@@ -378,7 +378,7 @@ impl MessagingService {
     /// Marks one message read (recipient only, idempotent: the first `readAt` stays)
     /// and tells both participants' devices with `messaging:read`.
     pub async fn mark_read(&self, actor: &Actor, id: MessageId) -> Result<Message, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "message.read").await?;
         let message = self.load_message(actor, id).await?;
         if side_of(&message, &actor.user)? != Side::Recipient {
             return Err(self
@@ -412,7 +412,9 @@ impl MessagingService {
         conversation: ConversationId,
         up_to_seq: Option<i64>,
     ) -> Result<Vec<Message>, MessagingError> {
-        let conv = self.conversation(actor, conversation).await?;
+        let conv = self
+            .participant_conversation(actor, conversation, "message.read")
+            .await?;
         self.check_rate(actor, RateAction::Receipt).await?;
         let up_to = up_to_seq.unwrap_or(conv.last_seq).min(conv.last_seq);
         self.read_range(actor, conversation, 1, up_to).await

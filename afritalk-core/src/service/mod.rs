@@ -166,12 +166,14 @@ impl MessagingService {
         MessagingError::Forbidden(reason.to_owned())
     }
 
-    /// Refuses (and audits) a staff caller whom an administrator deactivated:
-    /// their token outlives the decision, but they may no longer change anything
-    /// (send, edit, delete, type, administer). Reading stays possible until the
-    /// token expires. Services have no directory entry and pass. Returns the
-    /// caller's entry (a send needs their name), `None` when there is none;
-    /// `details` go into the refusal's audit row.
+    /// Refuses what a staff caller whom an administrator deactivated tries with
+    /// a token that outlives the decision: every use case but the end of a
+    /// connection and the delivery ack (see [`Self::ensure_may_use`]).
+    /// Audited, like every refusal; `details` go into the row. The entry is
+    /// read from the directory's cache, so a deactivation made on another
+    /// node counts within the cache's life. Services have no directory entry
+    /// and pass. Returns the caller's entry (a send needs their name), `None`
+    /// when there is none.
     async fn ensure_active(
         &self,
         actor: &Actor,
@@ -189,6 +191,16 @@ impl MessagingService {
             return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
         }
         Ok(me)
+    }
+
+    /// Refuses a use case of a tenant whose messaging is switched off, then
+    /// one of a deactivated caller (see [`Self::ensure_active`]), `operation`
+    /// naming it in the refusal's audit row.
+    async fn ensure_may_use(&self, actor: &Actor, operation: &str) -> Result<(), MessagingError> {
+        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_active(actor, json!({ "operation": operation }))
+            .await
+            .map(drop)
     }
 
     /// The caller's role, for use cases open to staff only: a service token is

@@ -25,7 +25,7 @@ impl MessagingService {
         include_archived: bool,
         limit: PageSize,
     ) -> Result<Vec<Notification>, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "notification.list").await?;
         Ok(self
             .ports
             .notifications
@@ -46,7 +46,7 @@ impl MessagingService {
     /// Marks every unread notification of the caller read (the bell's "mark all
     /// as read"); returns how many changed. Archived ones stay archived.
     pub async fn mark_all_notifications_read(&self, actor: &Actor) -> Result<u64, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "notification.read_all").await?;
         let changed = self
             .ports
             .notifications
@@ -109,7 +109,7 @@ impl MessagingService {
         id: NotificationId,
         requested: NotificationStatus,
     ) -> Result<Notification, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "notification.status").await?;
         let current = self
             .ports
             .notifications

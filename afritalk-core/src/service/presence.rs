@@ -29,7 +29,7 @@ impl MessagingService {
         actor: &Actor,
         connection: &ConnectionId,
     ) -> Result<Presence, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "ws.connect").await?;
         self.ensure_staff(actor, "ws.connect").await?;
         // A client reconnecting in a loop would write a ws.connect row a turn.
         self.check_rate(actor, RateAction::Presence).await?;
@@ -88,7 +88,7 @@ impl MessagingService {
 
     /// A heartbeat (`presence:ping`): records activity; publishes only on a change.
     pub async fn ping(&self, actor: &Actor) -> Result<Presence, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "presence.ping").await?;
         self.check_rate(actor, RateAction::Presence).await?;
         let now = self.ports.clock.now();
         let change = self
@@ -101,7 +101,7 @@ impl MessagingService {
 
     /// Every user of the caller's tenant seen so far, with their status now.
     pub async fn presence(&self, actor: &Actor) -> Result<Vec<Presence>, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "presence.list").await?;
         let now = self.ports.clock.now();
         let records = self.ports.presence.snapshot(&actor.tenant).await?;
         Ok(records.iter().map(|r| presence_at(r, now)).collect())
@@ -115,7 +115,7 @@ impl MessagingService {
         actor: &Actor,
         users: &[UserId],
     ) -> Result<Vec<Presence>, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "presence.read").await?;
         let now = self.ports.clock.now();
         let records = self.ports.presence.records(&actor.tenant, users).await?;
         Ok(records.iter().map(|r| presence_at(r, now)).collect())

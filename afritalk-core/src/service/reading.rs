@@ -36,7 +36,7 @@ impl MessagingService {
         after: Option<ConversationCursor>,
         limit: PageSize,
     ) -> Result<ConversationPage, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "conversation.list").await?;
         let items = self.conversation_items(actor, after, limit).await?;
         let full = items.len() == limit.get() as usize;
         let next_cursor = items
@@ -54,6 +54,8 @@ impl MessagingService {
 
     /// The other participants of the caller's latest conversations (at most
     /// `limit`, latest first): whose presence a connecting socket watches.
+    /// Asked right after [`Self::connect`], which refused a deactivated
+    /// caller, so only the tenant's flag is checked again.
     pub async fn conversation_partners(
         &self,
         actor: &Actor,
@@ -115,7 +117,7 @@ impl MessagingService {
         before_seq: Option<i64>,
         limit: PageSize,
     ) -> Result<HistoryPage, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "message.history").await?;
         let pair = pair_for(&actor.user, other)?;
         let conversation = self
             .ports
@@ -158,7 +160,19 @@ impl MessagingService {
         actor: &Actor,
         id: ConversationId,
     ) -> Result<Conversation, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.participant_conversation(actor, id, "conversation.read")
+            .await
+    }
+
+    /// [`Self::conversation`] for a use case that needs one, `operation`
+    /// naming it in the audit row of a refusal.
+    pub(super) async fn participant_conversation(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        operation: &str,
+    ) -> Result<Conversation, MessagingError> {
+        self.ensure_may_use(actor, operation).await?;
         let conv = self
             .ports
             .messages
@@ -177,10 +191,8 @@ impl MessagingService {
         id: ConversationId,
         started: bool,
     ) -> Result<(), MessagingError> {
-        self.conversation(actor, id).await?;
+        self.participant_conversation(actor, id, "typing").await?;
         self.check_rate(actor, RateAction::Presence).await?;
-        self.ensure_active(actor, serde_json::json!({ "operation": "typing" }))
-            .await?;
         let event = TypingEvent {
             conversation_id: id,
             user_id: actor.user.clone(),
@@ -204,8 +216,9 @@ impl MessagingService {
         after_seq: i64,
         limit: PageSize,
     ) -> Result<ConversationCatchUp, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
-        let conv = self.conversation(actor, conversation).await?;
+        let conv = self
+            .participant_conversation(actor, conversation, "catch_up")
+            .await?;
         let mut messages = self
             .ports
             .messages
@@ -229,7 +242,7 @@ impl MessagingService {
         since: CatchUpCursor,
         limit: PageSize,
     ) -> Result<CatchUp, MessagingError> {
-        self.ensure_enabled(&actor.tenant).await?;
+        self.ensure_may_use(actor, "catch_up").await?;
         let mut changes = self
             .ports
             .messages

@@ -50,6 +50,10 @@ pub(super) async fn upsert_user(app: &App, m: &Matched, req: &Request) -> Result
         .service
         .upsert_user(&actor, user, name, role, active)
         .await?;
+    if !stored.active {
+        // At once on this node; the others' token sweeps close theirs.
+        app.close_sockets_of(&stored.tenant_id, &stored.user_id);
+    }
     Ok(Reply::ok(stored))
 }
 

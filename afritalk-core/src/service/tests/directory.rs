@@ -161,18 +161,67 @@ fn a_full_page_gives_its_last_row_s_position_even_when_that_row_is_the_caller() 
 }
 
 #[test]
-fn a_deactivated_caller_may_start_nothing() {
+fn a_deactivated_caller_finds_no_one_and_each_try_is_on_the_trail() {
     let mut everyone = people();
     everyone.push(dir_user("left", Role::Pdg, false));
-    let mut h = seen_some(everyone);
-    h.directory.expect_search().returning(|_, _| Ok(people()));
-    let page = run(h
-        .build()
-        .service
-        .search_directory(&staff("left", Role::Pdg), search(None, 50)))
-    .unwrap();
-    assert_eq!(page.users.len(), 5);
-    assert!(page.users.iter().all(|e| !e.can_start_conversation));
+    // No search expectation: reaching the directory's search would panic.
+    let f = Harness::new(everyone).build();
+    let left = staff("left", Role::Pdg);
+    for err in [
+        run(f.service.search_directory(&left, search(None, 50))).unwrap_err(),
+        run(f.service.directory_entry(&left, &uid("dg"))).unwrap_err(),
+    ] {
+        assert_eq!(
+            err,
+            MessagingError::Forbidden("your account is deactivated".into())
+        );
+    }
+    let operations: Vec<_> = f
+        .audit_rows
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|row| (row.action, row.details["operation"].clone()))
+        .collect();
+    assert_eq!(
+        operations,
+        vec![
+            (AuditAction::ForbiddenAttempt, "directory.search".into()),
+            (AuditAction::ForbiddenAttempt, "directory.entry".into()),
+        ]
+    );
+}
+
+#[test]
+fn deactivated_users_are_found_among_many_in_reads_of_at_most_500() {
+    let mut everyone: Vec<DirectoryUser> = (0..1_200)
+        .map(|n| dir_user(&format!("u{n}"), Role::Employe, n % 400 != 7))
+        .collect();
+    everyone.push(dir_user("off", Role::Dg, false));
+    let mut h = Harness::new(vec![]);
+    // Only list reads: the single-user cache may be older than a
+    // deactivation made on another node.
+    h.directory.checkpoint();
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let seen = reads.clone();
+    h.directory.expect_users().returning(move |t, ids| {
+        seen.lock().unwrap().push(ids.len());
+        Ok(everyone
+            .iter()
+            .filter(|u| &u.tenant_id == t && ids.contains(&u.user_id))
+            .cloned()
+            .collect())
+    });
+    let f = h.build();
+    let mut asked: Vec<UserId> = (0..1_200).map(|n| uid(&format!("u{n}"))).collect();
+    asked.extend([uid("ghost"), uid("off")]);
+    let mut found = run(f.service.deactivated_among(&tenant(), &asked)).unwrap();
+    found.sort();
+    let mut expected = vec![uid("off"), uid("u7"), uid("u407"), uid("u807")];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(*reads.lock().unwrap(), vec![500, 500, 202]);
+    assert!(f.actions().is_empty(), "a system check writes no audit row");
 }
 
 #[test]

@@ -395,3 +395,89 @@ fn typing_goes_to_the_conversation_subscribers() {
     let room = format!("acme/conv:{}", conversation_id());
     assert_eq!(f.deliveries(), vec![(room, "typing:start")]);
 }
+
+#[test]
+fn a_deactivated_caller_reads_nothing_and_each_try_is_on_the_trail() {
+    // No store or presence expectation: reaching one would panic.
+    let f = Harness::new(vec![
+        dir_user("dg", Role::Dg, false),
+        dir_user("emp", Role::Employe, true),
+    ])
+    .build();
+    let dg = staff("dg", Role::Dg);
+    let s = &f.service;
+    let since = CatchUpCursor {
+        since: now() - TimeDelta::minutes(5),
+        after_id: None,
+    };
+    let page = PageSize::DEFAULT;
+    let message = MessageId::from_uuid(uuid::Uuid::from_u128(0xABC1));
+    let notification = NotificationId::from_uuid(uuid::Uuid::from_u128(0xF1));
+    let tries: Vec<(&str, Result<(), MessagingError>)> = vec![
+        (
+            "conversation.list",
+            run(s.conversations(&dg, None, page)).map(drop),
+        ),
+        (
+            "message.history",
+            run(s.history(&dg, &uid("emp"), None, page)).map(drop),
+        ),
+        (
+            "conversation.read",
+            run(s.conversation(&dg, conversation_id())).map(drop),
+        ),
+        (
+            "catch_up",
+            run(s.catch_up_conversation(&dg, conversation_id(), 0, page)).map(drop),
+        ),
+        ("catch_up", run(s.catch_up(&dg, since, page)).map(drop)),
+        ("message.read", run(s.mark_read(&dg, message)).map(drop)),
+        (
+            "message.read",
+            run(s.mark_conversation_read(&dg, conversation_id(), None)).map(drop),
+        ),
+        (
+            "notification.list",
+            run(s.notifications(&dg, None, false, page)).map(drop),
+        ),
+        (
+            "notification.status",
+            run(s.mark_notification_read(&dg, notification)).map(drop),
+        ),
+        (
+            "notification.status",
+            run(s.archive_notification(&dg, notification)).map(drop),
+        ),
+        (
+            "notification.read_all",
+            run(s.mark_all_notifications_read(&dg)).map(drop),
+        ),
+        ("presence.list", run(s.presence(&dg)).map(drop)),
+        (
+            "presence.read",
+            run(s.presence_of_users(&dg, &[uid("emp")])).map(drop),
+        ),
+        ("presence.ping", run(s.ping(&dg)).map(drop)),
+        (
+            "ws.connect",
+            run(s.connect(&dg, &ConnectionId::new("c1"))).map(drop),
+        ),
+    ];
+    let refused = MessagingError::Forbidden("your account is deactivated".into());
+    for (operation, result) in &tries {
+        assert_eq!(result, &Err(refused.clone()), "{operation}");
+    }
+    let rows: Vec<_> = f
+        .audit_rows
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|row| (row.action, row.details["operation"].clone()))
+        .collect();
+    let expected: Vec<_> = tries
+        .iter()
+        .map(|(operation, _)| (AuditAction::ForbiddenAttempt, (*operation).into()))
+        .collect();
+    assert_eq!(rows, expected);
+    assert!(f.published.lock().unwrap().is_empty());
+}
