@@ -176,15 +176,8 @@ fn a_deactivated_caller_finds_no_one_and_each_try_is_on_the_trail() {
             MessagingError::Forbidden("your account is deactivated".into())
         );
     }
-    let operations: Vec<_> = f
-        .audit_rows
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|row| (row.action, row.details["operation"].clone()))
-        .collect();
     assert_eq!(
-        operations,
+        f.audited_operations(),
         vec![
             (AuditAction::ForbiddenAttempt, "directory.search".into()),
             (AuditAction::ForbiddenAttempt, "directory.entry".into()),

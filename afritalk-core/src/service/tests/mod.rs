@@ -256,6 +256,16 @@ impl Fixture {
     }
 
     /// `(room, event name)` of everything published, in order.
+    /// Each audit row's action and `details.operation`, in order.
+    pub fn audited_operations(&self) -> Vec<(AuditAction, serde_json::Value)> {
+        self.audit_rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|row| (row.action, row.details["operation"].clone()))
+            .collect()
+    }
+
     pub fn deliveries(&self) -> Vec<(String, &'static str)> {
         self.published
             .lock()
