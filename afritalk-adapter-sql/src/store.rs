@@ -146,7 +146,7 @@ macro_rules! sql_store {
                 DirectoryUser, FeatureFlags,
                 Message, MessageContent, MessageId, MessageStore, NewMessage, Notification,
                 NotificationCursor, NotificationId, NotificationStatus, NotificationStore,
-                PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult, TenantId, UserId,
+                PageSize, ParticipantPair, PurgeReceipt, SendOutcome, StoreError, StoreResult, TenantId, UserId,
             };
             use $crate::__private::chrono::{DateTime, Utc};
             use $crate::__private::diesel::prelude::*;
@@ -1027,51 +1027,55 @@ macro_rules! sql_store {
 
                 async fn purge_before(
                     &self,
-                    cutoff: DateTime<Utc>,
+                    receipt: &PurgeReceipt,
                 ) -> StoreResult<Vec<(TenantId, u64)>> {
                     use messaging_audit_log::{created_at, tenant_id};
+                    let cutoff = to_db(receipt.cutoff);
                     let _writer = self.write_lock().await;
                     let mut pooled = self.conn().await?;
                     let conn: &mut $conn = &mut pooled;
                     // Each tenant's rows go by a statement of their own, whose
                     // count of deleted rows is exactly what that tenant lost,
                     // even if another purge runs at the same time (it then
-                    // finds those rows gone and counts none).
-                    let counts: Vec<(String, usize)> = conn
-                        .$tx(async |tx| {
-                            let tenants = messaging_audit_log::table
-                                .filter(created_at.lt(to_db(cutoff)))
-                                .select(tenant_id)
-                                .distinct()
-                                .load::<String>(tx)
-                                .await?;
-                            let mut counts = Vec::with_capacity(tenants.len());
-                            for tenant in tenants {
-                                let removed = $crate::__private::diesel::delete(
-                                    messaging_audit_log::table
-                                        .filter(tenant_id.eq(&tenant))
-                                        .filter(created_at.lt(to_db(cutoff))),
-                                )
+                    // finds those rows gone and counts none). The receipts are
+                    // written in the same transaction: a trail never loses
+                    // rows without saying so.
+                    conn.$tx(async |tx| {
+                        let tenants = messaging_audit_log::table
+                            .filter(created_at.lt(cutoff))
+                            .select(tenant_id)
+                            .distinct()
+                            .load::<String>(tx)
+                            .await?;
+                        let mut purged = Vec::with_capacity(tenants.len());
+                        for tenant in tenants {
+                            let removed = $crate::__private::diesel::delete(
+                                messaging_audit_log::table
+                                    .filter(tenant_id.eq(&tenant))
+                                    .filter(created_at.lt(cutoff)),
+                            )
+                            .execute(tx)
+                            .await?;
+                            if removed > 0 {
+                                let tenant = TenantId::parse(tenant.as_str()).map_err(|e| {
+                                    $crate::error::corrupt("audit row's tenant id", e)
+                                })?;
+                                purged.push((tenant, u64::try_from(removed).unwrap_or(u64::MAX)));
+                            }
+                        }
+                        // Byte order, whatever the database's collation.
+                        purged.sort();
+                        for (position, (tenant, rows)) in (0u32..).zip(&purged) {
+                            let row = AuditRow::from(&receipt.entry(position, tenant, *rows));
+                            $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                .values(&row)
                                 .execute(tx)
                                 .await?;
-                                counts.push((tenant, removed));
-                            }
-                            Ok::<_, $crate::__private::diesel::result::Error>(counts)
-                        })
-                        .await
-                        .map_err(|e| db_error("purging the audit log", e))?;
-                    let mut purged = counts
-                        .into_iter()
-                        .filter(|(_, removed)| *removed > 0)
-                        .map(|(tenant, removed)| {
-                            let tenant = TenantId::parse(tenant.as_str())
-                                .map_err(|e| $crate::error::corrupt("audit row's tenant id", e))?;
-                            Ok((tenant, u64::try_from(removed).unwrap_or(u64::MAX)))
-                        })
-                        .collect::<StoreResult<Vec<_>>>()?;
-                    // Byte order, whatever the database's collation.
-                    purged.sort();
-                    Ok(purged)
+                        }
+                        Ok::<_, TxError>(purged)
+                    })
+                    .await
+                    .map_err(|e| e.into_store("purging the audit log"))
                 }
             }
 

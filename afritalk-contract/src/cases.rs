@@ -6,12 +6,14 @@
 use std::collections::BTreeSet;
 
 use afritalk_ports::{
-    AuditAction, AuditCursor, AuditEntry, AuditFilter, ChangeCursor, Conversation,
+    AuditAction, AuditCursor, AuditEntry, AuditFilter, AuditId, ChangeCursor, Conversation,
     ConversationCursor, DeliveryOutcome, DirectoryCursor, DirectoryQuery, DirectoryUser, Message,
     MessageContent, NameKey, NewMessage, Notification, NotificationCursor, NotificationKind,
-    NotificationStatus, PageSize, Role, SearchText, SendOutcome, StoreError, TenantId, UserId,
+    NotificationStatus, PageSize, PurgeReceipt, Role, SearchText, SendOutcome, StoreError,
+    TenantId, UserId,
 };
 use chrono::{Duration, SubsecRound};
+use uuid::Uuid;
 
 use crate::Ports;
 use crate::fixtures::*;
@@ -1762,15 +1764,26 @@ pub async fn audit_query_filters_newest_first_and_purge_removes_only_older_rows(
     .await;
     assert_eq!(window, vec![rows[2].clone(), rows[1].clone()]);
 
-    // Purge is across tenants and strictly before the cutoff.
-    // Each tenant's count, in tenant id order, to record the purge in each trail.
+    // Purge is across tenants and strictly before the cutoff, and leaves its
+    // receipt in each trail that lost rows, in the same write. Each tenant's
+    // count, in tenant id order (the receipts' positions).
+    let receipt = PurgeReceipt {
+        id: AuditId::from_uuid(Uuid::new_v4()),
+        cutoff: at(10),
+        at: at(1_000),
+    };
     assert_eq!(
-        p.audit.purge_before(at(10)).await.unwrap(),
+        p.audit.purge_before(&receipt).await.unwrap(),
         vec![(t1.clone(), 1), (t2.clone(), 1)]
     );
-    assert_eq!(q(&t1, AuditFilter::default(), 50).await.len(), 3);
-    assert!(q(&t2, AuditFilter::default(), 50).await.is_empty());
-    assert!(p.audit.purge_before(at(10)).await.unwrap().is_empty());
+    let kept = q(&t1, AuditFilter::default(), 50).await;
+    assert_eq!(kept.len(), 4);
+    assert_eq!(kept[0], receipt.entry(0, &t1, 1), "newest first");
+    assert_eq!(
+        q(&t2, AuditFilter::default(), 50).await,
+        vec![receipt.entry(1, &t2, 1)]
+    );
+    assert!(p.audit.purge_before(&receipt).await.unwrap().is_empty());
 
     // Rows sharing a timestamp (a send and the conversation it created) are never
     // skipped when paging one row at a time with the cursor.

@@ -339,6 +339,46 @@ pub struct AuditEntry {
     pub created_at: DateTime<Utc>,
 }
 
+/// A purge of the audit trail, as each tenant's trail records it: the rows
+/// [`AuditLog::purge_before`](crate::AuditLog::purge_before) removes and the
+/// `audit.purge` rows it leaves in their place are one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeReceipt {
+    /// The purge's id; each tenant's row takes it with its last four bytes
+    /// mixed with the tenant's position among those that lost rows, so one
+    /// fresh id serves a purge of any number of tenants.
+    pub id: AuditId,
+    /// Rows created strictly before this go.
+    pub cutoff: DateTime<Utc>,
+    /// When the purge ran (the receipts' time).
+    pub at: DateTime<Utc>,
+}
+
+impl PurgeReceipt {
+    /// The `audit.purge` row of the tenant at `position` (from 0, in tenant id
+    /// order, among the tenants that lost rows), which lost `rows` rows.
+    pub fn entry(&self, position: u32, tenant: &TenantId, rows: u64) -> AuditEntry {
+        let mut bytes = *self.id.as_uuid().as_bytes();
+        for (byte, mix) in bytes[12..].iter_mut().zip(position.to_be_bytes()) {
+            *byte ^= mix;
+        }
+        AuditEntry {
+            id: AuditId::from_uuid(uuid::Uuid::from_bytes(bytes)),
+            tenant_id: tenant.clone(),
+            user_id: None,
+            action: AuditAction::AuditPurge,
+            entity_type: None,
+            entity_id: None,
+            details: serde_json::json!({
+                "removedRows": rows,
+                "createdBefore": self.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            }),
+            ip_address: None,
+            created_at: self.at,
+        }
+    }
+}
+
 /// A user as AfriTalk knows them inside a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -410,6 +450,44 @@ mod tests {
 
     fn user(id: &str) -> UserId {
         UserId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn each_tenant_s_purge_row_has_its_own_id_and_says_what_went() {
+        let receipt = PurgeReceipt {
+            id: AuditId::from_uuid(uuid::Uuid::from_u128(
+                0x0190_0000_0000_7000_8000_0000_0000_0001,
+            )),
+            cutoff: DateTime::from_timestamp(1_700_000_000, 250_000_000).unwrap(),
+            at: DateTime::from_timestamp(1_731_000_000, 0).unwrap(),
+        };
+        let t = TenantId::parse("acme").unwrap();
+        let rows: Vec<AuditEntry> = (0..3).map(|n| receipt.entry(n, &t, 7)).collect();
+        assert_eq!(rows[0].id, receipt.id);
+        assert_ne!(rows[1].id, rows[0].id);
+        assert_ne!(rows[2].id, rows[1].id);
+        // Version and variant stay those of the purge's id.
+        let uuid = rows[2].id.as_uuid();
+        assert_eq!(
+            (uuid.get_version_num(), uuid.get_variant()),
+            (7, uuid::Variant::RFC4122)
+        );
+        assert_eq!(
+            (
+                rows[1].action,
+                &rows[1].tenant_id,
+                rows[1].user_id.as_ref(),
+                rows[1].created_at
+            ),
+            (AuditAction::AuditPurge, &t, None, receipt.at)
+        );
+        assert_eq!(
+            rows[1].details,
+            serde_json::json!({
+                "removedRows": 7,
+                "createdBefore": "2023-11-14T22:13:20.250000Z",
+            })
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::entities::{
     AuditAction, AuditEntry, Conversation, ConversationSummary, DirectoryUser, Message,
-    Notification, NotificationStatus, ParticipantPair, PresenceRecord,
+    Notification, NotificationStatus, ParticipantPair, PresenceRecord, PurgeReceipt,
 };
 use crate::error::StoreError;
 use crate::events::{Audience, RealtimeEvent};
@@ -382,10 +382,12 @@ pub trait AuditLog: Send + Sync {
         limit: PageSize,
     ) -> StoreResult<Vec<AuditEntry>>;
 
-    /// Removes rows of every tenant created strictly before `cutoff`; returns
-    /// how many each tenant lost, in tenant id order (tenants that lost none are
-    /// left out), so that the purge itself can be recorded in each tenant's trail.
-    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<(TenantId, u64)>>;
+    /// Removes rows of every tenant created strictly before `receipt.cutoff`
+    /// and, in the same write, appends to each tenant that lost rows its
+    /// [`PurgeReceipt::entry`] (positions in tenant id order, by bytes), so
+    /// that no trail is ever shortened without saying so. Returns how many
+    /// each tenant lost, in that order (tenants that lost none are left out).
+    async fn purge_before(&self, receipt: &PurgeReceipt) -> StoreResult<Vec<(TenantId, u64)>>;
 }
 
 /// Who exists in a tenant, with their role and whether they are active.

@@ -3,10 +3,9 @@
 use std::cmp::Reverse;
 
 use afritalk_ports::{
-    AuditEntry, AuditFilter, AuditLog, PageSize, StoreError, StoreResult, TenantId,
+    AuditEntry, AuditFilter, AuditLog, PageSize, PurgeReceipt, StoreError, StoreResult, TenantId,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use super::messages::page;
 use super::{MemoryStore, stored_audit};
@@ -70,18 +69,25 @@ impl AuditLog for MemoryStore {
             .collect())
     }
 
-    async fn purge_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<(TenantId, u64)>> {
+    async fn purge_before(&self, receipt: &PurgeReceipt) -> StoreResult<Vec<(TenantId, u64)>> {
         let mut state = self.lock();
         let mut removed = Vec::new();
         for (tenant, data) in &mut state.tenants {
             let before = data.audit.len();
-            data.audit.retain(|e| e.created_at >= cutoff);
+            data.audit.retain(|e| e.created_at >= receipt.cutoff);
             let gone = (before - data.audit.len()) as u64;
             if gone > 0 {
                 removed.push((tenant.clone(), gone));
             }
         }
         removed.sort();
+        // Under the same lock: no reader sees the rows gone without their receipt.
+        for (position, (tenant, rows)) in (0u32..).zip(&removed) {
+            if let Some(data) = state.tenants.get_mut(tenant) {
+                data.audit
+                    .push(stored_audit(receipt.entry(position, tenant, *rows)));
+            }
+        }
         Ok(removed)
     }
 }
@@ -163,19 +169,26 @@ mod tests {
         for (tenant_id, secs) in [(&t, 0), (&t, 10), (&t, 20), (&o, 5), (&o, 25)] {
             block_on(store.append(entry(tenant_id, AuditAction::WsConnect, secs, None))).unwrap();
         }
+        let receipt = PurgeReceipt {
+            id: AuditId::from_uuid(uuid::Uuid::from_u128(0xAB)),
+            cutoff: at(20),
+            at: at(30),
+        };
         assert_eq!(
-            block_on(store.purge_before(at(20))).unwrap(),
+            block_on(store.purge_before(&receipt)).unwrap(),
             vec![(o.clone(), 1), (t.clone(), 2)]
         );
         let left = |tenant_id| {
             block_on(store.query(tenant_id, AuditFilter::default(), all()))
                 .unwrap()
                 .into_iter()
-                .map(|e| e.created_at)
+                .map(|e| (e.created_at, e.action))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(left(&t), vec![at(20)]);
-        assert_eq!(left(&o), vec![at(25)]);
-        assert!(block_on(store.purge_before(at(20))).unwrap().is_empty());
+        // Newest first: the receipt, then what was kept.
+        let purged = (at(30), AuditAction::AuditPurge);
+        assert_eq!(left(&t), vec![purged, (at(20), AuditAction::WsConnect)]);
+        assert_eq!(left(&o), vec![purged, (at(25), AuditAction::WsConnect)]);
+        assert!(block_on(store.purge_before(&receipt)).unwrap().is_empty());
     }
 }

@@ -5,10 +5,10 @@
 use afritalk_ports::{
     Audience, AuditAction, AuditEntry, AuditFilter, AuditId, DirectoryUser, DisplayName,
     MessageContent, MessagingError, Missing, Notification, NotificationId, NotificationKind,
-    NotificationStatus, NotifyEvent, PageSize, RealtimeEvent, RelatedEntity, Role, UserId,
-    ValidationError,
+    NotificationStatus, NotifyEvent, PageSize, PurgeReceipt, RealtimeEvent, RelatedEntity, Role,
+    UserId, ValidationError,
 };
-use chrono::{DateTime, Months, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, Months, TimeDelta, Utc};
 use serde_json::json;
 
 use super::MessagingService;
@@ -273,8 +273,8 @@ impl MessagingService {
     /// task, run by the binary. Rows younger than 12 months are kept, whatever
     /// `older_than` says (the cutoff is then 12 months ago, and the answer
     /// says so). Each tenant that lost rows gets an `audit.purge` row saying
-    /// how many and up to when, so its PDG can see that its trail was
-    /// shortened and by how much.
+    /// how many and up to when, written with the removal, so its PDG can see
+    /// that its trail was shortened and by how much.
     pub async fn purge_audit(
         &self,
         older_than: Option<TimeDelta>,
@@ -287,37 +287,13 @@ impl MessagingService {
         });
         let kept_longer = asked.is_some_and(|cutoff| cutoff > kept_since);
         let cutoff = asked.map_or(kept_since, |cutoff| cutoff.min(kept_since));
-        let purged = self.ports.audit.purge_before(cutoff).await?;
+        let receipt = PurgeReceipt {
+            id: AuditId::from_uuid(self.ports.ids.new_id()),
+            cutoff,
+            at: now,
+        };
+        let purged = self.ports.audit.purge_before(&receipt).await?;
         let removed = purged.iter().map(|(_, n)| n).sum();
-        let mut unrecorded = Vec::new();
-        for (tenant, rows) in &purged {
-            let entry = AuditEntry {
-                id: AuditId::from_uuid(self.ports.ids.new_id()),
-                tenant_id: tenant.clone(),
-                user_id: None,
-                action: AuditAction::AuditPurge,
-                entity_type: None,
-                entity_id: None,
-                details: json!({
-                    "removedRows": rows,
-                    "createdBefore": cutoff.to_rfc3339_opts(SecondsFormat::Micros, true),
-                }),
-                ip_address: None,
-                created_at: now,
-            };
-            if let Err(err) = self.ports.audit.append(entry).await {
-                unrecorded.push(format!("{tenant} ({rows} rows: {err})"));
-            }
-        }
-        if !unrecorded.is_empty() {
-            // The rows are gone already: say so, with the counts, rather than
-            // leave the operator believing nothing happened.
-            return Err(MessagingError::Unavailable(format!(
-                "removed {removed} audit rows created before {cutoff}, but could not \
-                 record the purge in the trail of {}",
-                unrecorded.join(", ")
-            )));
-        }
         Ok(AuditPurge {
             cutoff,
             removed,
