@@ -346,7 +346,11 @@ pub struct AuditEntry {
 pub struct PurgeReceipt {
     /// The purge's id; each tenant's row takes it with its last four bytes
     /// mixed with the tenant's position among those that lost rows, so one
-    /// fresh id serves a purge of any number of tenants.
+    /// fresh id serves a purge of any number of tenants. Those bytes must be
+    /// random (as in UUID v4 and v7, what [`IdGenerator`](crate::IdGenerator)s
+    /// give here): with sequential ids a receipt could take another row's id,
+    /// and on Postgres or SQLite the purge would then fail whole, removing
+    /// nothing.
     pub id: AuditId,
     /// Rows created strictly before this go.
     pub cutoff: DateTime<Utc>,
