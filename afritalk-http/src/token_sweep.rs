@@ -62,38 +62,23 @@ pub(crate) async fn run(app: App) {
                 staff.entry(actor.tenant).or_default().insert(actor.user);
             }
         }
-        close_deactivated(&app, &sockets, staff).await;
+        close_deactivated(&app, staff).await;
     }
 }
 
-/// Closes the sockets of those of `staff` whom an administrator deactivated.
-/// A directory that cannot be read closes nothing: the next sweep tries again.
-async fn close_deactivated(app: &App, sockets: &[SocketRef], staff: UsersByTenant) {
-    let mut deactivated = UsersByTenant::new();
+/// Closes the sockets of those of `staff` whom an administrator deactivated,
+/// the way the directory route does when the change is made on this node. A
+/// directory that cannot be read closes nothing: the next sweep tries again.
+async fn close_deactivated(app: &App, staff: UsersByTenant) {
     for (tenant, users) in staff {
         let users: Vec<UserId> = users.into_iter().collect();
         match app.inner.service.deactivated_among(&tenant, &users).await {
-            Ok(found) if found.is_empty() => {}
             Ok(found) => {
-                deactivated.insert(tenant, found.into_iter().collect());
+                for user in found {
+                    app.close_sockets_of(&tenant, &user);
+                }
             }
             Err(err) => tracing::warn!(%err, %tenant, "deactivated users not checked"),
-        }
-    }
-    if deactivated.is_empty() {
-        return;
-    }
-    for socket in sockets {
-        let Some(session) = socket.extensions.get::<Session>() else {
-            continue;
-        };
-        let actor = &session.actor;
-        if deactivated
-            .get(&actor.tenant)
-            .is_some_and(|users| users.contains(&actor.user))
-        {
-            tracing::info!(user = %actor.user, "closing a socket of a deactivated user");
-            close(socket);
         }
     }
 }
