@@ -110,6 +110,7 @@ impl Application {
             client_ip_header: config.trusted_proxy_header.clone(),
             max_body_bytes: edge.max_body_bytes,
             max_ws_message_bytes: edge.max_socket_message_bytes,
+            max_sockets_per_user: edge.max_sockets_per_user,
             first_request_timeout: edge.first_request_timeout,
             keep_alive_timeout: edge.keep_alive_timeout,
             request_body_timeout: edge.request_body_timeout,

@@ -34,6 +34,7 @@ Environment:
   AFRITALK_RATE_LIMITS           per-user limits, e.g. send=30/10,modify=20/60 (max per seconds)
   AFRITALK_MAX_BODY_BYTES        largest REST body (default 64KiB; bytes, KiB or MiB)
   AFRITALK_MAX_SOCKET_MESSAGE_BYTES  largest Socket.IO message (default 64KiB)
+  AFRITALK_MAX_SOCKETS_PER_USER  sockets one user may hold open on a node (default 32)
   AFRITALK_FIRST_REQUEST_TIMEOUT a new connection's first request, TLS included (default 10s)
   AFRITALK_KEEP_ALIVE_TIMEOUT    a connection with no request in flight is closed (default 75s)
   AFRITALK_REQUEST_BODY_TIMEOUT  a REST body must arrive whole within it, else 408 (default 30s)

@@ -99,6 +99,9 @@ pub struct EdgeLimits {
     pub max_body_bytes: usize,
     /// Largest Socket.IO message (`AFRITALK_MAX_SOCKET_MESSAGE_BYTES`).
     pub max_socket_message_bytes: usize,
+    /// Most sockets one user may hold open on a node
+    /// (`AFRITALK_MAX_SOCKETS_PER_USER`).
+    pub max_sockets_per_user: usize,
     /// Time a new connection has to send its first request's headers, TLS
     /// handshake included (`AFRITALK_FIRST_REQUEST_TIMEOUT`).
     pub first_request_timeout: Duration,
@@ -117,6 +120,7 @@ impl Default for EdgeLimits {
         Self {
             max_body_bytes: http.max_body_bytes,
             max_socket_message_bytes: http.max_ws_message_bytes,
+            max_sockets_per_user: http.max_sockets_per_user,
             first_request_timeout: http.first_request_timeout,
             keep_alive_timeout: http.keep_alive_timeout,
             request_body_timeout: http.request_body_timeout,
@@ -145,6 +149,11 @@ impl EdgeLimits {
                 "AFRITALK_MAX_SOCKET_MESSAGE_BYTES",
                 default.max_socket_message_bytes,
                 8 * 1024,
+            )?,
+            max_sockets_per_user: count(
+                "AFRITALK_MAX_SOCKETS_PER_USER",
+                get("AFRITALK_MAX_SOCKETS_PER_USER"),
+                default.max_sockets_per_user,
             )?,
             first_request_timeout: duration(
                 "AFRITALK_FIRST_REQUEST_TIMEOUT",
@@ -348,11 +357,11 @@ impl Config {
                 });
             }
         };
-        let db_pool_size = pool_size("AFRITALK_DB_POOL_SIZE", get("AFRITALK_DB_POOL_SIZE"), 16)?;
+        let db_pool_size = count("AFRITALK_DB_POOL_SIZE", get("AFRITALK_DB_POOL_SIZE"), 16)?;
         // The pool the Redis adapters take their shared connections from (one
         // each, replaced after a failure): its size matters only while many
         // calls reconnect at once.
-        let redis_pool_size = pool_size(
+        let redis_pool_size = count(
             "AFRITALK_REDIS_POOL_SIZE",
             get("AFRITALK_REDIS_POOL_SIZE"),
             64,
@@ -426,12 +435,9 @@ impl Config {
     }
 }
 
-/// A pool size from variable `name` (`raw`), `default` when unset.
-fn pool_size(
-    name: &'static str,
-    raw: Option<String>,
-    default: usize,
-) -> Result<usize, ConfigError> {
+/// A count from 1 to 1024 (a pool size, a cap) from variable `name` (`raw`),
+/// `default` when unset.
+fn count(name: &'static str, raw: Option<String>, default: usize) -> Result<usize, ConfigError> {
     match raw {
         None => Ok(default),
         Some(raw) => raw
@@ -501,6 +507,7 @@ mod tests {
         let c = config(&[
             ("AFRITALK_MAX_BODY_BYTES", "1MiB"),
             ("AFRITALK_MAX_SOCKET_MESSAGE_BYTES", "8192"),
+            ("AFRITALK_MAX_SOCKETS_PER_USER", "4"),
             ("AFRITALK_FIRST_REQUEST_TIMEOUT", "500ms"),
             ("AFRITALK_KEEP_ALIVE_TIMEOUT", "2m"),
             ("AFRITALK_REQUEST_BODY_TIMEOUT", "45"),
@@ -512,6 +519,7 @@ mod tests {
             EdgeLimits {
                 max_body_bytes: 1024 * 1024,
                 max_socket_message_bytes: 8192,
+                max_sockets_per_user: 4,
                 first_request_timeout: Duration::from_millis(500),
                 keep_alive_timeout: Duration::from_secs(120),
                 request_body_timeout: Duration::from_secs(45),
@@ -529,6 +537,8 @@ mod tests {
                 "99999999999999999999999",
             ),
             ("AFRITALK_FIRST_REQUEST_TIMEOUT", "0"),
+            ("AFRITALK_MAX_SOCKETS_PER_USER", "0"),
+            ("AFRITALK_MAX_SOCKETS_PER_USER", "1025"),
             ("AFRITALK_KEEP_ALIVE_TIMEOUT", "10 minutes"),
             ("AFRITALK_REQUEST_BODY_TIMEOUT", "-5s"),
             ("AFRITALK_SHUTDOWN_GRACE", "25h"),

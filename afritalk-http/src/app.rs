@@ -16,6 +16,7 @@ use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::socket::Session;
 use crate::socket::sink::SocketSink;
+use crate::socket::slots::SocketSlots;
 
 /// What `/readyz` asks: the binary implements it by pinging its stores.
 #[async_trait]
@@ -64,6 +65,8 @@ pub(crate) struct AppInner {
     /// The socket events being handled: shutdown waits for them (a send
     /// acknowledged before its socket closes), refusing new ones meanwhile.
     pub(crate) events_in_flight: TaskTracker,
+    /// Each user's open sockets on this node, under `max_sockets_per_user`.
+    pub(crate) socket_slots: Arc<SocketSlots>,
 }
 
 /// A function returning Prometheus text lines for `/metrics`.
@@ -77,6 +80,7 @@ impl App {
         config: HttpConfig,
         readiness: Arc<dyn ReadinessCheck>,
     ) -> Self {
+        let socket_slots = SocketSlots::new(config.max_sockets_per_user);
         Self {
             inner: Arc::new(AppInner {
                 service,
@@ -90,6 +94,7 @@ impl App {
                 presence_swept: Mutex::new(Vec::new()),
                 sockets_closed: CancellationToken::new(),
                 events_in_flight: TaskTracker::new(),
+                socket_slots,
             }),
         }
     }

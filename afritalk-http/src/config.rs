@@ -9,6 +9,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest Socket.IO message (websocket message or frame, long-polling body).
     pub max_ws_message_bytes: usize,
+    /// Most sockets one user may hold open on this node (at least 1); a
+    /// handshake past it is refused with `too_many_sockets`.
+    pub max_sockets_per_user: usize,
     /// Origins allowed to open a socket and to read REST answers in a browser
     /// (CORS) (`None`: any). Requests without `Origin` (non-browser clients) are
     /// always allowed.
@@ -49,6 +52,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 64 * 1024,
             max_ws_message_bytes: 64 * 1024,
+            max_sockets_per_user: 32,
             allowed_origins: None,
             client_ip_header: None,
             first_request_timeout: Duration::from_secs(10),

@@ -43,6 +43,10 @@ pub enum ApiError {
     /// A socket handshake from an Origin outside the allowlist.
     #[error("origin not allowed")]
     OriginNotAllowed,
+    /// A socket handshake of a user who already holds this many sockets open
+    /// on this node.
+    #[error("too many sockets open ({0})")]
+    TooManySockets(usize),
     /// A socket event nobody handles.
     #[error("unknown event {0}")]
     UnknownEvent(String),
@@ -138,6 +142,13 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
                 "this Origin is not in the server's allowlist",
+            ),
+            ApiError::TooManySockets(max) => R::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sockets",
+                format!(
+                    "you already have {max} sockets open on this server: close one (another tab or device) first"
+                ),
             ),
             ApiError::UnknownEvent(name) => R::new(
                 StatusCode::NOT_FOUND,
@@ -274,6 +285,7 @@ mod tests {
                 "request_timeout",
             ),
             (ApiError::RouteNotFound, 404, "not_found"),
+            (ApiError::TooManySockets(32), 429, "too_many_sockets"),
             (
                 ApiError::MethodNotAllowed(vec![Method::GET]),
                 405,

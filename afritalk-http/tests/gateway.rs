@@ -1223,6 +1223,83 @@ async fn a_user_deactivated_through_this_node_loses_their_sockets_at_once() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_user_holds_at_most_the_cap_of_sockets_and_a_closed_one_frees_its_place() {
+    let server = spawn_with(
+        HttpConfig {
+            max_sockets_per_user: 2,
+            ..HttpConfig::default()
+        },
+        RateLimits::default(),
+    )
+    .await;
+    server.add_user("emp", "EMPLOYE").await;
+    let emp = json!({ "token": server.token("emp", Role::Employe) });
+    let first = Polling::staff(&server, "emp", Role::Employe).await;
+    let _second = Polling::staff(&server, "emp", Role::Employe).await;
+    let (_, reply) = Polling::connect(&server, "t1", emp.clone()).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("too_many_sockets"),
+        "{reply}"
+    );
+    // Refused before anything was recorded: two connections, two audit rows.
+    let pdg = server.token("boss", Role::Pdg);
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/audit?action=ws.connect&userId=emp",
+            Some(&pdg),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.body
+    );
+    // Other users are not counted against emp.
+    let _dg = Polling::staff(&server, "dg1", Role::Dg).await;
+
+    // The client closes one socket: its place is free again.
+    first.post("41").await;
+    let mut reconnected = false;
+    for _ in 0..50 {
+        let (_, reply) = Polling::connect(&server, "t1", emp.clone()).await;
+        if reply.starts_with("40") {
+            reconnected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reconnected, "the closed socket's place was not freed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_refused_after_taking_a_place_gives_it_back() {
+    let server = spawn_with(
+        HttpConfig {
+            max_sockets_per_user: 1,
+            ..HttpConfig::default()
+        },
+        RateLimits::default(),
+    )
+    .await;
+    server.add_user("emp", "EMPLOYE").await;
+    let emp = json!({ "token": server.token("emp", Role::Employe) });
+    deactivate_elsewhere(&server).await;
+    for _ in 0..3 {
+        let (_, reply) = Polling::connect(&server, "t1", emp.clone()).await;
+        assert!(reply.contains("your account is deactivated"), "{reply}");
+    }
+    server.add_user("emp", "EMPLOYE").await;
+    let (_, reply) = Polling::connect(&server, "t1", emp).await;
+    assert!(reply.starts_with("40"), "{reply}");
+    server.stop().await;
+}
+
 /// The in-process presence, slow to answer a connect (after recording it), a
 /// read of statuses or a touch: the server waits there while a test acts (a
 /// client leaving its handshake, events arriving together, a shutdown); or in

@@ -4,9 +4,11 @@
 //! - [`handlers`]: one function per client event, each acked with `{ ok, … }`.
 //! - [`sink`]: the [`EventSink`](afritalk_ports::EventSink) that emits core events
 //!   to this node's sockets, and turns recipient acks into ✓✓ receipts.
+//! - [`slots`]: the cap on each user's open sockets on this node.
 
 pub(crate) mod handlers;
 pub(crate) mod sink;
+pub(crate) mod slots;
 
 use std::fmt;
 use std::sync::Arc;
@@ -107,6 +109,12 @@ pub(crate) async fn authenticate(
     let tenant = auth::path_tenant(&tenant)?;
     let token = inner.verifier.open(&token)?;
     let identity = token.authorize(&tenant, Operation::Read)?;
+    // Before anything is recorded: a refused handshake leaves no trace but the log.
+    let slots = &inner.socket_slots;
+    let Some(slot) = slots.take(&identity.tenant, &identity.user) else {
+        tracing::info!(user = %identity.user, max = slots.max(), "socket refused: too many open");
+        return Err(ApiError::TooManySockets(slots.max()).into());
+    };
     let peer = parts.extensions.get::<PeerAddr>().copied();
     let mut actor = identity.to_actor();
     if let Some(ip) = auth::client_ip(inner, &parts.headers, peer) {
@@ -128,6 +136,7 @@ pub(crate) async fn authenticate(
     s.extensions
         .insert(PendingConnection::new(app.clone(), actor.clone(), &s));
     s.extensions.insert(sink::MissedEvents::default());
+    s.extensions.insert(Arc::new(slot));
     s.extensions.insert(Session {
         actor,
         token,
@@ -226,6 +235,8 @@ pub(crate) async fn on_connect(s: SocketRef, State(app): State<App>) {
 
 async fn on_disconnect(s: SocketRef, State(app): State<App>, reason: DisconnectReason) {
     PendingConnection::settle(&s);
+    // Its place is free at once, not when the last handle on the socket goes.
+    s.extensions.remove::<Arc<slots::SocketSlot>>();
     let Some(session) = s.extensions.get::<Session>() else {
         return;
     };
