@@ -784,19 +784,33 @@ macro_rules! sql_store {
 
             #[$crate::__private::async_trait]
             impl NotificationStore for $name {
-                async fn create(&self, notification: Notification) -> StoreResult<()> {
+                async fn create(
+                    &self,
+                    notification: Notification,
+                    audit: AuditEntry,
+                ) -> StoreResult<()> {
                     let row = NotificationRow::from(&notification);
+                    let audit = AuditRow::from(&audit);
                     let _writer = self.write_lock().await;
-                    let mut conn = self.conn().await?;
-                    let result = $crate::__private::diesel::insert_into(notifications::table)
-                        .values(&row)
-                        .execute(&mut conn)
-                        .await
-                        .map_err(TxError::from);
+                    let mut pooled = self.conn().await?;
+                    let conn: &mut $conn = &mut pooled;
+                    let result = conn
+                        .$tx(async |tx| {
+                            $crate::__private::diesel::insert_into(notifications::table)
+                                .values(&row)
+                                .execute(tx)
+                                .await?;
+                            $crate::__private::diesel::insert_into(messaging_audit_log::table)
+                                .values(&audit)
+                                .execute(tx)
+                                .await?;
+                            Ok::<_, TxError>(())
+                        })
+                        .await;
                     match result {
-                        Ok(_) => Ok(()),
+                        Ok(()) => Ok(()),
                         Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(
-                            "a notification with this id already exists".into(),
+                            "a notification or audit row with this id already exists".into(),
                         )),
                         Err(err) => Err(err.into_store("storing a notification")),
                     }
@@ -1075,7 +1089,13 @@ macro_rules! sql_store {
                         Ok::<_, TxError>(purged)
                     })
                     .await
-                    .map_err(|e| e.into_store("purging the audit log"))
+                    .map_err(|err| {
+                        if is_unique_violation(&err) {
+                            StoreError::Conflict("a purge receipt's id is already taken".into())
+                        } else {
+                            err.into_store("purging the audit log")
+                        }
+                    })
                 }
             }
 

@@ -299,7 +299,10 @@ pub async fn concurrent_sends_across_conversations_each_get_their_own_answer(p: 
     .await;
     // A send that fails midway: its notification id is taken.
     let taken = notification(&t, &recipients[1], NotificationKind::Alert, at(0));
-    p.notifications.create(taken.clone()).await.unwrap();
+    p.notifications
+        .create(taken.clone(), created(&taken))
+        .await
+        .unwrap();
     let mut doomed = new_message(&t, &senders[1], &recipients[1], "perdu", at(1));
     doomed.notification.id = taken.id;
 
@@ -444,7 +447,11 @@ pub async fn failed_send_leaves_nothing_half_written(p: Ports) {
     // Inject a failure after the conversation and message inserts: the
     // notification's id already exists.
     let taken = notification(&t, &b, NotificationKind::Alert, at(0));
-    p.notifications.create(taken.clone()).await.unwrap();
+    let alert_row = created(&taken);
+    p.notifications
+        .create(taken.clone(), alert_row.clone())
+        .await
+        .unwrap();
 
     let mut doomed = with_client_id(new_message(&t, &a, &b, "perdu", at(1)), "c-doomed");
     doomed.notification.id = taken.id;
@@ -471,12 +478,13 @@ pub async fn failed_send_leaves_nothing_half_written(p: Ports) {
         p.messages.message(&t, doomed.message_id).await.unwrap(),
         None
     );
-    assert!(
+    assert_eq!(
         p.audit
             .query(&t, AuditFilter::default(), page(100))
             .await
-            .unwrap()
-            .is_empty()
+            .unwrap(),
+        vec![alert_row],
+        "only the alert's row"
     );
     assert_eq!(
         p.notifications.notification(&t, taken.id).await.unwrap(),
@@ -867,7 +875,10 @@ pub async fn timestamps_are_utc_to_the_microsecond(p: Ports) {
         NotificationKind::System,
         sent + Duration::microseconds(7),
     );
-    p.notifications.create(n.clone()).await.unwrap();
+    p.notifications
+        .create(n.clone(), created(&n))
+        .await
+        .unwrap();
     assert_eq!(
         p.notifications
             .notification(&t, n.id)
@@ -1322,7 +1333,10 @@ pub async fn notification_status_only_moves_forward(p: Ports) {
     let t = tenant("acme");
     let u = user("awa");
     let n = notification(&t, &u, NotificationKind::Alert, at(0));
-    p.notifications.create(n.clone()).await.unwrap();
+    p.notifications
+        .create(n.clone(), created(&n))
+        .await
+        .unwrap();
     let set = async |status| {
         p.notifications
             .set_status(&t, &u, n.id, status)
@@ -1437,7 +1451,10 @@ pub async fn mark_all_read_changes_only_the_user_s_unread_notifications(p: Ports
     let mut mine = Vec::new();
     for i in 0..4 {
         let n = notification(&t, &u, NotificationKind::Alert, at(i));
-        p.notifications.create(n.clone()).await.unwrap();
+        p.notifications
+            .create(n.clone(), created(&n))
+            .await
+            .unwrap();
         mine.push(n);
     }
     p.notifications
@@ -1449,10 +1466,13 @@ pub async fn mark_all_read_changes_only_the_user_s_unread_notifications(p: Ports
         .await
         .unwrap();
     let theirs = notification(&t, &colleague, NotificationKind::Alert, at(9));
-    p.notifications.create(theirs.clone()).await.unwrap();
+    p.notifications
+        .create(theirs.clone(), created(&theirs))
+        .await
+        .unwrap();
     let hers_elsewhere = notification(&elsewhere, &u, NotificationKind::Alert, at(9));
     p.notifications
-        .create(hers_elsewhere.clone())
+        .create(hers_elsewhere.clone(), created(&hers_elsewhere))
         .await
         .unwrap();
 
@@ -1487,7 +1507,10 @@ pub async fn reading_messages_reads_only_their_unread_notifications(p: Ports) {
         sent.push(m);
     }
     let alert = notification(&t, &b, NotificationKind::Alert, at(5));
-    p.notifications.create(alert.clone()).await.unwrap();
+    p.notifications
+        .create(alert.clone(), created(&alert))
+        .await
+        .unwrap();
     let mine = p
         .notifications
         .list(&t, &b, None, true, page(100))
@@ -1548,16 +1571,60 @@ pub async fn reading_messages_reads_only_their_unread_notifications(p: Ports) {
     assert_eq!(p.notifications.unread_count(&t, &b).await.unwrap(), 2);
 }
 
+pub async fn an_alert_and_its_audit_row_are_stored_together_or_not_at_all(p: Ports) {
+    let t = tenant("acme");
+    let u = user("awa");
+    let first = notification(&t, &u, NotificationKind::Alert, at(0));
+    let row = created(&first);
+    p.notifications
+        .create(first.clone(), row.clone())
+        .await
+        .unwrap();
+    let trail = async || audits(&p, &t, AuditAction::NotificationCreate).await;
+    assert_eq!(trail().await, vec![row.clone()]);
+
+    // An alert whose audit row's id is taken is not stored…
+    let second = notification(&t, &u, NotificationKind::Alert, at(10));
+    let mut reused = created(&second);
+    reused.id = row.id;
+    let err = p
+        .notifications
+        .create(second.clone(), reused)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        p.notifications.notification(&t, second.id).await.unwrap(),
+        None
+    );
+    // …and the audit row of an alert whose id is taken is not either.
+    let err = p
+        .notifications
+        .create(first.clone(), created(&first))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(trail().await, vec![row]);
+    assert_eq!(p.notifications.unread_count(&t, &u).await.unwrap(), 1);
+}
+
 pub async fn notifications_list_unread_first_then_newest(p: Ports) {
     let t = tenant("acme");
     let (u, other) = (user("awa"), user("bakary"));
     let mut made = Vec::new();
     for i in 0..6 {
         let n = notification(&t, &u, NotificationKind::Alert, at(i * 10));
-        p.notifications.create(n.clone()).await.unwrap();
+        p.notifications
+            .create(n.clone(), created(&n))
+            .await
+            .unwrap();
         made.push(n);
     }
-    let err = p.notifications.create(made[0].clone()).await.unwrap_err();
+    let err = p
+        .notifications
+        .create(made[0].clone(), created(&made[0]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     // 0 and 3 read, 1 archived; 2, 4, 5 stay unread.
     let set = async |i: usize, s| {
@@ -1784,6 +1851,11 @@ pub async fn audit_query_filters_newest_first_and_purge_removes_only_older_rows(
         vec![receipt.entry(1, &t2, 1)]
     );
     assert!(p.audit.purge_before(&receipt).await.unwrap().is_empty());
+    assert_eq!(
+        q(&t1, AuditFilter::default(), 50).await,
+        kept,
+        "a purge that removes nothing writes no receipt"
+    );
 
     // Rows sharing a timestamp (a send and the conversation it created) are never
     // skipped when paging one row at a time with the cursor.
@@ -1815,6 +1887,38 @@ pub async fn audit_query_filters_newest_first_and_purge_removes_only_older_rows(
     }
     same_instant.sort_by_key(|e| std::cmp::Reverse(e.id));
     assert_eq!(paged, same_instant);
+}
+
+pub async fn a_purge_whose_receipt_id_is_taken_fails_whole(p: Ports) {
+    let (t1, t2) = (tenant("acme"), tenant("globex"));
+    let a = user("awa");
+    let receipt = PurgeReceipt {
+        id: AuditId::from_uuid(Uuid::new_v4()),
+        cutoff: at(10),
+        at: at(1_000),
+    };
+    // The second tenant's receipt id is already a row of a tenant that keeps
+    // all of its rows.
+    let mut taken = audit(&t2, &a, AuditAction::WsConnect, at(20));
+    taken.id = receipt.entry(1, &t2, 1).id;
+    let rows = vec![
+        audit(&t1, &a, AuditAction::WsConnect, at(0)),
+        audit(&t2, &a, AuditAction::WsConnect, at(5)),
+        taken,
+    ];
+    for r in &rows {
+        p.audit.append(r.clone()).await.unwrap();
+    }
+    let err = p.audit.purge_before(&receipt).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let q = async |t: &TenantId| {
+        p.audit
+            .query(t, AuditFilter::default(), page(50))
+            .await
+            .unwrap()
+    };
+    assert_eq!(q(&t1).await, vec![rows[0].clone()], "nothing removed");
+    assert_eq!(q(&t2).await, vec![rows[2].clone(), rows[1].clone()]);
 }
 
 pub async fn directory_upserts_and_reads_users(p: Ports) {

@@ -66,6 +66,20 @@ pub fn audit(
     }
 }
 
+/// The `notification.create` audit row stored with `n`.
+pub fn created(n: &Notification) -> AuditEntry {
+    AuditEntry {
+        entity_type: Some("notification".into()),
+        entity_id: Some(n.id.to_string()),
+        ..audit(
+            &n.tenant_id,
+            &n.user_id,
+            AuditAction::NotificationCreate,
+            n.created_at,
+        )
+    }
+}
+
 /// An unread notification for `user` created at `when`.
 pub fn notification(
     tenant: &TenantId,

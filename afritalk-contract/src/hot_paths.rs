@@ -177,7 +177,10 @@ pub async fn exercise(p: &Ports, round: u32) {
         alert.related = m1.related.clone();
         alert.push_sent_at = Some(when(7) + Duration::seconds(1));
     }
-    p.notifications.create(alert.clone()).await.unwrap();
+    p.notifications
+        .create(alert.clone(), created(&alert))
+        .await
+        .unwrap();
     assert!(
         p.notifications
             .notification(&t, alert.id)

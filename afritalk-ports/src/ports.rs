@@ -290,8 +290,11 @@ pub struct NotificationCursor {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
-    /// Stores a new notification. MUST return `Conflict` if its id exists.
-    async fn create(&self, notification: Notification) -> StoreResult<()>;
+    /// Stores a new notification (an alert or a system one: a message's comes
+    /// with its send) and its `audit` row in one transaction, so that neither
+    /// is ever stored without the other. MUST return `Conflict`, storing
+    /// nothing, if the notification's id or the audit row's exists.
+    async fn create(&self, notification: Notification, audit: AuditEntry) -> StoreResult<()>;
 
     /// A notification of this tenant by id, or `None`.
     async fn notification(

@@ -14,12 +14,7 @@ use super::{MemoryStore, stored_audit};
 impl AuditLog for MemoryStore {
     async fn append(&self, entry: AuditEntry) -> StoreResult<()> {
         let mut state = self.lock();
-        // Ids are unique across tenants, as the SQL backends' primary key.
-        let taken = state
-            .tenants
-            .values()
-            .any(|data| data.audit.iter().any(|row| row.id == entry.id));
-        if taken {
+        if state.audit_id_taken(entry.id) {
             return Err(StoreError::Conflict(format!(
                 "audit row {} already exists",
                 entry.id
@@ -71,21 +66,32 @@ impl AuditLog for MemoryStore {
 
     async fn purge_before(&self, receipt: &PurgeReceipt) -> StoreResult<Vec<(TenantId, u64)>> {
         let mut state = self.lock();
-        let mut removed = Vec::new();
-        for (tenant, data) in &mut state.tenants {
-            let before = data.audit.len();
-            data.audit.retain(|e| e.created_at >= receipt.cutoff);
-            let gone = (before - data.audit.len()) as u64;
-            if gone > 0 {
-                removed.push((tenant.clone(), gone));
-            }
-        }
+        let mut removed: Vec<(TenantId, u64)> = state
+            .tenants
+            .iter()
+            .map(|(tenant, data)| {
+                let older = data.audit.iter().filter(|e| e.created_at < receipt.cutoff);
+                (tenant.clone(), older.count() as u64)
+            })
+            .filter(|(_, rows)| *rows > 0)
+            .collect();
         removed.sort();
+        let receipts: Vec<AuditEntry> = (0u32..)
+            .zip(&removed)
+            .map(|(position, (tenant, rows))| receipt.entry(position, tenant, *rows))
+            .collect();
+        // Checked before anything is removed: a purge fails whole, as the SQL
+        // backends' transaction does on their primary key.
+        if receipts.iter().any(|r| state.audit_id_taken(r.id)) {
+            return Err(StoreError::Conflict(
+                "a purge receipt's id is already taken".into(),
+            ));
+        }
         // Under the same lock: no reader sees the rows gone without their receipt.
-        for (position, (tenant, rows)) in (0u32..).zip(&removed) {
-            if let Some(data) = state.tenants.get_mut(tenant) {
-                data.audit
-                    .push(stored_audit(receipt.entry(position, tenant, *rows)));
+        for row in receipts {
+            if let Some(data) = state.tenants.get_mut(&row.tenant_id) {
+                data.audit.retain(|e| e.created_at >= receipt.cutoff);
+                data.audit.push(stored_audit(row));
             }
         }
         Ok(removed)

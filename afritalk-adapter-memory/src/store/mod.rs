@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, SubsecRound, Utc};
 
 use afritalk_ports::{
-    AuditEntry, ClientMessageId, Conversation, ConversationId, DirectoryUser, Message, MessageId,
-    Notification, NotificationId, ParticipantPair, StoreError, StoreResult, TenantId, UserId,
+    AuditEntry, AuditId, ClientMessageId, Conversation, ConversationId, DirectoryUser, Message,
+    MessageId, Notification, NotificationId, ParticipantPair, StoreError, StoreResult, TenantId,
+    UserId,
 };
 
 /// In-memory implementation of the storage ports (`MessageStore`,
@@ -115,6 +116,16 @@ impl fmt::Debug for MemoryStore {
 
 /// Refuses a row that names another tenant than the call it came with: storing it
 /// would put it where the caller's tenant cannot see it, or leak it elsewhere.
+impl State {
+    /// Whether an audit row of any tenant has this id (unique across tenants,
+    /// as the SQL backends' primary key).
+    fn audit_id_taken(&self, id: AuditId) -> bool {
+        self.tenants
+            .values()
+            .any(|data| data.audit.iter().any(|row| row.id == id))
+    }
+}
+
 fn same_tenant(expected: &TenantId, actual: &TenantId, what: &str) -> StoreResult<()> {
     if expected == actual {
         Ok(())

@@ -4,19 +4,26 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 
 use afritalk_ports::{
-    MessageId, Notification, NotificationCursor, NotificationId, NotificationStatus,
+    AuditEntry, MessageId, Notification, NotificationCursor, NotificationId, NotificationStatus,
     NotificationStore, PageSize, StoreError, StoreResult, TenantId, UserId,
 };
 use async_trait::async_trait;
 
 use super::messages::page;
-use super::{MemoryStore, stored_notification};
+use super::{MemoryStore, same_tenant, stored_audit, stored_notification};
 
 #[async_trait]
 impl NotificationStore for MemoryStore {
-    async fn create(&self, notification: Notification) -> StoreResult<()> {
+    async fn create(&self, notification: Notification, audit: AuditEntry) -> StoreResult<()> {
+        same_tenant(&notification.tenant_id, &audit.tenant_id, "the audit row")?;
         let notification = stored_notification(notification);
         let mut state = self.lock();
+        if state.audit_id_taken(audit.id) {
+            return Err(StoreError::Conflict(format!(
+                "audit row {} already exists",
+                audit.id
+            )));
+        }
         let data = state
             .tenants
             .entry(notification.tenant_id.clone())
@@ -28,6 +35,7 @@ impl NotificationStore for MemoryStore {
             )));
         }
         data.notifications.insert(notification.id, notification);
+        data.audit.push(stored_audit(audit));
         Ok(())
     }
 
@@ -142,7 +150,7 @@ impl NotificationStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use afritalk_ports::NotificationKind;
+    use afritalk_ports::{AuditAction, NotificationKind};
     use chrono::{DateTime, Utc};
     use futures::executor::block_on;
 
@@ -153,9 +161,15 @@ mod tests {
         PageSize::new(100).unwrap()
     }
 
+    /// Stores `n` with its `notification.create` audit row.
+    fn add(store: &MemoryStore, n: Notification) -> StoreResult<()> {
+        let row = audit(&n.tenant_id, AuditAction::NotificationCreate, n.created_at);
+        block_on(store.create(n, row))
+    }
+
     fn create(store: &MemoryStore, t: &TenantId, u: &str, secs: i64) -> Notification {
         let n = notification(t, &user(u), at(secs));
-        block_on(store.create(n.clone())).unwrap();
+        add(store, n.clone()).unwrap();
         n
     }
 
@@ -171,10 +185,7 @@ mod tests {
         let n = create(&store, &t, "u", 0);
         let mut again = n.clone();
         again.title = "changed".into();
-        assert!(matches!(
-            block_on(store.create(again)),
-            Err(StoreError::Conflict(_))
-        ));
+        assert!(matches!(add(&store, again), Err(StoreError::Conflict(_))));
         assert_eq!(block_on(store.notification(&t, n.id)).unwrap(), Some(n));
     }
 
@@ -189,9 +200,9 @@ mod tests {
         let archived = create(&store, &t, "u", 20);
         let mut alert = notification(&t, &u, at(3));
         alert.kind = NotificationKind::Alert;
-        block_on(store.create(alert.clone())).unwrap();
+        add(&store, alert.clone()).unwrap();
         create(&store, &t, "someone-else", 30);
-        block_on(store.create(notification(&tenant("o"), &u, at(30)))).unwrap();
+        add(&store, notification(&tenant("o"), &u, at(30))).unwrap();
         block_on(store.set_status(&t, &u, read.id, NotificationStatus::Read)).unwrap();
         block_on(store.set_status(&t, &u, archived.id, NotificationStatus::Archived)).unwrap();
 
@@ -231,7 +242,7 @@ mod tests {
             .map(|_| with_time(notification(&t, &u, at(0)), at(7)))
             .collect();
         for n in &ns {
-            block_on(store.create(n.clone())).unwrap();
+            add(&store, n.clone()).unwrap();
         }
         ns.sort_by_key(|n| std::cmp::Reverse(n.id));
         let listed = block_on(store.list(&t, &u, None, false, all())).unwrap();

@@ -127,10 +127,6 @@ impl MessagingService {
             push_sent_at: None,
             created_at: now,
         };
-        self.ports
-            .notifications
-            .create(notification.clone())
-            .await?;
         let audit = self.audit_entry(
             actor,
             AuditAction::NotificationCreate,
@@ -138,7 +134,11 @@ impl MessagingService {
             json!({ "recipientId": alert.recipient, "type": alert.kind.as_str() }),
             now,
         );
-        self.append_audit(audit).await?;
+        // One write: an alert is never stored without its audit row.
+        self.ports
+            .notifications
+            .create(notification.clone(), audit)
+            .await?;
         let event = RealtimeEvent::NotifyNew(NotifyEvent {
             kind: notification.kind,
             payload: notification.clone(),
