@@ -92,6 +92,10 @@ impl ConflictKind {
     }
 }
 
+/// The reason of the `Forbidden` refusal of anything a user whom an
+/// administrator deactivated tries with a token that outlived the decision.
+pub const ACCOUNT_DEACTIVATED: &str = "your account is deactivated";
+
 /// The answer of a use case that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessagingError {
@@ -147,6 +151,13 @@ impl MessagingError {
             MessagingError::FeatureDisabled => "messaging_disabled",
             MessagingError::Unavailable(_) => "unavailable",
         }
+    }
+
+    /// Whether this refuses a deactivated user (see [`ACCOUNT_DEACTIVATED`]):
+    /// nothing else they try will succeed either, so an open socket of theirs
+    /// can be closed.
+    pub fn is_account_deactivated(&self) -> bool {
+        matches!(self, MessagingError::Forbidden(reason) if reason == ACCOUNT_DEACTIVATED)
     }
 
     /// Maps a backend error met while acting on `missing`.

@@ -16,9 +16,10 @@ mod tests;
 use std::sync::Arc;
 
 use afritalk_ports::{
-    Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory, DirectoryUser,
-    EventPublisher, FeatureFlags, IdGenerator, MessageStore, MessagingError, NotificationStore,
-    PresenceTracker, RateAction, RateDecision, RateLimiter, RealtimeEvent, Role, TenantId,
+    ACCOUNT_DEACTIVATED, Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory,
+    DirectoryUser, EventPublisher, FeatureFlags, IdGenerator, MessageStore, MessagingError,
+    NotificationStore, PresenceTracker, RateAction, RateDecision, RateLimiter, RealtimeEvent, Role,
+    TenantId,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -28,9 +29,6 @@ use crate::rules::presence::ActivityMemo;
 
 pub use admin::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since};
 pub use directory::DirectorySearch;
-
-/// Why a deactivated user's change is refused.
-const ACCOUNT_DEACTIVATED: &str = "your account is deactivated";
 
 /// The refusal of a staff-only use case to a service token.
 const STAFF_ONLY: &str = "only staff members can use messaging";

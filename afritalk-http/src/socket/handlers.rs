@@ -87,6 +87,7 @@ where
 /// (expired, or attenuated) closes the socket after the error ack: the client
 /// must reconnect with a fresh token. A token that may not do this operation
 /// but still reads (read-only, or writes that ended first) keeps its socket.
+/// A user found deactivated loses theirs after the ack too.
 async fn handle_as<T, F, Fut>(
     operation: Operation,
     s: SocketRef,
@@ -126,9 +127,14 @@ async fn handle_as<T, F, Fut>(
         f(session, payload).await
     }
     .await;
+    // A user deactivated since they connected: nothing they try will succeed,
+    // so the socket goes now rather than at the next token sweep.
+    if matches!(&result, Err(ApiError::Messaging(err)) if err.is_account_deactivated()) {
+        close_socket = true;
+    }
     answer(ack, result);
     if close_socket {
-        let _ = s.disconnect();
+        super::close(s);
     } else {
         leave_rooms_if_gone(&s);
     }
