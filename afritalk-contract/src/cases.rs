@@ -1897,8 +1897,8 @@ pub async fn a_purge_whose_receipt_id_is_taken_fails_whole(p: Ports) {
         cutoff: at(10),
         at: at(1_000),
     };
-    // The second tenant's receipt id is already a row of a tenant that keeps
-    // all of its rows.
+    // The second tenant's receipt id is already the id of one of its rows
+    // that the purge keeps.
     let mut taken = audit(&t2, &a, AuditAction::WsConnect, at(20));
     taken.id = receipt.entry(1, &t2, 1).id;
     let rows = vec![

@@ -195,9 +195,9 @@ impl App {
         self.inner.io.get()?.of("/")
     }
 
-    /// Closes this node's sockets of one user, whom an administrator just
-    /// deactivated through this node (the other nodes' token sweeps close
-    /// theirs within one sweep).
+    /// Closes this node's sockets of one user whom an administrator
+    /// deactivated: at once when the change is made through this node, else
+    /// when this node's token sweep finds it.
     pub(crate) fn close_sockets_of(&self, tenant: &TenantId, user: &UserId) {
         let Some(root) = self.sockets_root() else {
             return;
@@ -205,9 +205,7 @@ impl App {
         let room = Audience::User(tenant.clone(), user.clone()).room();
         for socket in root.to(room).sockets() {
             tracing::info!(%user, "closing a socket of a deactivated user");
-            if let Err(err) = socket.disconnect() {
-                tracing::debug!(%err, "socket already gone");
-            }
+            crate::socket::close(socket);
         }
     }
 

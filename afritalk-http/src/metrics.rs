@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     http_latency: HistogramVec,
     connections_dropped: IntCounterVec,
     events_dropped: IntCounter,
+    sockets_over_cap: IntCounter,
 }
 
 /// Why the server dropped a client connection before serving it.
@@ -94,6 +95,12 @@ impl Metrics {
              client is then told to catch up)",
         )
         .expect(VALID);
+        let sockets_over_cap = IntCounter::new(
+            "afritalk_socket_handshakes_over_cap_total",
+            "Socket handshakes refused (too_many_sockets) because their user already \
+             held the most sockets allowed on this node",
+        )
+        .expect(VALID);
         // Every reason from the start, at 0, so that rates and alerts see
         // the series before the first drop.
         for why in [
@@ -110,6 +117,7 @@ impl Metrics {
             Box::new(http_latency.clone()),
             Box::new(connections_dropped.clone()),
             Box::new(events_dropped.clone()),
+            Box::new(sockets_over_cap.clone()),
         ] {
             if let Err(err) = registry.register(collector) {
                 tracing::error!(%err, "metric not registered");
@@ -123,7 +131,13 @@ impl Metrics {
             http_latency,
             connections_dropped,
             events_dropped,
+            sockets_over_cap,
         }
+    }
+
+    /// Counts a handshake refused because its user held the most sockets allowed.
+    pub(crate) fn socket_over_cap(&self) {
+        self.sockets_over_cap.inc();
     }
 
     /// Counts an event lost for a socket whose outgoing buffer was full.

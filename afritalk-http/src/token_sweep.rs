@@ -19,7 +19,6 @@ use std::collections::{HashMap, HashSet};
 use afritalk_auth::Operation;
 use afritalk_core::ActorKind;
 use afritalk_ports::{TenantId, UserId};
-use socketioxide::extract::SocketRef;
 
 use crate::app::App;
 use crate::socket::{Session, sink};
@@ -56,7 +55,7 @@ pub(crate) async fn run(app: App) {
                 .permits(&session.actor.tenant, Operation::Read)
             {
                 tracing::info!(%err, user = %session.actor.user, "closing a socket whose token no longer reads");
-                close(socket);
+                crate::socket::close(socket.clone());
             } else if matches!(session.actor.kind, ActorKind::Staff(_)) {
                 let Session { actor, .. } = session;
                 staff.entry(actor.tenant).or_default().insert(actor.user);
@@ -80,12 +79,5 @@ async fn close_deactivated(app: &App, staff: UsersByTenant) {
             }
             Err(err) => tracing::warn!(%err, %tenant, "deactivated users not checked"),
         }
-    }
-}
-
-/// Closes a socket (one already gone is fine).
-fn close(socket: &SocketRef) {
-    if let Err(err) = socket.clone().disconnect() {
-        tracing::debug!(%err, "socket already gone");
     }
 }

@@ -1202,6 +1202,47 @@ async fn a_user_deactivated_elsewhere_loses_their_sockets_at_the_next_sweep() {
 }
 
 #[tokio::test]
+async fn a_deactivated_user_s_refused_event_closes_their_socket() {
+    // The default sweep, every 15 s: the close must not wait for it.
+    let server = spawn().await;
+    server.add_user("emp", "EMPLOYE").await;
+    let emp = Polling::staff(&server, "emp", Role::Employe).await;
+    server.add_user("emp2", "EMPLOYE").await;
+    server.add_user("boss", "PDG").await;
+    let keeper = Polling::staff(&server, "emp2", Role::Employe).await;
+    deactivate_elsewhere(&server).await;
+    emp.post(r#"420["presence:ping",{}]"#).await;
+    // The ack, then the close (the two may come in one poll).
+    let packets = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut seen = Vec::new();
+        while !seen.iter().any(|p: &String| p.starts_with("41")) {
+            seen.extend(emp.poll().await);
+        }
+        seen
+    })
+    .await
+    .expect("closed before the next sweep");
+    let ack = packets
+        .iter()
+        .find(|p| p.starts_with("430"))
+        .expect("acked");
+    let (_, ack) = packet_json(ack);
+    assert_eq!(ack[0]["error"]["code"], "forbidden", "{ack}");
+    assert_eq!(ack[0]["error"]["message"], "your account is deactivated");
+    // Another refusal (an Employé opening a conversation with the PDG) keeps
+    // the socket.
+    keeper
+        .post(r#"421["messaging:send",{"toUserId":"boss","content":"Bonjour"}]"#)
+        .await;
+    let (_, ack) = packet_json(&keeper.wait_for("431").await);
+    assert_eq!(ack[0]["error"]["code"], "forbidden", "{ack}");
+    keeper.post(r#"422["presence:ping",{}]"#).await;
+    let (_, ack) = packet_json(&keeper.wait_for("432").await);
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_user_deactivated_through_this_node_loses_their_sockets_at_once() {
     // The default sweep, every 15 s: the close must not wait for it.
     let server = spawn().await;
@@ -1258,6 +1299,14 @@ async fn a_user_holds_at_most_the_cap_of_sockets_and_a_closed_one_frees_its_plac
         Some(2),
         "{}",
         r.body
+    );
+    let metrics = server.call("GET", "/metrics", None, None).await;
+    assert!(
+        metrics
+            .body
+            .contains("afritalk_socket_handshakes_over_cap_total 1"),
+        "{}",
+        metrics.body
     );
     // Other users are not counted against emp.
     let _dg = Polling::staff(&server, "dg1", Role::Dg).await;
@@ -1513,8 +1562,12 @@ async fn a_rest_sender_without_a_socket_is_announced_idle_then_offline_once_each
 
 #[tokio::test]
 async fn a_client_that_leaves_during_the_handshake_does_not_stay_connected() {
+    // One socket per user: each socket below must give its place back.
     let server = spawn_over(
-        HttpConfig::default(),
+        HttpConfig {
+            max_sockets_per_user: 1,
+            ..HttpConfig::default()
+        },
         RateLimits::default(),
         SlowPresence::new(Duration::from_millis(500), Duration::ZERO),
     )
@@ -1558,6 +1611,11 @@ async fn a_client_that_leaves_during_the_handshake_does_not_stay_connected() {
         status_of_emp().await.as_deref(),
         Some("idle"),
         "the abandoned connection is not counted"
+    );
+    let (_, reply) = Polling::connect(&server, "t1", json!({ "token": token })).await;
+    assert!(
+        reply.starts_with("40"),
+        "the abandoned place is free: {reply}"
     );
     server.stop().await;
 }

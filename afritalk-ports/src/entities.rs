@@ -349,8 +349,7 @@ pub struct PurgeReceipt {
     /// fresh id serves a purge of any number of tenants. Those bytes must be
     /// random (as in UUID v4 and v7, what [`IdGenerator`](crate::IdGenerator)s
     /// give here): with sequential ids a receipt could take another row's id,
-    /// and on Postgres or SQLite the purge would then fail whole, removing
-    /// nothing.
+    /// and the purge would then fail whole (`Conflict`), removing nothing.
     pub id: AuditId,
     /// Rows created strictly before this go.
     pub cutoff: DateTime<Utc>,

@@ -390,6 +390,8 @@ pub trait AuditLog: Send + Sync {
     /// [`PurgeReceipt::entry`] (positions in tenant id order, by bytes), so
     /// that no trail is ever shortened without saying so. Returns how many
     /// each tenant lost, in that order (tenants that lost none are left out).
+    /// MUST return `Conflict`, removing nothing, if a receipt's id is taken by
+    /// a row that stays.
     async fn purge_before(&self, receipt: &PurgeReceipt) -> StoreResult<Vec<(TenantId, u64)>>;
 }
 

@@ -114,8 +114,6 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-/// Refuses a row that names another tenant than the call it came with: storing it
-/// would put it where the caller's tenant cannot see it, or leak it elsewhere.
 impl State {
     /// Whether an audit row of any tenant has this id (unique across tenants,
     /// as the SQL backends' primary key).
@@ -126,6 +124,8 @@ impl State {
     }
 }
 
+/// Refuses a row that names another tenant than the call it came with: storing it
+/// would put it where the caller's tenant cannot see it, or leak it elsewhere.
 fn same_tenant(expected: &TenantId, actual: &TenantId, what: &str) -> StoreResult<()> {
     if expected == actual {
         Ok(())

@@ -18,6 +18,7 @@ use afritalk_auth::{Operation, VerifiedToken};
 use afritalk_core::Actor;
 use afritalk_ports::{Audience, ConnectionId, PageSize};
 use serde::Deserialize;
+use socketioxide::SocketError;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use tokio_util::task::TaskTracker;
@@ -71,6 +72,21 @@ impl<E: Into<ApiError>> From<E> for ConnectRefused {
     }
 }
 
+/// Closes a socket from the server side. One already gone is fine; one whose
+/// outgoing buffer is full cannot be told and stays open (socketioxide
+/// refuses the close then), so the next token sweep tries again.
+pub(crate) fn close(s: SocketRef) {
+    match s.disconnect() {
+        Ok(()) => {}
+        Err(SocketError::InternalChannelFull) => {
+            tracing::warn!(
+                "socket not closed: its outgoing buffer is full; the token sweep retries"
+            );
+        }
+        Err(err) => tracing::debug!(%err, "socket already gone"),
+    }
+}
+
 /// The token of `auth: { token }`, else of the `?token=` query.
 fn handshake_token(s: &SocketRef, auth: Option<ConnectAuth>) -> Option<String> {
     auth.and_then(|a| a.token).or_else(|| {
@@ -112,7 +128,10 @@ pub(crate) async fn authenticate(
     // Before anything is recorded: a refused handshake leaves no trace but the log.
     let slots = &inner.socket_slots;
     let Some(slot) = slots.take(&identity.tenant, &identity.user) else {
-        tracing::info!(user = %identity.user, max = slots.max(), "socket refused: too many open");
+        // Counted, and logged only at debug: a client retrying in a loop
+        // would otherwise fill the log.
+        inner.metrics.socket_over_cap();
+        tracing::debug!(user = %identity.user, max = slots.max(), "socket refused: too many open");
         return Err(ApiError::TooManySockets(slots.max()).into());
     };
     let peer = parts.extensions.get::<PeerAddr>().copied();
