@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind};
 
-use crate::config::Config;
+use crate::config::{AuditRetention, Config};
 use crate::keys::{self, KeyFileError};
+use crate::retention::{self, PurgeSchedule};
 use crate::wiring::{self, Bus, ReadCaches, RealtimeError, Storage, StorageError};
 
 /// Why the application could not start.
@@ -76,6 +77,7 @@ pub struct Application {
     service: MessagingService,
     heartbeat: Option<Heartbeat>,
     read_caches: ReadCaches,
+    audit_purge: Option<AuditRetention>,
 }
 
 /// What the shared-presence heartbeat needs: the Redis presence, and the bus's
@@ -172,6 +174,7 @@ impl Application {
             service,
             heartbeat,
             read_caches: storage.read_caches.clone(),
+            audit_purge: config.audit_purge,
         })
     }
 
@@ -217,8 +220,15 @@ impl Application {
             }
         };
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
+        let audit_purge = self.audit_purge.map(|retention| {
+            let job = retention::run(self.service.clone(), retention, PurgeSchedule::DAILY);
+            tokio::spawn(job)
+        });
         let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;
         read_caches.abort();
+        if let Some(job) = audit_purge {
+            job.abort();
+        }
         if let Some((_, hand_over)) = heartbeat {
             // Done as soon as the sockets closed, unless serving failed first.
             if result.is_ok() {

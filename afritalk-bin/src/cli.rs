@@ -39,6 +39,8 @@ Environment:
   AFRITALK_KEEP_ALIVE_TIMEOUT    a connection with no request in flight is closed (default 75s)
   AFRITALK_REQUEST_BODY_TIMEOUT  a REST body must arrive whole within it, else 408 (default 30s)
   AFRITALK_SHUTDOWN_GRACE        how long shutdown waits for in-flight requests (default 10s)
+  AFRITALK_AUDIT_PURGE           daily|off: serve removes audit rows past their retention (default daily)
+  AFRITALK_AUDIT_KEEP_DAYS       keep audit rows this many days (default and least: 12 months)
   RUST_LOG                       log filter (default info)";
 
 /// AfriTalk: in-app business messaging for AfriGest.

@@ -89,6 +89,17 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Sizes and times the HTTP edge allows (`AFRITALK_MAX_*` and `AFRITALK_*_TIMEOUT`).
     pub edge: EdgeLimits,
+    /// The daily purge of audit rows past their retention that `serve` runs
+    /// (`AFRITALK_AUDIT_PURGE`, `daily` by default; `None` when `off`).
+    pub audit_purge: Option<AuditRetention>,
+}
+
+/// How long audit rows are kept before `serve`'s daily purge removes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditRetention {
+    /// Keep rows this many days (`AFRITALK_AUDIT_KEEP_DAYS`, 1 to 36,500); never
+    /// less than the 12 months every trail keeps. `None`: those 12 months.
+    pub keep_days: Option<i64>,
 }
 
 /// Sizes and times allowed at the HTTP and Socket.IO edge; the defaults are
@@ -386,6 +397,29 @@ impl Config {
                 });
             }
         };
+        let keep_days = match get("AFRITALK_AUDIT_KEEP_DAYS") {
+            None => None,
+            Some(raw) => Some(
+                raw.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|days| (1..=36_500).contains(days))
+                    .ok_or_else(|| ConfigError {
+                        name: "AFRITALK_AUDIT_KEEP_DAYS",
+                        reason: "must be a number of days from 1 to 36500".into(),
+                    })?,
+            ),
+        };
+        let audit_purge = match get("AFRITALK_AUDIT_PURGE").as_deref() {
+            None | Some("daily") | Some("on") => Some(AuditRetention { keep_days }),
+            Some("off") => None,
+            Some(_) => {
+                return Err(ConfigError {
+                    name: "AFRITALK_AUDIT_PURGE",
+                    reason: "must be daily or off".into(),
+                });
+            }
+        };
         let presence_ttl = match get("AFRITALK_PRESENCE_TTL") {
             None => DEFAULT_PRESENCE_TTL,
             Some(raw) => parse_duration(&raw)
@@ -431,6 +465,7 @@ impl Config {
                 })?,
             },
             edge: EdgeLimits::from_lookup(get)?,
+            audit_purge,
         })
     }
 }
@@ -542,6 +577,40 @@ mod tests {
             ("AFRITALK_KEEP_ALIVE_TIMEOUT", "10 minutes"),
             ("AFRITALK_REQUEST_BODY_TIMEOUT", "-5s"),
             ("AFRITALK_SHUTDOWN_GRACE", "25h"),
+        ] {
+            assert_eq!(config(&[(name, bad)]).unwrap_err().name, name, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_audit_purge_runs_daily_unless_off_and_keeps_what_it_is_told() {
+        let daily = Some(AuditRetention { keep_days: None });
+        assert_eq!(config(&[]).unwrap().audit_purge, daily);
+        assert_eq!(
+            config(&[("AFRITALK_AUDIT_PURGE", "daily")])
+                .unwrap()
+                .audit_purge,
+            daily
+        );
+        assert_eq!(
+            config(&[("AFRITALK_AUDIT_PURGE", "off")])
+                .unwrap()
+                .audit_purge,
+            None
+        );
+        assert_eq!(
+            config(&[("AFRITALK_AUDIT_KEEP_DAYS", "730")])
+                .unwrap()
+                .audit_purge,
+            Some(AuditRetention {
+                keep_days: Some(730)
+            })
+        );
+        for (name, bad) in [
+            ("AFRITALK_AUDIT_PURGE", "weekly"),
+            ("AFRITALK_AUDIT_KEEP_DAYS", "0"),
+            ("AFRITALK_AUDIT_KEEP_DAYS", "36501"),
+            ("AFRITALK_AUDIT_KEEP_DAYS", "a year"),
         ] {
             assert_eq!(config(&[(name, bad)]).unwrap_err().name, name, "{bad}");
         }

@@ -10,9 +10,11 @@
 //! - [`app`]: [`app::Application`] — build from a config, bind, serve until shutdown.
 //! - [`cli`]: the subcommands (`serve`, `migrate`, `token`, `user upsert`, `user list`,
 //!   `audit purge`).
+//! - [`retention`]: `serve`'s daily purge of audit rows past their retention.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod keys;
+pub mod retention;
 pub mod wiring;
