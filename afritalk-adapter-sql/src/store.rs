@@ -1055,10 +1055,13 @@ macro_rules! sql_store {
                     // written in the same transaction: a trail never loses
                     // rows without saying so.
                     conn.$tx(async |tx| {
+                        // In one order: purges running at once (nodes started
+                        // together) then wait on each other instead of deadlocking.
                         let tenants = messaging_audit_log::table
                             .filter(created_at.lt(cutoff))
                             .select(tenant_id)
                             .distinct()
+                            .order(tenant_id)
                             .load::<String>(tx)
                             .await?;
                         let mut purged = Vec::with_capacity(tenants.len());

@@ -77,7 +77,7 @@ pub struct Application {
     service: MessagingService,
     heartbeat: Option<Heartbeat>,
     read_caches: ReadCaches,
-    audit_purge: Option<AuditRetention>,
+    audit: AuditRetention,
 }
 
 /// What the shared-presence heartbeat needs: the Redis presence, and the bus's
@@ -174,7 +174,7 @@ impl Application {
             service,
             heartbeat,
             read_caches: storage.read_caches.clone(),
-            audit_purge: config.audit_purge,
+            audit: config.audit,
         })
     }
 
@@ -220,8 +220,8 @@ impl Application {
             }
         };
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
-        let audit_purge = self.audit_purge.map(|retention| {
-            let job = retention::run(self.service.clone(), retention, PurgeSchedule::DAILY);
+        let audit_purge = self.audit.purge_daily.then(|| {
+            let job = retention::run(self.service.clone(), self.audit, PurgeSchedule::DAILY);
             tokio::spawn(job)
         });
         let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;

@@ -39,7 +39,7 @@ Environment:
   AFRITALK_KEEP_ALIVE_TIMEOUT    a connection with no request in flight is closed (default 75s)
   AFRITALK_REQUEST_BODY_TIMEOUT  a REST body must arrive whole within it, else 408 (default 30s)
   AFRITALK_SHUTDOWN_GRACE        how long shutdown waits for in-flight requests (default 10s)
-  AFRITALK_AUDIT_PURGE           daily|off: serve removes audit rows past their retention (default daily)
+  AFRITALK_AUDIT_PURGE           daily (or on)|off: serve removes audit rows past their retention (default daily)
   AFRITALK_AUDIT_KEEP_DAYS       keep audit rows this many days (default and least: 12 months)
   RUST_LOG                       log filter (default info)";
 
@@ -298,9 +298,11 @@ pub async fn audit(config: &Config, command: &AuditCommand) -> Result<String, Co
             "--older-than must be 1 to 36,500 days (100 years)".into(),
         ));
     }
+    // Without --older-than, the retention `serve` keeps to.
+    let days = older_than.or(config.audit.keep_days);
     let (service, _) = cli_service(config, "afritalk").await?;
     let purge = service
-        .purge_audit(older_than.map(TimeDelta::days))
+        .purge_audit(days.map(TimeDelta::days))
         .await
         .map_err(fail)?;
     let kept = if purge.kept_longer {

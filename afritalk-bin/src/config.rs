@@ -89,17 +89,20 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Sizes and times the HTTP edge allows (`AFRITALK_MAX_*` and `AFRITALK_*_TIMEOUT`).
     pub edge: EdgeLimits,
-    /// The daily purge of audit rows past their retention that `serve` runs
-    /// (`AFRITALK_AUDIT_PURGE`, `daily` by default; `None` when `off`).
-    pub audit_purge: Option<AuditRetention>,
+    /// How long audit rows are kept, and whether `serve` purges them daily.
+    pub audit: AuditRetention,
 }
 
-/// How long audit rows are kept before `serve`'s daily purge removes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How long audit rows are kept, by `serve`'s daily purge and by
+/// `afritalk audit purge` alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditRetention {
     /// Keep rows this many days (`AFRITALK_AUDIT_KEEP_DAYS`, 1 to 36,500); never
     /// less than the 12 months every trail keeps. `None`: those 12 months.
     pub keep_days: Option<i64>,
+    /// Whether `serve` purges once a day (`AFRITALK_AUDIT_PURGE`, `daily` by
+    /// default, or `off`).
+    pub purge_daily: bool,
 }
 
 /// Sizes and times allowed at the HTTP and Socket.IO edge; the defaults are
@@ -410,9 +413,9 @@ impl Config {
                     })?,
             ),
         };
-        let audit_purge = match get("AFRITALK_AUDIT_PURGE").as_deref() {
-            None | Some("daily") | Some("on") => Some(AuditRetention { keep_days }),
-            Some("off") => None,
+        let purge_daily = match get("AFRITALK_AUDIT_PURGE").as_deref() {
+            None | Some("daily") | Some("on") => true,
+            Some("off") => false,
             Some(_) => {
                 return Err(ConfigError {
                     name: "AFRITALK_AUDIT_PURGE",
@@ -465,7 +468,10 @@ impl Config {
                 })?,
             },
             edge: EdgeLimits::from_lookup(get)?,
-            audit_purge,
+            audit: AuditRetention {
+                keep_days,
+                purge_daily,
+            },
         })
     }
 }
@@ -584,27 +590,26 @@ mod tests {
 
     #[test]
     fn the_audit_purge_runs_daily_unless_off_and_keeps_what_it_is_told() {
-        let daily = Some(AuditRetention { keep_days: None });
-        assert_eq!(config(&[]).unwrap().audit_purge, daily);
+        let retention = |vars: &[(&str, &str)]| config(vars).unwrap().audit;
+        let daily = AuditRetention {
+            keep_days: None,
+            purge_daily: true,
+        };
+        assert_eq!(retention(&[]), daily);
+        assert_eq!(retention(&[("AFRITALK_AUDIT_PURGE", "daily")]), daily);
         assert_eq!(
-            config(&[("AFRITALK_AUDIT_PURGE", "daily")])
-                .unwrap()
-                .audit_purge,
-            daily
+            retention(&[("AFRITALK_AUDIT_PURGE", "off")]),
+            AuditRetention {
+                purge_daily: false,
+                ..daily
+            }
         );
         assert_eq!(
-            config(&[("AFRITALK_AUDIT_PURGE", "off")])
-                .unwrap()
-                .audit_purge,
-            None
-        );
-        assert_eq!(
-            config(&[("AFRITALK_AUDIT_KEEP_DAYS", "730")])
-                .unwrap()
-                .audit_purge,
-            Some(AuditRetention {
-                keep_days: Some(730)
-            })
+            retention(&[("AFRITALK_AUDIT_KEEP_DAYS", "730")]),
+            AuditRetention {
+                keep_days: Some(730),
+                ..daily
+            }
         );
         for (name, bad) in [
             ("AFRITALK_AUDIT_PURGE", "weekly"),

@@ -1,9 +1,9 @@
 //! The audit retention job of `afritalk serve`: once a day it removes the
 //! audit rows past their retention (12 months, or `AFRITALK_AUDIT_KEEP_DAYS`
 //! when longer), as `afritalk audit purge` does, so that a deployment keeps
-//! its trails to the policy without a cron job. Every node runs it: a purge
-//! finding nothing to remove writes nothing, so the nodes after the first do
-//! no harm.
+//! its trails to the policy without a cron job. Every node runs it; a purge's
+//! cutoff is the start of a UTC day, so the nodes purging after the first on
+//! the same day find nothing, and a purge that removes nothing writes nothing.
 
 use std::time::Duration;
 
@@ -117,6 +117,13 @@ mod tests {
             .collect()
     }
 
+    fn retention(keep_days: Option<i64>) -> AuditRetention {
+        AuditRetention {
+            keep_days,
+            purge_daily: true,
+        }
+    }
+
     /// Runs the job on `store` until its first run is over.
     async fn first_run(store: &MemoryStore, retention: AuditRetention) {
         let schedule = PurgeSchedule {
@@ -137,7 +144,7 @@ mod tests {
         for days_ago in [400, 370, 300, 1] {
             store.append(row(&t, days_ago)).await.unwrap();
         }
-        first_run(&store, AuditRetention::default()).await;
+        first_run(&store, retention(None)).await;
         assert_eq!(
             actions(&store, &t).await,
             vec![
@@ -155,13 +162,7 @@ mod tests {
         for days_ago in [800, 700, 400] {
             store.append(row(&t, days_ago)).await.unwrap();
         }
-        first_run(
-            &store,
-            AuditRetention {
-                keep_days: Some(730),
-            },
-        )
-        .await;
+        first_run(&store, retention(Some(730))).await;
         assert_eq!(
             actions(&store, &t).await,
             vec![
@@ -173,13 +174,7 @@ mod tests {
         // Ten days asked: 12 months kept all the same.
         let recent = MemoryStore::new();
         recent.append(row(&t, 30)).await.unwrap();
-        first_run(
-            &recent,
-            AuditRetention {
-                keep_days: Some(10),
-            },
-        )
-        .await;
+        first_run(&recent, retention(Some(10))).await;
         assert_eq!(
             actions(&recent, &t).await,
             vec![(AuditAction::WsConnect, 30)]

@@ -88,6 +88,8 @@ pub mod service;
 pub mod views;
 
 pub use actor::{Actor, ActorKind};
-pub use service::{AUDIT_RETENTION, AuditPurge, DirectorySearch, NewAlert, audit_kept_since};
+pub use service::{
+    AUDIT_RETENTION, AuditPurge, DirectorySearch, NewAlert, audit_kept_since, start_of_utc_day,
+};
 pub use service::{MessagingService, Ports};
 pub use views::*;

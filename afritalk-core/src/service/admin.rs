@@ -8,7 +8,7 @@ use afritalk_ports::{
     NotificationStatus, NotifyEvent, PageSize, PurgeReceipt, RealtimeEvent, RelatedEntity, Role,
     UserId, ValidationError,
 };
-use chrono::{DateTime, Months, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, Months, TimeDelta, Utc};
 use serde_json::json;
 
 use super::MessagingService;
@@ -23,6 +23,14 @@ pub const AUDIT_RETENTION: Months = Months::new(12);
 pub fn audit_kept_since(now: DateTime<Utc>) -> DateTime<Utc> {
     now.checked_sub_months(AUDIT_RETENTION)
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The start of `at`'s UTC day. A purge's cutoff is one, so that purges run
+/// the same day (by several nodes, or by a node and a cron job) agree on it:
+/// the first removes the rows, the others find nothing and write nothing.
+/// Rows are thereby kept up to a day longer, never shorter.
+pub fn start_of_utc_day(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::days(1)).unwrap_or(at)
 }
 
 /// What an audit purge removed.
@@ -286,7 +294,7 @@ impl MessagingService {
                 .unwrap_or(DateTime::<Utc>::MIN_UTC)
         });
         let kept_longer = asked.is_some_and(|cutoff| cutoff > kept_since);
-        let cutoff = asked.map_or(kept_since, |cutoff| cutoff.min(kept_since));
+        let cutoff = start_of_utc_day(asked.map_or(kept_since, |cutoff| cutoff.min(kept_since)));
         let receipt = PurgeReceipt {
             id: AuditId::from_uuid(self.ports.ids.new_id()),
             cutoff,

@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::actor::{Actor, ActorKind};
 use crate::rules::presence::ActivityMemo;
 
-pub use admin::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since};
+pub use admin::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since, start_of_utc_day};
 pub use directory::DirectorySearch;
 
 /// The refusal of a staff-only use case to a service token.

@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use uuid::Uuid;
 
 use super::*;
-use crate::service::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since};
+use crate::service::{AUDIT_RETENTION, AuditPurge, NewAlert, audit_kept_since, start_of_utc_day};
 
 fn users() -> Vec<DirectoryUser> {
     vec![
@@ -271,7 +271,12 @@ fn only_services_switch_messaging_and_the_switch_is_audited() {
 #[test]
 fn purge_removes_rows_older_than_twelve_months_and_has_each_tenant_s_trail_say_so() {
     let mut h = Harness::new(users());
-    let twelve_months_ago = now().checked_sub_months(AUDIT_RETENTION).unwrap();
+    // From the start of that day: purges of one day agree on their cutoff.
+    let twelve_months_ago = start_of_utc_day(now().checked_sub_months(AUDIT_RETENTION).unwrap());
+    assert_eq!(twelve_months_ago.time(), chrono::NaiveTime::MIN);
+    assert!(
+        now().checked_sub_months(AUDIT_RETENTION).unwrap() - twelve_months_ago < TimeDelta::days(1)
+    );
     let asked = Arc::new(Mutex::new(Vec::new()));
     let seen = asked.clone();
     h.audit
@@ -309,8 +314,9 @@ fn purge_removes_rows_older_than_twelve_months_and_has_each_tenant_s_trail_say_s
 #[test]
 fn purge_never_removes_rows_younger_than_twelve_months() {
     // 12 months are 365 days, or 366 when they hold a 29 February.
-    let twelve_months_ago = audit_kept_since(now());
-    let kept = (now() - twelve_months_ago).num_days();
+    let kept = (now() - audit_kept_since(now())).num_days();
+    // Cutoffs are the start of their UTC day.
+    let twelve_months_ago = start_of_utc_day(audit_kept_since(now()));
     let mut h = Harness::new(users());
     let cutoffs = Arc::new(Mutex::new(Vec::new()));
     let seen = cutoffs.clone();
@@ -328,13 +334,13 @@ fn purge_never_removes_rows_younger_than_twelve_months() {
     let purge = run(f.service.purge_audit(Some(TimeDelta::days(kept)))).unwrap();
     assert!(!purge.kept_longer);
     let purge = run(f.service.purge_audit(Some(TimeDelta::days(800)))).unwrap();
-    assert_eq!(purge.cutoff, now() - TimeDelta::days(800));
+    assert_eq!(purge.cutoff, start_of_utc_day(now() - TimeDelta::days(800)));
     assert_eq!(
         *cutoffs.lock().unwrap(),
         vec![
             twelve_months_ago,
-            now() - TimeDelta::days(kept),
-            now() - TimeDelta::days(800)
+            start_of_utc_day(now() - TimeDelta::days(kept)),
+            start_of_utc_day(now() - TimeDelta::days(800))
         ]
     );
     // Nothing purged writes no row.
