@@ -1264,18 +1264,22 @@ async fn a_user_deactivated_through_this_node_loses_their_sockets_at_once() {
     server.stop().await;
 }
 
+/// The server with at most `max` sockets per user, `emp` in its directory,
+/// and the handshake `auth` of emp's token.
+async fn spawn_capped_with_emp(max: usize) -> (TestServer, Value) {
+    let config = HttpConfig {
+        max_sockets_per_user: max,
+        ..HttpConfig::default()
+    };
+    let server = spawn_with(config, RateLimits::default()).await;
+    server.add_user("emp", "EMPLOYE").await;
+    let auth = json!({ "token": server.token("emp", Role::Employe) });
+    (server, auth)
+}
+
 #[tokio::test]
 async fn a_user_holds_at_most_the_cap_of_sockets_and_a_closed_one_frees_its_place() {
-    let server = spawn_with(
-        HttpConfig {
-            max_sockets_per_user: 2,
-            ..HttpConfig::default()
-        },
-        RateLimits::default(),
-    )
-    .await;
-    server.add_user("emp", "EMPLOYE").await;
-    let emp = json!({ "token": server.token("emp", Role::Employe) });
+    let (server, emp) = spawn_capped_with_emp(2).await;
     let first = Polling::staff(&server, "emp", Role::Employe).await;
     let _second = Polling::staff(&server, "emp", Role::Employe).await;
     let (_, reply) = Polling::connect(&server, "t1", emp.clone()).await;
@@ -1328,16 +1332,7 @@ async fn a_user_holds_at_most_the_cap_of_sockets_and_a_closed_one_frees_its_plac
 
 #[tokio::test]
 async fn a_handshake_refused_after_taking_a_place_gives_it_back() {
-    let server = spawn_with(
-        HttpConfig {
-            max_sockets_per_user: 1,
-            ..HttpConfig::default()
-        },
-        RateLimits::default(),
-    )
-    .await;
-    server.add_user("emp", "EMPLOYE").await;
-    let emp = json!({ "token": server.token("emp", Role::Employe) });
+    let (server, emp) = spawn_capped_with_emp(1).await;
     deactivate_elsewhere(&server).await;
     for _ in 0..3 {
         let (_, reply) = Polling::connect(&server, "t1", emp.clone()).await;
