@@ -182,7 +182,7 @@ pub(crate) fn routes() -> &'static [Route] {
                 "One colleague by id, as the directory search shows them (404 if unknown).",
                 auth = true, query = &[], body = None, success = 200, response = Some("Colleague")),
             route!(UpsertUser, PUT, concat!("/api/tenants/{tenantId}/", "directory/users/{userId}"), "administration",
-                "Creates or replaces a directory entry (PDG or service).",
+                "Creates or replaces a directory entry (PDG or service); one already stored as given is left alone, with no audit row.",
                 auth = true, query = &[], body = Some("DirectoryEntry"), success = 200, response = Some("DirectoryUser")),
             route!(MessagingSettings, PUT, concat!("/api/tenants/{tenantId}/", "settings/messaging"), "administration",
                 "Switches messaging on or off for the tenant (service tokens).",

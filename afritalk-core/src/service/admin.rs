@@ -156,7 +156,9 @@ impl MessagingService {
         Ok(notification)
     }
 
-    /// Creates or replaces a directory entry of the caller's tenant (PDG or service).
+    /// Creates or replaces a directory entry of the caller's tenant (PDG or
+    /// service). An entry already stored as given is left alone: no write, no
+    /// audit row.
     pub async fn upsert_user(
         &self,
         actor: &Actor,
@@ -173,6 +175,19 @@ impl MessagingService {
             role,
             active,
         };
+        // Read past the entry cache: a stale entry must not hide a change
+        // another node made meanwhile.
+        let current = self
+            .ports
+            .directory
+            .users(&actor.tenant, std::slice::from_ref(&entry.user_id))
+            .await?;
+        if current.first() == Some(&entry) {
+            // Nothing would change: no write and no audit row, so that a
+            // directory sync sending every user again does not bury the real
+            // changes on the trail.
+            return Ok(entry);
+        }
         let stored = self.ports.directory.upsert(entry).await?;
         let now = self.ports.clock.now();
         let audit = self.audit_entry(

@@ -191,6 +191,37 @@ fn a_deactivated_pdg_administers_nothing_not_even_their_own_reactivation() {
 }
 
 #[test]
+fn an_admin_upsert_that_changes_nothing_writes_nothing_and_leaves_no_row() {
+    let mut h = Harness::new(users());
+    h.directory
+        .expect_upsert()
+        .withf(|u| u.user_id.as_str() == "emp" && u.role == Role::Dg)
+        .times(1)
+        .returning(Ok);
+    let f = h.build();
+    let pdg = staff("pdg", Role::Pdg);
+    let same = dir_user("emp", Role::Employe, true);
+    let stored = run(f.service.upsert_user(
+        &pdg,
+        uid("emp"),
+        same.display_name.clone(),
+        Role::Employe,
+        true,
+    ))
+    .unwrap();
+    assert_eq!(stored, same);
+    assert!(f.actions().is_empty(), "nothing changed, nothing audited");
+    // A promotion is a change: written and audited.
+    let promoted =
+        run(f
+            .service
+            .upsert_user(&pdg, uid("emp"), same.display_name.clone(), Role::Dg, true))
+        .unwrap();
+    assert_eq!(promoted.role, Role::Dg);
+    assert_eq!(f.actions(), vec![AuditAction::DirectoryUpsert]);
+}
+
+#[test]
 fn the_token_refreshes_the_directory_but_never_reactivates_a_user() {
     let mut h = Harness::new(users());
     h.directory
