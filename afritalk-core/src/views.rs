@@ -155,15 +155,17 @@ pub struct CatchUp {
     /// Messages of the caller's conversations created or changed after the cursor,
     /// oldest change first (new messages, receipts, edits, deletions).
     pub changes: Vec<Message>,
-    /// Pass back to continue when `changes` filled a page; `None` when up to date.
+    /// Pass back whole to continue when `changes` filled a page (it carries
+    /// the run's settled point); `None` when up to date.
     pub next: Option<CatchUpCursor>,
     /// Where the next catch-up resumes, whether or not the page was full: the
     /// last change as the store found it, or the given cursor when there was
-    /// none, but on a page that is not full never later than 30 s before now
-    /// (a change stamped just before the last one may still be on its way to
-    /// the store). Clients keep this one rather than one of their own, because
-    /// a change this call marked delivered carries a later `updatedAt` than its
-    /// place in the stream.
+    /// none, but on a page that is not full never later than the run's
+    /// settled point: 30 s before the first page was read (a change stamped
+    /// just before one already listed may still be on its way to the store).
+    /// Clients keep this one rather than one of their own, because a change
+    /// this call marked delivered carries a later `updatedAt` than its place
+    /// in the stream. It never carries a settled point.
     pub cursor: CatchUpCursor,
     /// The first page of conversations with their unread counts.
     pub conversations: Vec<ConversationListItem>,
@@ -181,6 +183,27 @@ pub struct CatchUpCursor {
     pub since: DateTime<Utc>,
     /// Id of the last message seen at that instant.
     pub after_id: Option<MessageId>,
+    /// Only while paging (on `next`): the point up to which every change was
+    /// stored when the run's first page was read. The run's final cursor
+    /// never passes it, however long the client took between pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_up_to: Option<DateTime<Utc>>,
+}
+
+impl CatchUpCursor {
+    /// A position to resume from, outside any run of pages.
+    pub fn at(since: DateTime<Utc>, after_id: Option<MessageId>) -> Self {
+        Self {
+            since,
+            after_id,
+            settled_up_to: None,
+        }
+    }
+
+    /// The same position, with no run attached.
+    pub(crate) fn position(self) -> Self {
+        Self::at(self.since, self.after_id)
+    }
 }
 
 impl From<CatchUpCursor> for ChangeCursor {

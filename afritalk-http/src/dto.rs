@@ -218,12 +218,14 @@ pub(crate) struct AfterSeqQuery {
     pub(crate) limit: Option<u32>,
 }
 
-/// `?since=&afterId=&limit=` of the one-call sync (also the `messaging:join` payload).
+/// `?since=&afterId=&settledUpTo=&limit=` of the one-call sync (also the
+/// `messaging:join` payload).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SyncQuery {
     pub(crate) since: Option<DateTime<Utc>>,
     pub(crate) after_id: Option<String>,
+    pub(crate) settled_up_to: Option<DateTime<Utc>>,
     pub(crate) limit: Option<u32>,
 }
 
@@ -231,7 +233,8 @@ impl SyncQuery {
     /// The cursor; without `since`, everything from the beginning.
     pub(crate) fn cursor(&self) -> Result<CatchUpCursor, ApiError> {
         Ok(CatchUpCursor {
-            since: checked_since(self.since)?.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            since: checked_time("since", self.since)?.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            settled_up_to: checked_time("settledUpTo", self.settled_up_to)?,
             after_id: self
                 .after_id
                 .as_deref()
@@ -314,7 +317,7 @@ impl AuditQuery {
                 .clone()
                 .map(|u| parse_user("userId", u))
                 .transpose()?,
-            since: checked_since(self.since)?,
+            since: checked_time("since", self.since)?,
             before: self
                 .before
                 .as_deref()
@@ -363,9 +366,12 @@ fn storable(at: DateTime<Utc>) -> bool {
 }
 
 /// `since` when given, checked to be a time the stores compare in order.
-fn checked_since(since: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    match since {
-        Some(at) if !storable(at) => Err(field("since", "must be a time in the years 1 to 9999")),
+fn checked_time(
+    name: &'static str,
+    at: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match at {
+        Some(at) if !storable(at) => Err(field(name, "must be a time in the years 1 to 9999")),
         other => Ok(other),
     }
 }
@@ -468,6 +474,9 @@ mod tests {
         assert!(q.filter().is_err());
         let q: SyncQuery = parse_query("since=2999-01-01T00:00:00Z").unwrap();
         assert!(q.cursor().is_ok());
+        let q: SyncQuery = parse_query("settledUpTo=%2B10000-01-01T00:00:00Z").unwrap();
+        let err = q.cursor().unwrap_err();
+        assert!(err.reply().message.starts_with("settledUpTo"), "{err}");
     }
 
     #[test]
@@ -508,9 +517,8 @@ mod tests {
     #[test]
     fn a_bad_sync_after_id_names_its_own_field() {
         let query = SyncQuery {
-            since: None,
             after_id: Some("nope".into()),
-            limit: None,
+            ..SyncQuery::default()
         };
         let err = query.cursor().unwrap_err();
         assert!(err.reply().message.starts_with("afterId"), "{err}");

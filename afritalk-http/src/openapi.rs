@@ -187,7 +187,11 @@ fn schemas() -> Value {
             "conversations": array_of("ConversationListItem"),
             "unreadMessages": { "type": "integer" }, "unreadNotifications": { "type": "integer" }
         })),
-        "SyncCursor": object(&["since"], json!({ "since": time(), "afterId": nullable("string") })),
+        "SyncCursor": object(&["since"], json!({
+            "since": time(), "afterId": nullable("string"),
+            "settledUpTo": { "type": "string", "format": "date-time",
+                "description": "On next only: pass it back with since and afterId." }
+        })),
         "Notification": object(&["id", "userId", "title", "message", "type", "status", "createdAt"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": string(),
             "title": string(), "message": string(),

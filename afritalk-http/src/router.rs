@@ -140,7 +140,9 @@ pub(crate) fn routes() -> &'static [Route] {
                 "Everything a reconnecting client missed, in one call. Messages to the caller are marked delivered.",
                 auth = true, query = &[
                     q("since", "date-time", "updatedAt of the last change seen (default: the beginning)."),
-                    q("afterId", "uuid", "Id of the last message seen at that instant."), LIMIT],
+                    q("afterId", "uuid", "Id of the last message seen at that instant."),
+                    q("settledUpTo", "date-time", "While paging: next.settledUpTo, passed back so that the run's final cursor stays before its first page."),
+                    LIMIT],
                 body = None, success = 200, response = Some("CatchUp")),
             route!(Audit, GET, concat!("/api/tenants/{tenantId}/", "messaging/audit"), "administration",
                 "Audit rows of the tenant, newest first (PDG or service).",

@@ -310,6 +310,80 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_catch_up_run_of_pages_resumes_before_the_point_its_first_page_had_settled() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    for text in ["un", "deux", "trois"] {
+        assert_eq!(app.send(T, &dg, "emp", text).await.0, 201);
+    }
+    let time = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let mut c = Clients::start().await;
+    c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
+    // The first page is full: `next` carries the run's settled point, 30 s
+    // before the server read it; the cursor to keep does not.
+    let before = chrono::Utc::now();
+    let ack = c.emit("emp", "messaging:join", json!({ "limit": 2 })).await;
+    let after = chrono::Utc::now();
+    let first = ok_ack(&ack).clone();
+    let next = &first["next"];
+    let settled = time(&next["settledUpTo"]);
+    let thirty = chrono::TimeDelta::seconds(30);
+    assert!(
+        before - thirty <= settled && settled <= after - thirty,
+        "{first}"
+    );
+    assert_eq!(first["cursor"]["settledUpTo"], Value::Null, "{first}");
+    // Paging on with `next` whole: the last page resumes from that point,
+    // however much later it is read (here, as if the run had started an hour
+    // ago), not from its own last change.
+    let mut page = next.clone();
+    page["settledUpTo"] = json!("2026-01-01T00:00:00Z");
+    page["limit"] = json!(10);
+    let ack = c.emit("emp", "messaging:join", page.clone()).await;
+    let last = ok_ack(&ack);
+    // All three: the first page marked them delivered ("trois" as its
+    // conversation's last message), which changed them.
+    let mut contents: Vec<&str> = last["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    contents.sort_unstable();
+    assert_eq!(contents, ["deux", "trois", "un"], "{ack}");
+    assert_eq!(last["next"], Value::Null, "{ack}");
+    assert_eq!(
+        last["cursor"],
+        json!({ "since": "2026-01-01T00:00:00Z", "afterId": null }),
+        "{ack}"
+    );
+    // The same page over REST, and a settled point that is not a time.
+    let query = |settled: &str| {
+        format!(
+            "/api/tenants/{T}/messaging/sync?since={}&afterId={}&settledUpTo={settled}&limit=10",
+            next["since"].as_str().unwrap().replace('+', "%2B"),
+            next["afterId"].as_str().unwrap(),
+        )
+    };
+    let (status, sync) = app.get(&query("2026-01-01T00:00:00Z"), &emp).await;
+    assert_eq!(status, 200, "{sync}");
+    assert_eq!(sync["cursor"], last["cursor"], "{sync}");
+    let (status, refused) = app.get(&query("hier"), &emp).await;
+    assert_eq!(status, 400, "{refused}");
+    page["settledUpTo"] = json!("+10000-01-01T00:00:00Z");
+    let ack = c.emit("emp", "messaging:join", page).await;
+    assert_eq!(ack["error"]["code"], "validation", "{ack}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_conversation_list_delivers_the_last_message_it_shows() {
     let app = spawn_app().await;
     company(&app).await;

@@ -252,22 +252,27 @@ impl MessagingService {
         // delivered moves its `updatedAt` to now, past the rest of the changes
         // and past changes committed since the read, which resuming from it
         // would skip.
-        let last_found = changes.last().map_or(since, |m| CatchUpCursor {
-            since: m.updated_at,
-            after_id: Some(m.id),
+        let last_found = changes.last().map_or(since.position(), |m| {
+            CatchUpCursor::at(m.updated_at, Some(m.id))
         });
-        let next = Some(last_found).filter(|_| changes.len() == limit.get() as usize);
         // A change is stamped before it is stored (a send may wait in a queue or
         // for a lock), so one stamped a moment ago can still commit behind a
         // later one already listed. The resume point of a finished catch-up
-        // therefore stays `CATCH_UP_SETTLE` behind now: the latest changes come
-        // again next time (clients apply them by id) instead of never.
-        let settled = self.ports.clock.now() - CATCH_UP_SETTLE;
+        // therefore stays `CATCH_UP_SETTLE` behind the moment its first page
+        // was read, which each full page passes on: the latest changes come
+        // again next time (clients apply them by id) instead of never, even
+        // when the client paused between pages for longer than that.
+        let now_settled = self.ports.clock.now() - CATCH_UP_SETTLE;
+        let settled = since
+            .settled_up_to
+            .map_or(now_settled, |run| run.min(now_settled));
+        let next = Some(CatchUpCursor {
+            settled_up_to: Some(settled),
+            ..last_found
+        })
+        .filter(|_| changes.len() == limit.get() as usize);
         let cursor = if next.is_none() && last_found.since > settled {
-            CatchUpCursor {
-                since: settled,
-                after_id: None,
-            }
+            CatchUpCursor::at(settled, None)
         } else {
             last_found
         };

@@ -173,6 +173,7 @@ struct JoinPayload {
     after_seq: Option<i64>,
     since: Option<chrono::DateTime<chrono::Utc>>,
     after_id: Option<String>,
+    settled_up_to: Option<chrono::DateTime<chrono::Utc>>,
     limit: Option<u32>,
 }
 
@@ -196,6 +197,7 @@ async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value
         let query = SyncQuery {
             since: p.since,
             after_id: p.after_id,
+            settled_up_to: p.settled_up_to,
             limit: None,
         };
         to_value(

@@ -189,10 +189,7 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     let f = h.build();
     let got = run(f.service.catch_up(
         &staff("emp", Role::Employe),
-        CatchUpCursor {
-            since,
-            after_id: None,
-        },
+        CatchUpCursor::at(since, None),
         PageSize::DEFAULT,
     ))
     .unwrap();
@@ -202,10 +199,7 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     // stored yet, so the resume point stays thirty seconds behind now.
     assert_eq!(
         got.cursor,
-        CatchUpCursor {
-            since: now() - TimeDelta::seconds(30),
-            after_id: None,
-        },
+        CatchUpCursor::at(now() - TimeDelta::seconds(30), None),
     );
     assert_eq!(got.unread_messages, 4);
     assert_eq!(got.unread_notifications, 7);
@@ -266,32 +260,75 @@ fn a_finished_catch_up_resumes_after_its_last_change_once_that_has_settled() {
     let mut h = catching_up(vec![old.clone()]);
     h.store_deliveries(vec![old.clone()]);
     let f = h.build();
-    let since = CatchUpCursor {
-        since: now() - TimeDelta::minutes(5),
-        after_id: None,
-    };
+    let since = CatchUpCursor::at(now() - TimeDelta::minutes(5), None);
     let got = run(f
         .service
         .catch_up(&staff("emp", Role::Employe), since, PageSize::DEFAULT))
     .unwrap();
-    assert_eq!(
-        got.cursor,
-        CatchUpCursor {
-            since: old.updated_at,
-            after_id: Some(old.id),
-        }
-    );
+    assert_eq!(got.cursor, CatchUpCursor::at(old.updated_at, Some(old.id)));
     // Nothing new, asked from a point in the unsettled window: pulled back too.
     let f = catching_up(Vec::new()).build();
-    let recent = CatchUpCursor {
-        since: now() - TimeDelta::seconds(3),
-        after_id: None,
-    };
+    let recent = CatchUpCursor::at(now() - TimeDelta::seconds(3), None);
     let got = run(f
         .service
         .catch_up(&staff("emp", Role::Employe), recent, PageSize::DEFAULT))
     .unwrap();
     assert_eq!(got.cursor.since, now() - TimeDelta::seconds(30));
+}
+
+#[test]
+fn a_run_of_pages_resumes_no_later_than_its_first_page_had_settled() {
+    // The run's first page was read two minutes ago. A change stamped just
+    // before that page's last one, but stored after it was read, was skipped
+    // by the later pages: the final cursor must stay before it, however long
+    // the client paused between pages.
+    let run_settled = now() - TimeDelta::seconds(150);
+    let mut last = message("dg", "emp", 5, TimeDelta::seconds(60));
+    last.delivered_at = Some(last.created_at);
+    let page = |settled_up_to| CatchUpCursor {
+        settled_up_to,
+        ..CatchUpCursor::at(now() - TimeDelta::seconds(125), None)
+    };
+    let catch_up = |cursor, limit| {
+        let mut h = catching_up(vec![last.clone()]);
+        h.store_deliveries(vec![last.clone()]);
+        let f = h.build();
+        run(f
+            .service
+            .catch_up(&staff("emp", Role::Employe), cursor, limit))
+        .unwrap()
+    };
+    let found = CatchUpCursor::at(last.updated_at, Some(last.id));
+    // A full page passes the run's settled point on…
+    let got = catch_up(page(Some(run_settled)), PageSize::new(1).unwrap());
+    assert_eq!(
+        got.next,
+        Some(CatchUpCursor {
+            settled_up_to: Some(run_settled),
+            ..found
+        })
+    );
+    assert_eq!(got.cursor, found);
+    // …and the last page resumes from it, not from its last change.
+    let got = catch_up(page(Some(run_settled)), PageSize::DEFAULT);
+    assert_eq!(
+        (got.next, got.cursor),
+        (None, CatchUpCursor::at(run_settled, None))
+    );
+    // Without a run's point, the page is a run of its own, settled 30 s ago.
+    let got = catch_up(page(None), PageSize::DEFAULT);
+    assert_eq!(got.cursor, found);
+    // A settled point later than the server's own is not believed.
+    let got = catch_up(page(Some(now() + TimeDelta::hours(1))), PageSize::DEFAULT);
+    assert_eq!(got.cursor, found);
+    let got = catch_up(
+        page(Some(now() + TimeDelta::hours(1))),
+        PageSize::new(1).unwrap(),
+    );
+    assert_eq!(
+        got.next.and_then(|next| next.settled_up_to),
+        Some(now() - TimeDelta::seconds(30))
+    );
 }
 
 /// A harness whose store answers a catch-up with `changes`, no conversations
@@ -319,10 +356,7 @@ fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor(
     let f = h.build();
     let got = run(f.service.catch_up(
         &staff("emp", Role::Employe),
-        CatchUpCursor {
-            since: now() - TimeDelta::minutes(5),
-            after_id: None,
-        },
+        CatchUpCursor::at(now() - TimeDelta::minutes(5), None),
         PageSize::new(2).unwrap(),
     ))
     .unwrap();
@@ -333,7 +367,9 @@ fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor(
     let next = got.next.unwrap();
     assert_eq!(next.since, last.updated_at);
     assert_eq!(next.after_id, Some(last.id));
-    assert_eq!(got.cursor, next);
+    // The run's first page: its settled point is 30 s before now.
+    assert_eq!(next.settled_up_to, Some(now() - TimeDelta::seconds(30)));
+    assert_eq!(got.cursor, CatchUpCursor::at(next.since, next.after_id));
     assert_eq!(
         f.deliveries(),
         vec![("acme/user:dg".to_string(), "messaging:delivered"); 2]
@@ -343,10 +379,10 @@ fn a_catch_up_marks_the_changes_to_the_caller_delivered_after_taking_its_cursor(
 #[test]
 fn a_catch_up_with_nothing_new_resumes_where_it_was_asked() {
     let f = catching_up(Vec::new()).build();
-    let asked = CatchUpCursor {
-        since: now() - TimeDelta::minutes(5),
-        after_id: Some(message("dg", "emp", 1, TimeDelta::seconds(1)).id),
-    };
+    let asked = CatchUpCursor::at(
+        now() - TimeDelta::minutes(5),
+        Some(message("dg", "emp", 1, TimeDelta::seconds(1)).id),
+    );
     let got = run(f
         .service
         .catch_up(&staff("emp", Role::Employe), asked, PageSize::DEFAULT))
@@ -406,10 +442,7 @@ fn a_deactivated_caller_reads_nothing_and_each_try_is_on_the_trail() {
     .build();
     let dg = staff("dg", Role::Dg);
     let s = &f.service;
-    let since = CatchUpCursor {
-        since: now() - TimeDelta::minutes(5),
-        after_id: None,
-    };
+    let since = CatchUpCursor::at(now() - TimeDelta::minutes(5), None);
     let page = PageSize::DEFAULT;
     let message = MessageId::from_uuid(uuid::Uuid::from_u128(0xABC1));
     let notification = NotificationId::from_uuid(uuid::Uuid::from_u128(0xF1));
