@@ -78,6 +78,7 @@ pub struct Application {
     heartbeat: Option<Heartbeat>,
     read_caches: ReadCaches,
     audit: AuditRetention,
+    purge_schedule: PurgeSchedule,
 }
 
 /// What the shared-presence heartbeat needs: the Redis presence, and the bus's
@@ -175,7 +176,16 @@ impl Application {
             heartbeat,
             read_caches: storage.read_caches.clone(),
             audit: config.audit,
+            purge_schedule: PurgeSchedule::DAILY,
         })
+    }
+
+    /// Runs the audit retention job on `schedule` rather than daily (when
+    /// `AFRITALK_AUDIT_PURGE` leaves it on): for embedders with a maintenance
+    /// window of their own, and for tests.
+    pub fn with_audit_purge_schedule(mut self, schedule: PurgeSchedule) -> Self {
+        self.purge_schedule = schedule;
+        self
     }
 
     /// The bound address.
@@ -221,7 +231,7 @@ impl Application {
         };
         let read_caches = tokio::spawn(self.read_caches.keep_fresh());
         let audit_purge = self.audit.purge_daily.then(|| {
-            let job = retention::run(self.service.clone(), self.audit, PurgeSchedule::DAILY);
+            let job = retention::run(self.service.clone(), self.audit, self.purge_schedule);
             tokio::spawn(job)
         });
         let result = afritalk_http::serve(self.listener, self.tls, self.app, shutdown).await;
