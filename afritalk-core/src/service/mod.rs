@@ -186,7 +186,17 @@ impl MessagingService {
             .user(&actor.tenant, &actor.user)
             .await?;
         if me.as_ref().is_some_and(|me| !me.active) {
-            return Err(self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await);
+            // Past the refusals' budget the trail takes no more rows, but the
+            // answer stays "deactivated": `rate_limited` would invite a retry,
+            // and the socket that asked would stay open until the sweep.
+            return Err(
+                match self.refuse(actor, ACCOUNT_DEACTIVATED, None, details).await {
+                    MessagingError::RateLimited { .. } => {
+                        MessagingError::Forbidden(ACCOUNT_DEACTIVATED.to_owned())
+                    }
+                    refused => refused,
+                },
+            );
         }
         Ok(me)
     }

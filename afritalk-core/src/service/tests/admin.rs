@@ -265,6 +265,24 @@ fn refusals_past_the_modify_budget_are_rate_limited_and_leave_no_row() {
 }
 
 #[test]
+fn a_deactivated_caller_past_the_budget_is_still_told_so_without_a_row() {
+    let mut h = Harness::new(vec![dir_user("emp", Role::Employe, false)]);
+    h.rate_limiter = MockRateLimiter::new();
+    h.rate_limiter.expect_check().returning(|_, _, _| {
+        Ok(RateDecision::Limited {
+            retry_after: std::time::Duration::from_secs(30),
+        })
+    });
+    let f = h.build();
+    let err = run(f
+        .service
+        .conversations(&staff("emp", Role::Employe), None, PageSize::DEFAULT))
+    .unwrap_err();
+    assert!(err.is_account_deactivated(), "{err:?}");
+    assert!(f.actions().is_empty());
+}
+
+#[test]
 fn an_unchanged_identity_writes_nothing() {
     let f = Harness::new(users()).build();
     // No upsert expectation: writing would panic the mock.
