@@ -384,6 +384,43 @@ async fn a_catch_up_run_of_pages_resumes_before_the_point_its_first_page_had_set
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_message_no_longer_counts_on_the_recipient_s_bell() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let (_, kept) = app.send(T, &dg, "emp", "garde").await;
+    let (_, gone) = app.send(T, &dg, "emp", "oups").await;
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
+    let ack = c
+        .emit(
+            "dg",
+            "messaging:delete",
+            json!({ "messageId": gone["message"]["id"] }),
+        )
+        .await;
+    assert_eq!(ok_ack(&ack)["message"]["content"], "", "{ack}");
+    // The recipient's devices are told their badge's new count…
+    let updated = c.next_event("emp", "notify:updated").await;
+    assert_eq!(updated["unreadCount"], 1, "{updated}");
+    assert_eq!(updated["status"], "read", "{updated}");
+    // …and the list agrees: only the message still there is unread.
+    let (status, list) = app.get(&format!("/api/tenants/{T}/notifications"), &emp).await;
+    assert_eq!(status, 200, "{list}");
+    let unread: Vec<&Value> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "unread")
+        .collect();
+    assert_eq!(unread.len(), 1, "{list}");
+    assert_eq!(unread[0]["relatedEntityId"], kept["message"]["id"], "{list}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_conversation_list_delivers_the_last_message_it_shows() {
     let app = spawn_app().await;
     company(&app).await;

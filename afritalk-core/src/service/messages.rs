@@ -4,7 +4,7 @@ use afritalk_ports::{
     Audience, AuditAction, ConflictKind, ConversationId, DeliveredEvent, DeliveryOutcome, Message,
     MessageId, MessagingError, Missing, NewMessage, NewMessageEvent, Notification, NotificationId,
     NotificationKind, NotificationStatus, NotifyEvent, RateAction, ReadEvent, RealtimeEvent,
-    SendOutcome, StoreError,
+    SendOutcome, StoreError, TenantId, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -290,6 +290,13 @@ impl MessagingService {
         };
         self.publish_to_both(&tombstone, RealtimeEvent::MessageDeleted(tombstone.clone()))
             .await;
+        // Nothing is left to read: the recipient's bell no longer counts it.
+        self.read_notifications_of(
+            &tombstone.tenant_id,
+            &tombstone.recipient_id,
+            &[tombstone.id],
+        )
+        .await;
         Ok(tombstone)
     }
 
@@ -460,30 +467,34 @@ impl MessagingService {
                 self.publish_to_both(message, event).await;
             }
         }
-        self.read_their_notifications(actor, &changed).await;
+        let ids: Vec<MessageId> = changed.iter().map(|m| m.id).collect();
+        self.read_notifications_of(&actor.tenant, &actor.user, &ids)
+            .await;
         Ok(changed)
     }
 
-    /// Marks the notifications of messages just read read too, so the bell's
-    /// badge follows the conversation, and tells the reader's devices. Best
-    /// effort: the read itself is stored, and a notification left unread is
-    /// only a badge too high.
-    async fn read_their_notifications(&self, actor: &Actor, read: &[Message]) {
-        if read.is_empty() {
+    /// Marks `user`'s notifications of these messages (just read, or deleted
+    /// by their sender) read too, so the bell's badge follows the
+    /// conversation, and tells the user's devices. Best effort: the messages'
+    /// change is stored, and a notification left unread is only a badge too
+    /// high.
+    async fn read_notifications_of(&self, tenant: &TenantId, user: &UserId, ids: &[MessageId]) {
+        if ids.is_empty() {
             return;
         }
-        let ids: Vec<MessageId> = read.iter().map(|m| m.id).collect();
         let notifications = &self.ports.notifications;
         match notifications
-            .mark_read_for_messages(&actor.tenant, &actor.user, &ids)
+            .mark_read_for_messages(tenant, user, ids)
             .await
         {
             Ok(0) => {}
             Ok(_) => {
-                self.tell_devices(actor, None, NotificationStatus::Read)
+                self.tell_devices_of(tenant, user, None, NotificationStatus::Read)
                     .await
             }
-            Err(err) => tracing::warn!(%err, "notifications of read messages left unread"),
+            Err(err) => {
+                tracing::warn!(%err, "notifications of read or deleted messages left unread")
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use afritalk_ports::{
     Audience, MessagingError, Missing, Notification, NotificationCursor, NotificationId,
-    NotificationStatus, NotifyUpdatedEvent, PageSize, RealtimeEvent,
+    NotificationStatus, NotifyUpdatedEvent, PageSize, RealtimeEvent, TenantId, UserId,
 };
 
 use super::MessagingService;
@@ -69,12 +69,20 @@ impl MessagingService {
         notification_id: Option<NotificationId>,
         status: NotificationStatus,
     ) {
-        let unread_count = match self
-            .ports
-            .notifications
-            .unread_count(&actor.tenant, &actor.user)
-            .await
-        {
+        self.tell_devices_of(&actor.tenant, &actor.user, notification_id, status)
+            .await;
+    }
+
+    /// [`Self::tell_devices`] for any user of the tenant (the recipient of a
+    /// message its sender deleted).
+    pub(super) async fn tell_devices_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        notification_id: Option<NotificationId>,
+        status: NotificationStatus,
+    ) {
+        let unread_count = match self.ports.notifications.unread_count(tenant, user).await {
             Ok(count) => count,
             Err(err) => {
                 tracing::warn!(%err, "notify:updated not sent: no unread count");
@@ -86,11 +94,8 @@ impl MessagingService {
             status,
             unread_count,
         });
-        self.publish(
-            Audience::User(actor.tenant.clone(), actor.user.clone()),
-            event,
-        )
-        .await;
+        self.publish(Audience::User(tenant.clone(), user.clone()), event)
+            .await;
     }
 
     /// Archives one of the caller's notifications (idempotent).

@@ -243,6 +243,9 @@ impl MessagingService {
         limit: PageSize,
     ) -> Result<CatchUp, MessagingError> {
         self.ensure_may_use(actor, "catch_up").await?;
+        // Before the read: what was stamped 30 s before it started was stored
+        // by then, however long the read itself takes.
+        let read_at = self.ports.clock.now();
         let mut changes = self
             .ports
             .messages
@@ -262,7 +265,7 @@ impl MessagingService {
         // was read, which each full page passes on: the latest changes come
         // again next time (clients apply them by id) instead of never, even
         // when the client paused between pages for longer than that.
-        let now_settled = self.ports.clock.now() - CATCH_UP_SETTLE;
+        let now_settled = read_at - CATCH_UP_SETTLE;
         let settled = since
             .settled_up_to
             .map_or(now_settled, |run| run.min(now_settled));
@@ -271,7 +274,9 @@ impl MessagingService {
             ..last_found
         })
         .filter(|_| changes.len() == limit.get() as usize);
-        let cursor = if next.is_none() && last_found.since > settled {
+        // At the settled point itself, a change with a smaller id than the
+        // last one found may still be on its way: resume inclusively there.
+        let cursor = if next.is_none() && last_found.since >= settled {
             CatchUpCursor::at(settled, None)
         } else {
             last_found

@@ -479,15 +479,29 @@ fn delete_leaves_a_tombstone_and_tells_both_sides() {
             t.deleted_at = Some(at);
             Ok(t)
         });
+    // The recipient's notification of it has nothing left to read: marked
+    // read, and the recipient's devices get their badge's new count.
+    let id = original.id;
+    h.notifications
+        .expect_mark_read_for_messages()
+        .withf(move |_, user, ids| user.as_str() == "emp" && ids == [id])
+        .times(1)
+        .returning(|_, _, _| Ok(1));
+    h.notifications
+        .expect_unread_count()
+        .withf(|_, user| user.as_str() == "emp")
+        .returning(|_, _| Ok(0));
     let f = h.build();
     let tombstone = run(f.service.delete(&staff("dg", Role::Dg), original.id)).unwrap();
     assert!(tombstone.content.is_empty());
     assert_eq!(tombstone.deleted_at, Some(now()));
-    assert_eq!(f.deliveries().len(), 2);
-    assert!(
-        f.deliveries()
-            .iter()
-            .all(|(_, name)| *name == "message:deleted")
+    assert_eq!(
+        f.deliveries(),
+        vec![
+            ("acme/user:dg".to_string(), "message:deleted"),
+            ("acme/user:emp".to_string(), "message:deleted"),
+            ("acme/user:emp".to_string(), "notify:updated"),
+        ]
     );
 }
 
