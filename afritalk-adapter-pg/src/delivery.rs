@@ -91,6 +91,12 @@ impl BatchWrite for DeliveryWrite {
     /// 10 % and the server's by 6 %).
     const WRITERS: usize = 1;
     const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+    /// A ✓✓ is stamped when acknowledged, so one stored long after would fall
+    /// behind a catch-up's settled point (30 s) and never be listed to a
+    /// client that caught up meanwhile. Past 10 s of queueing the database is
+    /// overloaded: a new ✓✓ is refused (logged; the message stays undelivered
+    /// until its recipient's next fetch marks it) instead of joining the queue.
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
     fn keys(input: &DeliveryInput) -> Vec<String> {
         vec![input.id.clone()]
@@ -168,7 +174,8 @@ impl QueryFragment<Pg> for DeliveryStatement {
              FROM messages WHERE id = v.id LIMIT 1) x \
              WHERE x.tenant_id = v.tenant_id AND x.recipient_id = v.recipient_id \
              AND x.delivered_at IS NULL) \
-             UPDATE messages AS m SET delivered_at = acks.at, updated_at = acks.at \
+             UPDATE messages AS m SET delivered_at = acks.at, \
+             updated_at = GREATEST(m.updated_at, acks.at) \
              FROM acks WHERE m.ctid = acks.tid AND m.delivered_at IS NULL RETURNING ",
         );
         out.push_sql(&M_COLUMNS);

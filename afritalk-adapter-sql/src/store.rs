@@ -22,6 +22,13 @@
 //! reason it qualifies), and no hot query holds an `sql()` literal. The
 //! adapters' `tests/statement_cache.rs` hold them to it.
 //!
+//! A message's `updated_at` never goes back: a change is stamped before it
+//! waits for its lock or queue, so one stamped before a change already
+//! stored keeps its own times (`deliveredAt`, `readAt`…) but leaves the
+//! row's `updated_at` at the later one (`CASE WHEN`, which both backends
+//! know, where Postgres says `GREATEST` and SQLite `MAX`), and a client
+//! keeping the latest version of each message keeps the newest.
+//!
 //! Why a macro and not generic functions: diesel-async query bounds for a
 //! generic backend must be spelled out per query and are unreadable; the macro
 //! keeps one readable copy of each query (see STACK.md).
@@ -416,7 +423,12 @@ macro_rules! sql_store {
                             .set((
                                 messages::content.eq(content.as_str()),
                                 messages::edited_at.eq(Some(at)),
-                                messages::updated_at.eq(at),
+                                // The later of the two: never back (see the module doc).
+                                messages::updated_at.eq($crate::__private::diesel::dsl::case_when(
+                                    messages::updated_at.gt(at),
+                                    messages::updated_at,
+                                )
+                                .otherwise(at)),
                             ))
                             .returning(MessageRow::as_returning())
                             // Fixed shape: the same filters and SET columns every call.
@@ -463,7 +475,12 @@ macro_rules! sql_store {
                             .set((
                                 messages::content.eq(""),
                                 messages::deleted_at.eq(Some(at)),
-                                messages::updated_at.eq(at),
+                                // The later of the two: never back (see the module doc).
+                                messages::updated_at.eq($crate::__private::diesel::dsl::case_when(
+                                    messages::updated_at.gt(at),
+                                    messages::updated_at,
+                                )
+                                .otherwise(at)),
                             ))
                             .returning(MessageRow::as_returning())
                             // Fixed shape: the same filters and SET columns every call.
@@ -566,7 +583,12 @@ macro_rules! sql_store {
                                 .set((
                                     messages::read_at.eq(Some(at)),
                                     messages::delivered_at.eq(coalesce(messages::delivered_at, Some(at))),
-                                    messages::updated_at.eq(at),
+                                    // The later of the two: never back (see the module doc).
+                                messages::updated_at.eq($crate::__private::diesel::dsl::case_when(
+                                    messages::updated_at.gt(at),
+                                    messages::updated_at,
+                                )
+                                .otherwise(at)),
                                 ))
                                 .returning(MessageRow::as_returning())
                                 // Fixed shape: the same filters and SET columns every call.

@@ -363,7 +363,8 @@ fn first_delivery(
     )
     .set((
         messages::delivered_at.eq(Some(input.at)),
-        messages::updated_at.eq(input.at),
+        // Never back (see afritalk-adapter-sql's store).
+        messages::updated_at.eq(later_of(messages::updated_at, input.at)),
     ))
     .returning(MessageRow::as_returning())
     // Fixed shape: the same filters and SET columns every call.

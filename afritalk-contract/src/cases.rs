@@ -1393,6 +1393,61 @@ pub async fn conversation_times_never_go_back(p: Ports) {
     );
 }
 
+pub async fn message_times_never_go_back(p: Ports) {
+    let t = tenant("acme");
+    let (a, b) = (user("awa"), user("bakary"));
+    let (m, conv, _) = send_ok(&p, new_message(&t, &a, &b, "bonjour", at(0))).await;
+    let content = MessageContent::parse("bonjour !").unwrap();
+    let edit = audit(&t, &a, AuditAction::MessageEdit, at(20));
+    let edited = p
+        .messages
+        .edit(&t, m.id, content, at(20), edit)
+        .await
+        .unwrap();
+    assert_eq!(edited.updated_at, at(20));
+    // Each receipt below was stamped before the edit and stored after it (it
+    // waited in a queue or for a lock): it is kept with its own time, and the
+    // message's `updatedAt` stays the edit's, so that a client keeping the
+    // latest version of each message does not keep the edit's instead.
+    let delivered = p
+        .messages
+        .mark_delivered(&t, m.id, &b, at(10))
+        .await
+        .unwrap()
+        .into_message();
+    assert_eq!(
+        (delivered.delivered_at, delivered.updated_at),
+        (Some(at(10)), at(20))
+    );
+    let read = audit(&t, &b, AuditAction::MessageRead, at(15));
+    let read = p
+        .messages
+        .mark_read(&t, conv.id, &b, 1, 1, at(15), read)
+        .await
+        .unwrap();
+    assert_eq!(
+        (read[0].read_at, read[0].updated_at),
+        (Some(at(15)), at(20))
+    );
+    let delete = audit(&t, &a, AuditAction::MessageDelete, at(12));
+    let deleted = p.messages.delete(&t, m.id, at(12), delete).await.unwrap();
+    assert_eq!(
+        (deleted.deleted_at, deleted.updated_at),
+        (Some(at(12)), at(20))
+    );
+    let stored = p.messages.message(&t, m.id).await.unwrap().unwrap();
+    assert_eq!(stored, deleted);
+    // Another message delivered late, with no later change: its own time.
+    let (n, _, _) = send_ok(&p, new_message(&t, &a, &b, "encore", at(30))).await;
+    let late = p
+        .messages
+        .mark_delivered(&t, n.id, &b, at(25))
+        .await
+        .unwrap()
+        .into_message();
+    assert_eq!((late.delivered_at, late.updated_at), (Some(at(25)), at(30)));
+}
+
 pub async fn changes_since_follows_updated_at_then_id(p: Ports) {
     let t = tenant("acme");
     let (a, b, c) = (user("awa"), user("bakary"), user("chris"));

@@ -145,6 +145,7 @@ macro_rules! storage_contract {
             edit_and_delete_keep_the_message_notification_text_in_step,
             notification_status_only_moves_forward,
             conversation_times_never_go_back,
+            message_times_never_go_back,
             changes_since_follows_updated_at_then_id,
             an_alert_and_its_audit_row_are_stored_together_or_not_at_all,
             notifications_list_unread_first_then_newest,

@@ -407,7 +407,9 @@ async fn a_deleted_message_no_longer_counts_on_the_recipient_s_bell() {
     assert_eq!(updated["unreadCount"], 1, "{updated}");
     assert_eq!(updated["status"], "read", "{updated}");
     // …and the list agrees: only the message still there is unread.
-    let (status, list) = app.get(&format!("/api/tenants/{T}/notifications"), &emp).await;
+    let (status, list) = app
+        .get(&format!("/api/tenants/{T}/notifications"), &emp)
+        .await;
     assert_eq!(status, 200, "{list}");
     let unread: Vec<&Value> = list["notifications"]
         .as_array()
@@ -416,7 +418,10 @@ async fn a_deleted_message_no_longer_counts_on_the_recipient_s_bell() {
         .filter(|n| n["status"] == "unread")
         .collect();
     assert_eq!(unread.len(), 1, "{list}");
-    assert_eq!(unread[0]["relatedEntityId"], kept["message"]["id"], "{list}");
+    assert_eq!(
+        unread[0]["relatedEntityId"], kept["message"]["id"],
+        "{list}"
+    );
     app.stop().await;
 }
 

@@ -280,7 +280,7 @@ impl MessageStore for MemoryStore {
         data.modify_live(tenant, id, audit, preview, |message| {
             message.content = String::from(content);
             message.edited_at = Some(edited_at);
-            message.updated_at = edited_at;
+            message.updated_at = message.updated_at.max(edited_at);
         })
     }
 
@@ -297,7 +297,7 @@ impl MessageStore for MemoryStore {
         data.modify_live(tenant, id, audit, String::new(), |message| {
             message.content = String::new();
             message.deleted_at = Some(deleted_at);
-            message.updated_at = deleted_at;
+            message.updated_at = message.updated_at.max(deleted_at);
         })
     }
 
@@ -322,7 +322,7 @@ impl MessageStore for MemoryStore {
             return Ok(DeliveryOutcome::AlreadyDelivered(message.clone()));
         }
         message.delivered_at = Some(at);
-        message.updated_at = at;
+        message.updated_at = message.updated_at.max(at);
         Ok(DeliveryOutcome::Delivered(message.clone()))
     }
 
@@ -358,7 +358,7 @@ impl MessageStore for MemoryStore {
                 message.read = true;
                 message.read_at = Some(at);
                 message.delivered_at.get_or_insert(at);
-                message.updated_at = at;
+                message.updated_at = message.updated_at.max(at);
                 changed.push(message.clone());
             }
         }

@@ -266,6 +266,19 @@ fn a_finished_catch_up_resumes_after_its_last_change_once_that_has_settled() {
         .catch_up(&staff("emp", Role::Employe), since, PageSize::DEFAULT))
     .unwrap();
     assert_eq!(got.cursor, CatchUpCursor::at(old.updated_at, Some(old.id)));
+    // Exactly at the settled point: resumed there, inclusively, since a
+    // change stamped at that instant with a smaller id may still be stored.
+    let mut edge = message("dg", "emp", 6, TimeDelta::seconds(30));
+    edge.delivered_at = Some(edge.created_at);
+    let mut h = catching_up(vec![edge.clone()]);
+    h.store_deliveries(vec![edge.clone()]);
+    let got =
+        run(h
+            .build()
+            .service
+            .catch_up(&staff("emp", Role::Employe), since, PageSize::DEFAULT))
+        .unwrap();
+    assert_eq!(got.cursor, CatchUpCursor::at(edge.updated_at, None));
     // Nothing new, asked from a point in the unsettled window: pulled back too.
     let f = catching_up(Vec::new()).build();
     let recent = CatchUpCursor::at(now() - TimeDelta::seconds(3), None);
