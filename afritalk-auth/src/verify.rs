@@ -336,10 +336,20 @@ impl Claims {
         let [user] = self.users.as_slice() else {
             return Err(malformed("the token must state exactly one user"));
         };
+        let user = UserId::parse(user.as_str()).map_err(|_| malformed("invalid user id"))?;
         let kind = match (self.roles.as_slice(), self.services.as_slice()) {
-            ([role], []) => {
-                ActorKind::Staff(Role::parse(role).map_err(|_| malformed("unknown role"))?)
-            }
+            ([role], []) => match Role::parse(role) {
+                Ok(role) => ActorKind::Staff(role),
+                // Genuine, but outside the matrix: a refusal to audit, not a
+                // token that proves nothing.
+                Err(_) => {
+                    return Err(AuthError::UnknownRole {
+                        tenant: requested.clone(),
+                        user,
+                        role: role.chars().take(64).collect(),
+                    });
+                }
+            },
             ([], [true]) => ActorKind::Service,
             _ => return Err(malformed("the token must state one role or service(true)")),
         };
@@ -350,7 +360,7 @@ impl Claims {
         };
         Ok(Identity {
             tenant: requested.clone(),
-            user: UserId::parse(user.as_str()).map_err(|_| malformed("invalid user id"))?,
+            user,
             kind,
             name,
         })
@@ -414,6 +424,41 @@ mod tests {
         let actor = identity.to_actor();
         assert_eq!(actor.kind, ActorKind::Staff(Role::Dg));
         assert_eq!(actor.user.as_str(), "u1");
+    }
+
+    #[test]
+    fn a_genuine_token_with_a_role_outside_the_matrix_is_forbidden_not_invalid() {
+        let (minter, verifier) = setup();
+        let key = biscuit_auth::KeyPair::from(
+            &biscuit_auth::PrivateKey::from_bytes_hex(
+                &minter.root().to_hex(),
+                biscuit_auth::Algorithm::Ed25519,
+            )
+            .unwrap(),
+        );
+        let token =
+            biscuit_auth::macros::biscuit!(r#"tenant("acme"); user("u1"); role("COMPTABLE");"#)
+                .build(&key)
+                .unwrap()
+                .to_base64()
+                .unwrap();
+        let err = verifier
+            .verify(&token, &tenant("acme"), Operation::Read)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::UnknownRole {
+                tenant: tenant("acme"),
+                user: UserId::parse("u1").unwrap(),
+                role: "COMPTABLE".into(),
+            }
+        );
+        assert_eq!((err.code(), err.is_forbidden()), ("forbidden", true));
+        // Anywhere else it is still the tenant that is wrong.
+        assert_eq!(
+            verifier.verify(&token, &tenant("other"), Operation::Read),
+            Err(AuthError::WrongTenant)
+        );
     }
 
     #[test]

@@ -979,6 +979,71 @@ async fn sockets_refuse_bad_tokens_and_foreign_tenants_at_connect() {
 }
 
 #[tokio::test]
+async fn a_role_outside_the_matrix_is_forbidden_on_the_trail_over_rest_and_socket() {
+    use afritalk_ports::{AuditAction, AuditFilter, AuditLog, PageSize};
+    let server = spawn().await;
+    let key = biscuit_auth::KeyPair::from(
+        &biscuit_auth::PrivateKey::from_bytes_hex(
+            &server.minter.root().to_hex(),
+            biscuit_auth::Algorithm::Ed25519,
+        )
+        .unwrap(),
+    );
+    let token =
+        biscuit_auth::macros::biscuit!(r#"tenant("t1"); user("compta"); role("COMPTABLE");"#)
+            .build(&key)
+            .unwrap()
+            .to_base64()
+            .unwrap();
+    let path = "/api/tenants/t1/messaging/conversations";
+    let r = server.call("GET", path, Some(&token), None).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("COMPTABLE"), "{}", r.body);
+    let (_, reply) = Polling::connect(&server, "t1", json!({ "token": token })).await;
+    assert!(
+        reply.starts_with("44") && reply.contains("forbidden") && reply.contains("COMPTABLE"),
+        "{reply}"
+    );
+    // Each refusal is on the tenant's trail, naming the role and what was tried.
+    let t1 = TenantId::parse("t1").unwrap();
+    let filter = AuditFilter {
+        action: Some(AuditAction::ForbiddenAttempt),
+        ..AuditFilter::default()
+    };
+    let rows = server
+        .store
+        .query(&t1, filter, PageSize::DEFAULT)
+        .await
+        .unwrap();
+    let tried: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.user_id.as_ref().map(UserId::as_str), Some("compta"));
+            (
+                r.details["role"].as_str().unwrap(),
+                r.details["operation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tried,
+        vec![
+            ("COMPTABLE", "ws.connect"),
+            (
+                "COMPTABLE",
+                "GET /api/tenants/{tenantId}/messaging/conversations"
+            ),
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn presence_subscriptions_answer_current_status_and_are_capped_per_socket() {
     // Reading the statuses takes a while, as across nodes, so that calls sent
     // together overlap.

@@ -19,9 +19,13 @@ use afritalk_ports::{
     ACCOUNT_DEACTIVATED, Audience, AuditAction, AuditEntry, AuditId, AuditLog, Clock, Directory,
     DirectoryUser, EventPublisher, FeatureFlags, IdGenerator, MessageStore, MessagingError,
     NotificationStore, PresenceTracker, RateAction, RateDecision, RateLimiter, RealtimeEvent, Role,
-    TenantId,
+    TenantId, UserId,
 };
 use chrono::{DateTime, Utc};
+
+/// A caller as the audit trail and the rate limiter know it: tenant, user
+/// and client IP (a refusal may come before there is an [`Actor`]).
+type Who<'a> = (&'a TenantId, &'a UserId, Option<&'a str>);
 use serde_json::json;
 
 use crate::actor::{Actor, ActorKind};
@@ -94,12 +98,17 @@ impl MessagingService {
     /// limiter itself is down (e.g. Redis restarting) the attempt is let through:
     /// losing rate limiting for a moment is better than losing messaging.
     async fn check_rate(&self, actor: &Actor, action: RateAction) -> Result<(), MessagingError> {
-        match self
-            .ports
-            .rate_limiter
-            .check(&actor.tenant, &actor.user, action)
-            .await
-        {
+        self.check_rate_of(&actor.tenant, &actor.user, action).await
+    }
+
+    /// [`Self::check_rate`] for a caller known only by tenant and user.
+    async fn check_rate_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        action: RateAction,
+    ) -> Result<(), MessagingError> {
+        match self.ports.rate_limiter.check(tenant, user, action).await {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => {
                 Err(MessagingError::RateLimited { retry_after })
@@ -120,19 +129,32 @@ impl MessagingService {
         details: serde_json::Value,
         at: DateTime<Utc>,
     ) -> AuditEntry {
+        let who = (&actor.tenant, &actor.user, actor.ip.as_deref());
+        self.audit_entry_of(who, action, entity, details, at)
+    }
+
+    /// [`Self::audit_entry`] for a caller known only by tenant, user and IP.
+    fn audit_entry_of(
+        &self,
+        (tenant, user, ip): Who<'_>,
+        action: AuditAction,
+        entity: Option<(&str, String)>,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> AuditEntry {
         let (entity_type, entity_id) = match entity {
             Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
             None => (None, None),
         };
         AuditEntry {
             id: AuditId::from_uuid(self.ports.ids.new_id()),
-            tenant_id: actor.tenant.clone(),
-            user_id: Some(actor.user.clone()),
+            tenant_id: tenant.clone(),
+            user_id: Some(user.clone()),
             action,
             entity_type,
             entity_id,
             details,
-            ip_address: actor.ip.clone(),
+            ip_address: ip.map(str::to_owned),
             created_at: at,
         }
     }
@@ -147,21 +169,52 @@ impl MessagingService {
         actor: &Actor,
         reason: &str,
         entity: Option<(&str, String)>,
+        details: serde_json::Value,
+    ) -> MessagingError {
+        let who = (&actor.tenant, &actor.user, actor.ip.as_deref());
+        self.refuse_of(who, reason, entity, details).await
+    }
+
+    /// [`Self::refuse`] for a caller known only by tenant, user and IP.
+    async fn refuse_of(
+        &self,
+        who: Who<'_>,
+        reason: &str,
+        entity: Option<(&str, String)>,
         mut details: serde_json::Value,
     ) -> MessagingError {
-        if let Err(limited) = self.check_rate(actor, RateAction::Modify).await {
+        let (tenant, user, _) = who;
+        if let Err(limited) = self.check_rate_of(tenant, user, RateAction::Modify).await {
             return limited;
         }
         if let Some(map) = details.as_object_mut() {
             map.insert("reason".into(), reason.into());
         }
         let now = self.ports.clock.now();
-        let entry = self.audit_entry(actor, AuditAction::ForbiddenAttempt, entity, details, now);
+        let entry = self.audit_entry_of(who, AuditAction::ForbiddenAttempt, entity, details, now);
         if let Err(err) = self.ports.audit.append(entry).await {
             // The refusal stands even if the trail could not be written; say so loudly.
-            tracing::error!(tenant = %actor.tenant, user = %actor.user, %err, "forbidden_attempt audit row lost");
+            tracing::error!(%tenant, %user, %err, "forbidden_attempt audit row lost");
         }
         MessagingError::Forbidden(reason.to_owned())
+    }
+
+    /// Refuses a caller whose genuine token names a role the permission
+    /// matrix does not know (the role must be known from the connection on),
+    /// with a `forbidden_attempt` row naming that `role` and the `operation`,
+    /// budgeted like every refusal.
+    pub async fn refuse_unknown_role(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ip: Option<&str>,
+        role: &str,
+        operation: &str,
+    ) -> MessagingError {
+        let reason = format!("your role ({role}) is not one messaging knows (PDG, DG or EMPLOYE)");
+        let details = json!({ "operation": operation, "role": role });
+        self.refuse_of((tenant, user, ip), &reason, None, details)
+            .await
     }
 
     /// Refuses what a staff caller whom an administrator deactivated tries with

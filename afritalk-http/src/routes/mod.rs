@@ -6,7 +6,7 @@ mod messaging;
 mod notifications;
 mod ops;
 
-use afritalk_auth::Operation;
+use afritalk_auth::{AuthError, Operation};
 use afritalk_core::Actor;
 use http::Method;
 
@@ -36,8 +36,26 @@ pub(crate) fn caller(app: &App, m: &Matched, req: &Request) -> Result<Actor, Api
     Ok(actor)
 }
 
-/// Runs the handler of a matched route.
+/// Runs the handler of a matched route. A genuine token whose role the
+/// permission matrix does not know is refused on the audit trail here, once
+/// for every route (the handlers only see the verifier's refusal).
 pub(crate) async fn dispatch(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    match handle(app, m, req).await {
+        Err(ApiError::Auth(AuthError::UnknownRole { tenant, user, role })) => {
+            let ip = auth::client_ip(&app.inner, &req.headers, req.peer);
+            let operation = format!("{} {}", m.route.method, m.route.path);
+            let service = &app.inner.service;
+            let refused = service
+                .refuse_unknown_role(&tenant, &user, ip.as_deref(), &role, &operation)
+                .await;
+            Err(refused.into())
+        }
+        handled => handled,
+    }
+}
+
+/// The handler of a matched route.
+async fn handle(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
     use RouteId::*;
     match m.route.id {
         Conversations => messaging::conversations(app, m, req).await,

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use afritalk_auth::{Operation, VerifiedToken};
+use afritalk_auth::{AuthError, Operation, VerifiedToken};
 use afritalk_core::Actor;
 use afritalk_ports::{Audience, ConnectionId, PageSize};
 use serde::Deserialize;
@@ -124,7 +124,19 @@ pub(crate) async fn authenticate(
     let inner = &app.inner;
     let tenant = auth::path_tenant(&tenant)?;
     let token = inner.verifier.open(&token)?;
-    let identity = token.authorize(&tenant, Operation::Read)?;
+    let peer = parts.extensions.get::<PeerAddr>().copied();
+    let identity = match token.authorize(&tenant, Operation::Read) {
+        Ok(identity) => identity,
+        Err(AuthError::UnknownRole { tenant, user, role }) => {
+            let ip = auth::client_ip(inner, &parts.headers, peer);
+            let service = &inner.service;
+            let refused = service
+                .refuse_unknown_role(&tenant, &user, ip.as_deref(), &role, "ws.connect")
+                .await;
+            return Err(ApiError::from(refused).into());
+        }
+        Err(err) => return Err(ApiError::from(err).into()),
+    };
     // Before anything is recorded: a refused handshake leaves no trace but the log.
     let slots = &inner.socket_slots;
     let Some(slot) = slots.take(&identity.tenant, &identity.user) else {
@@ -134,7 +146,6 @@ pub(crate) async fn authenticate(
         tracing::debug!(user = %identity.user, max = slots.max(), "socket refused: too many open");
         return Err(ApiError::TooManySockets(slots.max()).into());
     };
-    let peer = parts.extensions.get::<PeerAddr>().copied();
     let mut actor = identity.to_actor();
     if let Some(ip) = auth::client_ip(inner, &parts.headers, peer) {
         actor = actor.with_ip(ip);

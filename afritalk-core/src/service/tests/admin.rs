@@ -283,6 +283,26 @@ fn a_deactivated_caller_past_the_budget_is_still_told_so_without_a_row() {
 }
 
 #[test]
+fn a_role_outside_the_matrix_is_refused_on_the_trail() {
+    let f = Harness::new(users()).build();
+    let err = run(f.service.refuse_unknown_role(
+        &tenant(),
+        &uid("compta"),
+        Some("203.0.113.7"),
+        "COMPTABLE",
+        "ws.connect",
+    ));
+    assert_eq!(err.code(), "forbidden");
+    assert!(err.to_string().contains("COMPTABLE"), "{err}");
+    assert_eq!(f.actions(), vec![AuditAction::ForbiddenAttempt]);
+    let row = f.audit_rows.lock().unwrap()[0].clone();
+    assert_eq!(row.user_id, Some(uid("compta")));
+    assert_eq!(row.ip_address.as_deref(), Some("203.0.113.7"));
+    assert_eq!(row.details["role"], "COMPTABLE");
+    assert_eq!(row.details["operation"], "ws.connect");
+}
+
+#[test]
 fn an_unchanged_identity_writes_nothing() {
     let f = Harness::new(users()).build();
     // No upsert expectation: writing would panic the mock.
