@@ -426,6 +426,39 @@ async fn a_deleted_message_no_longer_counts_on_the_recipient_s_bell() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_payload_forms_work_unchanged() {
+    let app = spawn_app().await;
+    company(&app).await;
+    let dg = app.token(T, "dg", Role::Dg);
+    let emp = app.token(T, "emp", Role::Employe);
+    let (_, sent) = app.send(T, &dg, "emp", "bonjour").await;
+    let conv = sent["conversationId"].clone();
+    let mut c = Clients::start().await;
+    c.connect(&app, "dg", T, &dg, "websocket").await.unwrap();
+    c.connect(&app, "emp", T, &emp, "websocket").await.unwrap();
+    // Seed 004's Flutter client: emit('conv:subscribe', convId), a bare id.
+    let ack = c.emit("emp", "conv:subscribe", conv.clone()).await;
+    assert_eq!(ok_ack(&ack)["conversation"]["id"], conv, "{ack}");
+    let ack = c.emit("dg", "typing:start", conv.clone()).await;
+    ok_ack(&ack);
+    let typing = c.next_event("emp", "typing:start").await;
+    assert_eq!(typing["userId"], "dg", "{typing}");
+    let ack = c.emit("emp", "conv:unsubscribe", conv.clone()).await;
+    ok_ack(&ack);
+    // Seed 000's messaging:join { userId }: one's own id is a catch-up…
+    let ack = c
+        .emit("emp", "messaging:join", json!({ "userId": "emp" }))
+        .await;
+    assert_eq!(ok_ack(&ack)["changes"][0]["content"], "bonjour", "{ack}");
+    // …and someone else's is refused, joining nothing.
+    let ack = c
+        .emit("emp", "messaging:join", json!({ "userId": "dg" }))
+        .await;
+    assert_eq!(ack["error"]["code"], "validation", "{ack}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_conversation_list_delivers_the_last_message_it_shows() {
     let app = spawn_app().await;
     company(&app).await;

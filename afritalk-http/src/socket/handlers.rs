@@ -175,6 +175,9 @@ struct JoinPayload {
     after_id: Option<String>,
     settled_up_to: Option<chrono::DateTime<chrono::Utc>>,
     limit: Option<u32>,
+    /// Seed 000's `messaging:join { userId }`: the caller's own id (their
+    /// room was joined at connect), so the call is a catch-up (form B).
+    user_id: Option<String>,
 }
 
 /// `messaging:join`: with `conversationId`, subscribe to it and get what came after
@@ -186,6 +189,13 @@ async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value
     handle(s, data, ack, async |session, p: JoinPayload| {
         let service = &app.inner.service;
         let limit = dto::page(p.limit)?;
+        if p.user_id
+            .is_some_and(|id| id != session.actor.user.as_str())
+        {
+            return Err(ApiError::BadRequest(
+                "userId: must be your own user id (the socket joined your room at connect)".into(),
+            ));
+        }
         if let Some(id) = p.conversation_id {
             let id = dto::parse_conversation_id(&id)?;
             let caught_up = service
@@ -399,6 +409,16 @@ struct ConversationRef {
     conversation_id: String,
 }
 
+/// The payload of an event naming one conversation: `{ conversationId }`,
+/// or the bare id as seed 004's clients send it (`emit('conv:subscribe',
+/// convId)`), read as the object.
+fn conversation_ref<E>(data: Result<Value, E>) -> Result<Value, E> {
+    data.map(|value| match value {
+        Value::String(id) => json!({ "conversationId": id }),
+        other => other,
+    })
+}
+
 /// `conv:subscribe { conversationId }`: participants only (the core checks).
 async fn conv_subscribe(
     s: SocketRef,
@@ -407,23 +427,33 @@ async fn conv_subscribe(
     ack: AckSender,
 ) {
     let socket = s.clone();
-    handle(s, data, ack, async |session, p: ConversationRef| {
-        let id = dto::parse_conversation_id(&p.conversation_id)?;
-        let conversation = app.inner.service.conversation(&session.actor, id).await?;
-        socket.join(Audience::Conversation(session.actor.tenant.clone(), id).room());
-        Ok(json!({ "conversation": conversation }))
-    })
+    handle(
+        s,
+        conversation_ref(data),
+        ack,
+        async |session, p: ConversationRef| {
+            let id = dto::parse_conversation_id(&p.conversation_id)?;
+            let conversation = app.inner.service.conversation(&session.actor, id).await?;
+            socket.join(Audience::Conversation(session.actor.tenant.clone(), id).room());
+            Ok(json!({ "conversation": conversation }))
+        },
+    )
     .await;
 }
 
 /// `conv:unsubscribe { conversationId }`.
 async fn conv_unsubscribe(s: SocketRef, TryData(data): TryData<Value>, ack: AckSender) {
     let socket = s.clone();
-    handle(s, data, ack, async |session, p: ConversationRef| {
-        let id = dto::parse_conversation_id(&p.conversation_id)?;
-        socket.leave(Audience::Conversation(session.actor.tenant.clone(), id).room());
-        Ok(json!({}))
-    })
+    handle(
+        s,
+        conversation_ref(data),
+        ack,
+        async |session, p: ConversationRef| {
+            let id = dto::parse_conversation_id(&p.conversation_id)?;
+            socket.leave(Audience::Conversation(session.actor.tenant.clone(), id).room());
+            Ok(json!({}))
+        },
+    )
     .await;
 }
 
@@ -448,9 +478,12 @@ async fn typing_start(
     TryData(data): TryData<Value>,
     ack: AckSender,
 ) {
-    handle(s, data, ack, async |session, p: ConversationRef| {
-        typing(&app, &session, p, true).await
-    })
+    handle(
+        s,
+        conversation_ref(data),
+        ack,
+        async |session, p: ConversationRef| typing(&app, &session, p, true).await,
+    )
     .await;
 }
 
@@ -461,8 +494,11 @@ async fn typing_stop(
     TryData(data): TryData<Value>,
     ack: AckSender,
 ) {
-    handle(s, data, ack, async |session, p: ConversationRef| {
-        typing(&app, &session, p, false).await
-    })
+    handle(
+        s,
+        conversation_ref(data),
+        ack,
+        async |session, p: ConversationRef| typing(&app, &session, p, false).await,
+    )
     .await;
 }
