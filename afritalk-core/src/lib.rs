@@ -15,7 +15,7 @@
 //! - [`views`]: what the use cases return.
 //!
 //! Every use case refuses a tenant whose messaging is switched off (administration
-//! and directory search excepted), writes its audit row, and publishes the
+//! but alerts, and directory search, excepted), writes its audit row, and publishes the
 //! realtime events of MISSION §4.
 //!
 //! ## Embedding

@@ -553,6 +553,16 @@ async fn each_error_class_gets_its_status_and_json_body() {
         )
         .await;
     assert_eq!((r.status, r.code().as_str()), (403, "messaging_disabled"));
+    // Any token of the tenant may read the switch (its front end hides the chat).
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/settings/messaging",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.json()), (200, json!({ "enabled": false })));
     server.stop().await;
 }
 
@@ -640,7 +650,7 @@ async fn every_documented_route_is_served_and_nothing_else_is() {
             assert_eq!(r.status, expected, "{method} {template}: {}", r.body);
         }
     }
-    assert_eq!(count, 24);
+    assert_eq!(count, 25);
     server.stop().await;
 }
 

@@ -1,6 +1,8 @@
 //! Administration use cases: alert/system notifications from other services,
 //! the directory, the tenant's messaging switch, and the audit trail. These work
-//! even while a tenant's messaging is switched off, so it can be prepared first.
+//! even while a tenant's messaging is switched off, so it can be prepared first,
+//! except alerts: users would only see them in messaging, so they are refused
+//! then (`messaging_disabled`) rather than left where nobody looks.
 
 use afritalk_ports::{
     Audience, AuditAction, AuditEntry, AuditFilter, AuditId, DirectoryUser, DisplayName,
@@ -246,6 +248,12 @@ impl MessagingService {
             self.ports.clock.now(),
         );
         self.append_audit(audit).await
+    }
+
+    /// Whether messaging is on for the caller's tenant: any caller of the
+    /// tenant may ask (a front end shows or hides its chat by it).
+    pub async fn messaging_enabled(&self, actor: &Actor) -> Result<bool, MessagingError> {
+        Ok(self.ports.features.messaging_enabled(&actor.tenant).await?)
     }
 
     /// Switches messaging on or off for the caller's tenant (services only: rollout

@@ -75,6 +75,16 @@ pub(super) async fn audit(app: &App, m: &Matched, req: &Request) -> Result<Reply
     ))
 }
 
+pub(super) async fn read_messaging_settings(
+    app: &App,
+    m: &Matched,
+    req: &Request,
+) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req)?;
+    let enabled = app.inner.service.messaging_enabled(&actor).await?;
+    Ok(Reply::ok(json!({ "enabled": enabled })))
+}
+
 pub(super) async fn messaging_settings(
     app: &App,
     m: &Matched,

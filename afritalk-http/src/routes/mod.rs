@@ -78,6 +78,7 @@ async fn handle(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError
         DirectoryEntry => admin::directory_entry(app, m, req).await,
         UpsertUser => admin::upsert_user(app, m, req).await,
         MessagingSettings => admin::messaging_settings(app, m, req).await,
+        ReadMessagingSettings => admin::read_messaging_settings(app, m, req).await,
         Healthz => Ok(ops::healthz()),
         Readyz => ops::readyz(app).await,
         RouteId::Metrics => Ok(ops::metrics(app)),
