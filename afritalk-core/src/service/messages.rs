@@ -402,7 +402,12 @@ impl MessagingService {
         }
         self.check_rate(actor, RateAction::Receipt).await?;
         let changed = self
-            .read_range(actor, message.conversation_id, message.seq, message.seq)
+            .read_range(
+                actor,
+                message.conversation_id,
+                (message.seq, message.seq),
+                Some(id),
+            )
             .await?;
         match changed.into_iter().next() {
             Some(read) => Ok(read),
@@ -424,26 +429,31 @@ impl MessagingService {
             .await?;
         self.check_rate(actor, RateAction::Receipt).await?;
         let up_to = up_to_seq.unwrap_or(conv.last_seq).min(conv.last_seq);
-        self.read_range(actor, conversation, 1, up_to).await
+        self.read_range(actor, conversation, (1, up_to), None).await
     }
 
     /// Marks a range read in the store (with its audit row) and publishes a
-    /// `messaging:read` per message changed, to both participants.
+    /// `messaging:read` per message changed, to both participants. The row
+    /// names the `message` when one was read by id, else the conversation.
     async fn read_range(
         &self,
         actor: &Actor,
         conversation: ConversationId,
-        from_seq: i64,
-        to_seq: i64,
+        (from_seq, to_seq): (i64, i64),
+        message: Option<MessageId>,
     ) -> Result<Vec<Message>, MessagingError> {
         let now = self.ports.clock.now();
-        let audit = self.audit_entry(
-            actor,
-            AuditAction::MessageRead,
-            Some(("conversation", conversation.to_string())),
-            json!({ "fromSeq": from_seq, "toSeq": to_seq }),
-            now,
-        );
+        let (entity, details) = match message {
+            Some(id) => (
+                ("message", id.to_string()),
+                json!({ "conversationId": conversation, "seq": from_seq }),
+            ),
+            None => (
+                ("conversation", conversation.to_string()),
+                json!({ "fromSeq": from_seq, "toSeq": to_seq }),
+            ),
+        };
+        let audit = self.audit_entry(actor, AuditAction::MessageRead, Some(entity), details, now);
         let changed = self
             .ports
             .messages

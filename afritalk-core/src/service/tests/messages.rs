@@ -575,13 +575,17 @@ fn the_recipient_marks_read_and_both_sides_are_told() {
     let original = message("dg", "emp", 4, TimeDelta::seconds(30));
     let mut h = holding(&original);
     let read = original.clone();
+    // The audit row names the message read, not only its conversation.
+    let named = original.id.to_string();
     h.messages
         .expect_mark_read()
-        .withf(|_, _, reader, from, to, _, audit| {
+        .withf(move |_, _, reader, from, to, _, audit| {
             reader.as_str() == "emp"
                 && *from == 4
                 && *to == 4
                 && audit.action == AuditAction::MessageRead
+                && audit.entity_type.as_deref() == Some("message")
+                && audit.entity_id.as_deref() == Some(named.as_str())
         })
         .times(1)
         .returning(move |_, _, _, _, _, at, _| {
