@@ -627,6 +627,51 @@ async fn refused_tokens_get_401_or_403_with_a_clear_code() {
 }
 
 #[tokio::test]
+async fn a_user_known_only_by_a_rest_read_can_be_written_to() {
+    let server = spawn().await;
+    let (dg, emp) = (
+        server.token("dg1", Role::Dg),
+        server.token("emp1", Role::Employe),
+    );
+    let at = &server;
+    let send = async |token: &str| {
+        let r = at
+            .call(
+                "POST",
+                "/api/tenants/t1/messaging/message",
+                Some(token),
+                Some(&send_body("emp1", "bonjour")),
+            )
+            .await;
+        (r.status, r.body)
+    };
+    // The employee has done nothing yet: unknown to the directory.
+    assert_eq!(send(&dg).await.0, 404);
+    // One REST read with their token, and they are known by its facts.
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/messaging/conversations",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, body) = send(&dg).await;
+    assert_eq!(status, 201, "{body}");
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/directory/users/emp1",
+            Some(&emp),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["displayName"], "Name of emp1", "{}", r.body);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_documented_route_is_served_and_nothing_else_is() {
     let server = spawn().await;
     let doc = server.call("GET", "/openapi.json", None, None).await.json();

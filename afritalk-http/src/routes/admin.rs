@@ -10,12 +10,12 @@ use crate::error::ApiError;
 use crate::router::{Matched, Reply, Request};
 
 pub(super) async fn presence(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     Ok(Reply::ok(app.inner.service.presence(&actor).await?))
 }
 
 pub(super) async fn directory(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let q: DirectoryListQuery = dto::parse_query(&req.query)?;
     let page = app
         .inner
@@ -33,7 +33,7 @@ pub(super) async fn directory_entry(
     m: &Matched,
     req: &Request,
 ) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let user = dto::parse_user("userId", m.param("userId").to_owned())?;
     Ok(Reply::ok(
         app.inner.service.directory_entry(&actor, &user).await?,
@@ -41,7 +41,7 @@ pub(super) async fn directory_entry(
 }
 
 pub(super) async fn upsert_user(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let user = dto::parse_user("userId", m.param("userId").to_owned())?;
     let body: DirectoryBody = dto::parse_json(&req.body)?;
     let (name, role, active) = body.into_domain()?;
@@ -58,7 +58,7 @@ pub(super) async fn upsert_user(app: &App, m: &Matched, req: &Request) -> Result
 }
 
 pub(super) async fn audit(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let q: AuditQuery = dto::parse_query(&req.query)?;
     let limit = dto::page(q.limit)?;
     let entries = app
@@ -80,7 +80,7 @@ pub(super) async fn read_messaging_settings(
     m: &Matched,
     req: &Request,
 ) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let enabled = app.inner.service.messaging_enabled(&actor).await?;
     Ok(Reply::ok(json!({ "enabled": enabled })))
 }
@@ -90,7 +90,7 @@ pub(super) async fn messaging_settings(
     m: &Matched,
     req: &Request,
 ) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let body: SettingsBody = dto::parse_json(&req.body)?;
     app.inner
         .service

@@ -16,7 +16,7 @@ pub(super) async fn conversations(
     m: &Matched,
     req: &Request,
 ) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let q: ListQuery = dto::parse_query(&req.query)?;
     let after = q
         .after
@@ -38,7 +38,7 @@ pub(super) async fn conversations(
 }
 
 pub(super) async fn history(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let other = dto::parse_user("userId", m.param("userId").to_owned())?;
     let q: HistoryQuery = dto::parse_query(&req.query)?;
     let page = app
@@ -74,13 +74,13 @@ pub(super) async fn send(app: &App, m: &Matched, req: &Request) -> Result<Reply,
 }
 
 pub(super) async fn read(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_message_id(m.param("messageId"))?;
     Ok(Reply::ok(app.inner.service.mark_read(&actor, id).await?))
 }
 
 pub(super) async fn edit(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_message_id(m.param("messageId"))?;
     let body: EditBody = dto::parse_json(&req.body)?;
     let content = afritalk_ports::MessageContent::parse(body.content).map_err(dto::invalid)?;
@@ -90,7 +90,7 @@ pub(super) async fn edit(app: &App, m: &Matched, req: &Request) -> Result<Reply,
 }
 
 pub(super) async fn delete(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_message_id(m.param("messageId"))?;
     Ok(Reply::ok(app.inner.service.delete(&actor, id).await?))
 }
@@ -100,7 +100,7 @@ pub(super) async fn read_conversation(
     m: &Matched,
     req: &Request,
 ) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_conversation_id(m.param("conversationId"))?;
     let body: ReadUpToBody = if req.body.is_empty() {
         ReadUpToBody::default()
@@ -120,7 +120,7 @@ pub(super) async fn conversation_messages(
     m: &Matched,
     req: &Request,
 ) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_conversation_id(m.param("conversationId"))?;
     let q: dto::AfterSeqQuery = dto::parse_query(&req.query)?;
     let page = dto::page(q.limit)?;
@@ -133,7 +133,7 @@ pub(super) async fn conversation_messages(
 }
 
 pub(super) async fn sync(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let q: SyncQuery = dto::parse_query(&req.query)?;
     let caught_up = app
         .inner

@@ -24,15 +24,21 @@ fn operation(method: &Method) -> Operation {
     }
 }
 
-/// The caller of an authenticated route.
-pub(crate) fn caller(app: &App, m: &Matched, req: &Request) -> Result<Actor, ApiError> {
-    let (actor, _) = auth::authenticate(
+/// The caller of an authenticated route, whose directory entry is refreshed
+/// from the token's facts (name and role; written only when they changed), so
+/// that a user known so far only by their REST calls can be written to.
+pub(crate) async fn caller(app: &App, m: &Matched, req: &Request) -> Result<Actor, ApiError> {
+    let (actor, identity) = auth::authenticate(
         &app.inner,
         &req.headers,
         req.peer,
         m.param("tenantId"),
         operation(&req.method),
     )?;
+    app.inner
+        .service
+        .remember_identity(&actor, identity.name)
+        .await?;
     Ok(actor)
 }
 

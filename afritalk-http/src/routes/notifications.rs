@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::router::{Matched, Reply, Request};
 
 pub(super) async fn list(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let q: NotificationQuery = dto::parse_query(&req.query)?;
     let after = q
         .after
@@ -34,7 +34,7 @@ pub(super) async fn list(app: &App, m: &Matched, req: &Request) -> Result<Reply,
 }
 
 pub(super) async fn read(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_notification_id(m.param("notificationId"))?;
     Ok(Reply::ok(
         app.inner.service.mark_notification_read(&actor, id).await?,
@@ -42,7 +42,7 @@ pub(super) async fn read(app: &App, m: &Matched, req: &Request) -> Result<Reply,
 }
 
 pub(super) async fn read_all(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let updated = app
         .inner
         .service
@@ -52,7 +52,7 @@ pub(super) async fn read_all(app: &App, m: &Matched, req: &Request) -> Result<Re
 }
 
 pub(super) async fn archive(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let id = dto::parse_notification_id(m.param("notificationId"))?;
     Ok(Reply::ok(
         app.inner.service.archive_notification(&actor, id).await?,
@@ -60,7 +60,7 @@ pub(super) async fn archive(app: &App, m: &Matched, req: &Request) -> Result<Rep
 }
 
 pub(super) async fn create(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
-    let actor = caller(app, m, req)?;
+    let actor = caller(app, m, req).await?;
     let body: AlertBody = dto::parse_json(&req.body)?;
     let created = app
         .inner
