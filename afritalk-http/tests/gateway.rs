@@ -672,6 +672,49 @@ async fn a_user_known_only_by_a_rest_read_can_be_written_to() {
 }
 
 #[tokio::test]
+async fn a_message_is_fetched_by_id_by_its_participants_only() {
+    let server = spawn().await;
+    for (user, role) in [("dg1", "DG"), ("emp1", "EMPLOYE"), ("emp2", "EMPLOYE")] {
+        server.add_user(user, role).await;
+    }
+    let dg = server.token("dg1", Role::Dg);
+    let sent = server
+        .call(
+            "POST",
+            "/api/tenants/t1/messaging/message",
+            Some(&dg),
+            Some(&send_body("emp1", "commande 17")),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let id = sent.json()["message"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/tenants/t1/messaging/{id}");
+    // The sender sees it not yet delivered; the recipient's fetch delivers it.
+    let r = server.call("GET", &path, Some(&dg), None).await;
+    assert_eq!(
+        (r.status, r.json()["deliveredAt"].is_null()),
+        (200, true),
+        "{}",
+        r.body
+    );
+    let emp = server.token("emp1", Role::Employe);
+    let r = server.call("GET", &path, Some(&emp), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["conversationId"], sent.json()["conversationId"]);
+    assert!(r.json()["deliveredAt"].is_string(), "{}", r.body);
+    // Anyone else of the tenant is told it does not exist.
+    let other = server.token("emp2", Role::Employe);
+    let r = server.call("GET", &path, Some(&other), None).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (404, "not_found"),
+        "{}",
+        r.body
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_documented_route_is_served_and_nothing_else_is() {
     let server = spawn().await;
     let doc = server.call("GET", "/openapi.json", None, None).await.json();
@@ -695,7 +738,7 @@ async fn every_documented_route_is_served_and_nothing_else_is() {
             assert_eq!(r.status, expected, "{method} {template}: {}", r.body);
         }
     }
-    assert_eq!(count, 25);
+    assert_eq!(count, 26);
     server.stop().await;
 }
 

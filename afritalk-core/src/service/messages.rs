@@ -191,6 +191,18 @@ impl MessagingService {
             .ok_or(MessagingError::NotFound(Missing::Message))
     }
 
+    /// One message by id, for a link to it (a notification's
+    /// `relatedEntityId`): participants only, anyone else is told it does not
+    /// exist. Fetched by its recipient, it is marked delivered, as by every
+    /// fetch.
+    pub async fn message(&self, actor: &Actor, id: MessageId) -> Result<Message, MessagingError> {
+        self.ensure_may_use(actor, "message.get").await?;
+        let mut message = self.load_message(actor, id).await?;
+        side_of(&message, &actor.user)?;
+        self.receive(actor, std::iter::once(&mut message)).await;
+        Ok(message)
+    }
+
     /// Checks the caller wrote `message`; the recipient is refused (and audited),
     /// strangers are told it does not exist.
     async fn ensure_sender(

@@ -79,6 +79,12 @@ pub(super) async fn read(app: &App, m: &Matched, req: &Request) -> Result<Reply,
     Ok(Reply::ok(app.inner.service.mark_read(&actor, id).await?))
 }
 
+pub(super) async fn message(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
+    let actor = caller(app, m, req).await?;
+    let id = dto::parse_message_id(m.param("messageId"))?;
+    Ok(Reply::ok(app.inner.service.message(&actor, id).await?))
+}
+
 pub(super) async fn edit(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError> {
     let actor = caller(app, m, req).await?;
     let id = dto::parse_message_id(m.param("messageId"))?;

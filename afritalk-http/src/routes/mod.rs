@@ -68,6 +68,7 @@ async fn handle(app: &App, m: &Matched, req: &Request) -> Result<Reply, ApiError
         History => messaging::history(app, m, req).await,
         SendMessage => messaging::send(app, m, req).await,
         ReadMessage => messaging::read(app, m, req).await,
+        GetMessage => messaging::message(app, m, req).await,
         EditMessage => messaging::edit(app, m, req).await,
         DeleteMessage => messaging::delete(app, m, req).await,
         ReadConversation => messaging::read_conversation(app, m, req).await,
