@@ -152,7 +152,7 @@ macro_rules! sql_store {
                 ConversationId, ConversationSummary, DeliveryOutcome, Directory, DirectoryQuery,
                 DirectoryUser, FeatureFlags,
                 Message, MessageContent, MessageId, MessageStore, NewMessage, Notification,
-                NotificationCursor, NotificationId, NotificationStatus, NotificationStore,
+                NotificationCursor, NotificationId, NotificationKind, NotificationStatus, NotificationStore,
                 PageSize, ParticipantPair, PurgeReceipt, SendOutcome, StoreError, StoreResult, TenantId, UserId,
             };
             use $crate::__private::chrono::{DateTime, Utc};
@@ -279,6 +279,7 @@ macro_rules! sql_store {
                         .filter(notifications::user_id.eq(&message.recipient_id))
                         .filter(notifications::status_rank.eq_any([0, 1, 2]))
                         .filter(notifications::created_at.eq(message.created_at))
+                        .filter(notifications::kind.eq(NotificationKind::Message.as_str()))
                         .filter(notifications::related_entity_type.eq("message"))
                         .filter(notifications::related_entity_id.eq(&message.id)),
                 )
@@ -995,6 +996,7 @@ macro_rules! sql_store {
                                     notifications::status_rank
                                         .eq(status_rank(NotificationStatus::Unread)),
                                 )
+                                .filter(notifications::kind.eq(NotificationKind::Message.as_str()))
                                 .filter(notifications::related_entity_type.eq("message"))
                                 .filter(notifications::related_entity_id.eq_any(part)),
                         )

@@ -9,8 +9,8 @@ use afritalk_ports::{
     AuditAction, AuditCursor, AuditEntry, AuditFilter, AuditId, ChangeCursor, Conversation,
     ConversationCursor, DeliveryOutcome, DirectoryCursor, DirectoryQuery, DirectoryUser, Message,
     MessageContent, NameKey, NewMessage, Notification, NotificationCursor, NotificationKind,
-    NotificationStatus, PageSize, PurgeReceipt, Role, SearchText, SendOutcome, StoreError,
-    TenantId, UserId,
+    NotificationStatus, PageSize, PurgeReceipt, RelatedEntity, Role, SearchText, SendOutcome,
+    StoreError, TenantId, UserId,
 };
 use chrono::{Duration, SubsecRound};
 use uuid::Uuid;
@@ -1561,7 +1561,10 @@ pub async fn reading_messages_reads_only_their_unread_notifications(p: Ports) {
         let (m, _, _) = send_ok(&p, new_message(&t, &a, &b, &format!("m{i}"), at(i))).await;
         sent.push(m);
     }
-    let alert = notification(&t, &b, NotificationKind::Alert, at(5));
+    // An alert about the first message (a compliance alert, say): it is
+    // not that message's notification, and reading the message leaves it.
+    let mut alert = notification(&t, &b, NotificationKind::Alert, at(5));
+    alert.related = Some(RelatedEntity::new("message", sent[0].id.to_string()).unwrap());
     p.notifications
         .create(alert.clone(), created(&alert))
         .await
@@ -1574,7 +1577,10 @@ pub async fn reading_messages_reads_only_their_unread_notifications(p: Ports) {
     let of = |m: &Message| {
         let id = m.id.to_string();
         mine.iter()
-            .find(|n| n.related.as_ref().is_some_and(|r| r.entity_id() == id))
+            .find(|n| {
+                n.kind == NotificationKind::Message
+                    && n.related.as_ref().is_some_and(|r| r.entity_id() == id)
+            })
             .unwrap()
             .id
     };

@@ -6,8 +6,8 @@ use std::cmp::Reverse;
 use afritalk_ports::{
     AuditEntry, ChangeCursor, Conversation, ConversationCursor, ConversationId,
     ConversationSummary, DeliveryOutcome, Message, MessageContent, MessageId, MessageStore,
-    NewMessage, Notification, PageSize, ParticipantPair, SendOutcome, StoreError, StoreResult,
-    TenantId, UserId,
+    NewMessage, Notification, NotificationKind, PageSize, ParticipantPair, SendOutcome, StoreError,
+    StoreResult, TenantId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -168,6 +168,7 @@ impl TenantData {
         let message_id = id.to_string();
         let of_message = |n: &&mut Notification| {
             n.user_id == message.recipient_id
+                && n.kind == NotificationKind::Message
                 && n.created_at == message.created_at
                 && n.related
                     .as_ref()

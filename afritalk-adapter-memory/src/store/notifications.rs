@@ -4,8 +4,8 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 
 use afritalk_ports::{
-    AuditEntry, MessageId, Notification, NotificationCursor, NotificationId, NotificationStatus,
-    NotificationStore, PageSize, StoreError, StoreResult, TenantId, UserId,
+    AuditEntry, MessageId, Notification, NotificationCursor, NotificationId, NotificationKind,
+    NotificationStatus, NotificationStore, PageSize, StoreError, StoreResult, TenantId, UserId,
 };
 use async_trait::async_trait;
 
@@ -135,10 +135,11 @@ impl NotificationStore for MemoryStore {
         let ids: HashSet<String> = messages.iter().map(MessageId::to_string).collect();
         let mut changed = 0;
         for n in data.notifications.values_mut() {
-            let of_message = n
-                .related
-                .as_ref()
-                .is_some_and(|r| r.entity_type() == "message" && ids.contains(r.entity_id()));
+            // The message's own notification: an alert about it stays.
+            let of_message = n.kind == NotificationKind::Message
+                && n.related
+                    .as_ref()
+                    .is_some_and(|r| r.entity_type() == "message" && ids.contains(r.entity_id()));
             if &n.user_id == user && n.status == NotificationStatus::Unread && of_message {
                 n.status = NotificationStatus::Read;
                 changed += 1;
