@@ -14,7 +14,8 @@
 //!                       FROM messages WHERE id = v.id LIMIT 1) x
 //!   WHERE x.tenant_id = v.tenant_id AND x.recipient_id = v.recipient_id
 //!     AND x.delivered_at IS NULL)
-//! UPDATE messages AS m SET delivered_at = acks.at, updated_at = acks.at
+//! UPDATE messages AS m SET delivered_at = acks.at,
+//!   updated_at = GREATEST(m.updated_at, acks.at)
 //! FROM acks WHERE m.ctid = acks.tid AND m.delivered_at IS NULL
 //! RETURNING <message>
 //! ```
@@ -93,9 +94,11 @@ impl BatchWrite for DeliveryWrite {
     const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
     /// A ✓✓ is stamped when acknowledged, so one stored long after would fall
     /// behind a catch-up's settled point (30 s) and never be listed to a
-    /// client that caught up meanwhile. Past 10 s of queueing the database is
-    /// overloaded: a new ✓✓ is refused (logged; the message stays undelivered
-    /// until its recipient's next fetch marks it) instead of joining the queue.
+    /// client that caught up meanwhile. Once the oldest queued ✓✓ has waited
+    /// 10 s the database is overloaded: a new one is refused (logged; the
+    /// message stays undelivered until its recipient's next fetch marks it)
+    /// instead of joining the queue. This keeps the queue short; it is not a
+    /// hard bound on a queued one's wait (a stalled database holds it).
     const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
     fn keys(input: &DeliveryInput) -> Vec<String> {

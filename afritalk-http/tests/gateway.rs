@@ -1107,6 +1107,21 @@ async fn a_role_outside_the_matrix_is_forbidden_on_the_trail_over_rest_and_socke
         reply.starts_with("44") && reply.contains("forbidden") && reply.contains("COMPTABLE"),
         "{reply}"
     );
+    // The messaging switch, which every front end asks first: refused, no row.
+    let r = server
+        .call(
+            "GET",
+            "/api/tenants/t1/settings/messaging",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.body
+    );
     // Each refusal is on the tenant's trail, naming the role and what was tried.
     let t1 = TenantId::parse("t1").unwrap();
     let filter = AuditFilter {

@@ -445,10 +445,14 @@ async fn the_seeds_payload_forms_work_unchanged() {
     assert_eq!(typing["userId"], "dg", "{typing}");
     let ack = c.emit("emp", "conv:unsubscribe", conv.clone()).await;
     ok_ack(&ack);
-    // Seed 000's messaging:join { userId }: one's own id is a catch-up…
+    // Seed 000's messaging:join { userId }: one's own id is accepted (the
+    // room was joined at connect), with no catch-up unless asked…
     let ack = c
         .emit("emp", "messaging:join", json!({ "userId": "emp" }))
         .await;
+    assert_eq!(ok_ack(&ack).get("changes"), None, "{ack}");
+    let asked = json!({ "userId": "emp", "since": "2026-01-01T00:00:00Z" });
+    let ack = c.emit("emp", "messaging:join", asked).await;
     assert_eq!(ok_ack(&ack)["changes"][0]["content"], "bonjour", "{ack}");
     // …and someone else's is refused, joining nothing.
     let ack = c

@@ -203,6 +203,31 @@ impl MessagingService {
         Ok(stored)
     }
 
+    /// Makes a staff caller unknown to the directory known by their verified
+    /// token's facts (as [`Self::remember_identity`] would), and leaves a
+    /// known one as it is: every REST call does this, so that a user who has
+    /// only read can be written to, while changes of name or role are taken
+    /// from connects and sends only (two live tokens with different facts
+    /// would otherwise rewrite the entry on every call).
+    pub async fn introduce_identity(
+        &self,
+        actor: &Actor,
+        display_name: Option<DisplayName>,
+    ) -> Result<(), MessagingError> {
+        if actor.kind == ActorKind::Service {
+            return Ok(());
+        }
+        let known = self
+            .ports
+            .directory
+            .user(&actor.tenant, &actor.user)
+            .await?;
+        if known.is_some() {
+            return Ok(());
+        }
+        self.remember_identity(actor, display_name).await
+    }
+
     /// Refreshes the directory from a verified token's facts: creates the caller's
     /// entry if missing and updates a changed role or name, but never reactivates a
     /// user an administrator deactivated (the store keeps `active` in the write

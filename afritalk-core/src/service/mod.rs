@@ -213,8 +213,15 @@ impl MessagingService {
     ) -> MessagingError {
         let reason = format!("your role ({role}) is not one messaging knows (PDG, DG or EMPLOYE)");
         let details = json!({ "operation": operation, "role": role });
-        self.refuse_of((tenant, user, ip), &reason, None, details)
+        // Past the budget, no row but the same answer: `rate_limited` would
+        // invite a retry that cannot succeed.
+        match self
+            .refuse_of((tenant, user, ip), &reason, None, details)
             .await
+        {
+            MessagingError::RateLimited { .. } => MessagingError::Forbidden(reason),
+            refused => refused,
+        }
     }
 
     /// Refuses what a staff caller whom an administrator deactivated tries with

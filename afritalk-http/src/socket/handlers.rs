@@ -189,12 +189,18 @@ async fn join(s: SocketRef, State(app): State<App>, TryData(data): TryData<Value
     handle(s, data, ack, async |session, p: JoinPayload| {
         let service = &app.inner.service;
         let limit = dto::page(p.limit)?;
-        if p.user_id
-            .is_some_and(|id| id != session.actor.user.as_str())
-        {
-            return Err(ApiError::BadRequest(
-                "userId: must be your own user id (the socket joined your room at connect)".into(),
-            ));
+        if let Some(id) = &p.user_id {
+            if id != session.actor.user.as_str() {
+                return Err(ApiError::BadRequest(
+                    "userId: must be your own user id (the socket joined your room at connect)"
+                        .into(),
+                ));
+            }
+            // Seed 000's join alone: the room is joined already, nothing to do
+            // (a catch-up is asked with `since`, or with nothing at all, §6).
+            if p.conversation_id.is_none() && p.since.is_none() && p.after_id.is_none() {
+                return Ok(json!({}));
+            }
         }
         if let Some(id) = p.conversation_id {
             let id = dto::parse_conversation_id(&id)?;

@@ -303,6 +303,36 @@ fn a_role_outside_the_matrix_is_refused_on_the_trail() {
 }
 
 #[test]
+fn a_role_outside_the_matrix_past_the_budget_is_still_forbidden_without_a_row() {
+    let mut h = Harness::new(users());
+    h.rate_limiter = MockRateLimiter::new();
+    h.rate_limiter.expect_check().returning(|_, _, _| {
+        Ok(RateDecision::Limited {
+            retry_after: std::time::Duration::from_secs(30),
+        })
+    });
+    let f = h.build();
+    let err = run(f.service.refuse_unknown_role(
+        &tenant(),
+        &uid("compta"),
+        None,
+        "COMPTABLE",
+        "ws.connect",
+    ));
+    assert_eq!(err.code(), "forbidden");
+    assert!(f.actions().is_empty());
+}
+
+#[test]
+fn a_rest_call_leaves_a_known_user_as_the_directory_has_them() {
+    // A token saying DG for a known Employé: no record expectation, so a
+    // write would panic the mock (connects and sends take such changes).
+    let f = Harness::new(users()).build();
+    run(f.service.introduce_identity(&staff("emp", Role::Dg), None)).unwrap();
+    assert!(f.actions().is_empty());
+}
+
+#[test]
 fn an_unchanged_identity_writes_nothing() {
     let f = Harness::new(users()).build();
     // No upsert expectation: writing would panic the mock.
