@@ -2,7 +2,7 @@
 
 use afritalk_ports::{
     ChangeCursor, Conversation, ConversationId, DirectoryCursor, DirectoryUser, Message, MessageId,
-    PresenceStatus, Role, UserId,
+    Notification, PresenceStatus, Role, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -173,6 +173,10 @@ pub struct CatchUp {
     pub unread_messages: u64,
     /// Unread notifications.
     pub unread_notifications: u64,
+    /// The latest unread notifications (messages, alerts, system), newest
+    /// first, at most 50: more when `unread_notifications` says so, through
+    /// the notification list.
+    pub notifications: Vec<Notification>,
 }
 
 /// Position in the change stream, as clients send it back.

@@ -180,12 +180,13 @@ fn schemas() -> Value {
         "ConversationCatchUp": object(&["conversationId", "messages", "hasMore"], json!({
             "conversationId": string(), "messages": array_of("Message"), "hasMore": { "type": "boolean" }
         })),
-        "CatchUp": object(&["changes", "cursor", "conversations", "unreadMessages", "unreadNotifications"], json!({
+        "CatchUp": object(&["changes", "cursor", "conversations", "unreadMessages", "unreadNotifications", "notifications"], json!({
             "changes": array_of("Message"),
             "next": { "oneOf": [reference("SyncCursor"), { "type": "null" }] },
             "cursor": reference("SyncCursor"),
             "conversations": array_of("ConversationListItem"),
-            "unreadMessages": { "type": "integer" }, "unreadNotifications": { "type": "integer" }
+            "unreadMessages": { "type": "integer" }, "unreadNotifications": { "type": "integer" },
+            "notifications": array_of("Notification")
         })),
         "SyncCursor": object(&["since"], json!({
             "since": time(), "afterId": nullable("string"),

@@ -276,6 +276,14 @@ async fn a_reconnecting_client_gets_unread_counts_and_everything_it_missed_in_on
     assert_eq!(contents, vec!["un", "deux", "trois"]);
     assert_eq!(sync["unreadMessages"], 3);
     assert_eq!(sync["unreadNotifications"], 3);
+    // The bell comes in the same call: the three unread ones, newest first.
+    let bell: Vec<&str> = sync["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(bell, vec!["trois", "deux", "un"], "{sync}");
     assert_eq!(sync["conversations"][0]["unreadCount"], 3);
     assert_eq!(sync["conversations"][0]["participant"]["userId"], "dg");
     // Resuming from the answer's cursor within thirty seconds: the same three

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use afritalk_ports::{
     Audience, ChangeCursor, Conversation, ConversationCursor, ConversationId, ConversationSummary,
-    MessagingError, Missing, PageSize, RateAction, RealtimeEvent, TypingEvent, UserId,
+    MessagingError, Missing, NotificationStatus, PageSize, RateAction, RealtimeEvent, TypingEvent,
+    UserId,
 };
 
 use chrono::TimeDelta;
@@ -235,7 +236,7 @@ impl MessagingService {
 
     /// Everything a reconnecting client missed, in one call: message changes after
     /// the cursor, the first page of conversations with unread counts, and the
-    /// unread notification count.
+    /// unread notifications (the latest 50, and their count).
     pub async fn catch_up(
         &self,
         actor: &Actor,
@@ -286,11 +287,16 @@ impl MessagingService {
             .conversation_items(actor, None, PageSize::DEFAULT)
             .await?;
         let unread_messages = conversations.iter().map(|c| c.unread_count).sum();
-        let unread_notifications = self
-            .ports
-            .notifications
+        let notifications = &self.ports.notifications;
+        let unread_notifications = notifications
             .unread_count(&actor.tenant, &actor.user)
             .await?;
+        // The list puts unread ones first: its first page holds the latest
+        // unread ones (alerts too), and the bell's count says if there are more.
+        let mut bell = notifications
+            .list(&actor.tenant, &actor.user, None, false, PageSize::DEFAULT)
+            .await?;
+        bell.retain(|n| n.status == NotificationStatus::Unread);
         Ok(CatchUp {
             changes,
             next,
@@ -298,6 +304,7 @@ impl MessagingService {
             conversations,
             unread_messages,
             unread_notifications,
+            notifications: bell,
         })
     }
 }

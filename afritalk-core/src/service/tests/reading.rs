@@ -186,6 +186,28 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     h.notifications
         .expect_unread_count()
         .returning(|_, _| Ok(7));
+    // The bell's first page: unread first, then read ones, which the
+    // catch-up leaves out (no archived ones asked).
+    let bell = |kind, status, n: u128| Notification {
+        id: NotificationId::from_uuid(uuid::Uuid::from_u128(n)),
+        tenant_id: tenant(),
+        user_id: uid("emp"),
+        title: "t".into(),
+        message: "m".into(),
+        kind,
+        status,
+        related: None,
+        push_sent: false,
+        push_sent_at: None,
+        created_at: now(),
+    };
+    let unread = bell(NotificationKind::Alert, NotificationStatus::Unread, 1);
+    let read = bell(NotificationKind::Message, NotificationStatus::Read, 2);
+    let page = vec![unread.clone(), read];
+    h.notifications
+        .expect_list()
+        .withf(|_, user, after, archived, _| user.as_str() == "emp" && after.is_none() && !archived)
+        .returning(move |_, _, _, _, _| Ok(page.clone()));
     let f = h.build();
     let got = run(f.service.catch_up(
         &staff("emp", Role::Employe),
@@ -203,6 +225,7 @@ fn one_catch_up_call_returns_changes_unread_counts_and_notifications() {
     );
     assert_eq!(got.unread_messages, 4);
     assert_eq!(got.unread_notifications, 7);
+    assert_eq!(got.notifications, vec![unread]);
 }
 
 #[test]
@@ -357,6 +380,9 @@ fn catching_up(changes: Vec<Message>) -> Harness {
     h.notifications
         .expect_unread_count()
         .returning(|_, _| Ok(0));
+    h.notifications
+        .expect_list()
+        .returning(|_, _, _, _, _| Ok(Vec::new()));
     h
 }
 
