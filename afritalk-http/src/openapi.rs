@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the REST API, generated from the route table so
 //! that it lists exactly the routes the server answers.
 
+use afritalk_ports::AuditAction;
 use serde_json::{Map, Value, json};
 
 use crate::router::{QueryParam, Route, RouteId, routes};
@@ -132,7 +133,8 @@ fn schemas() -> Value {
             "retryAfterMs": { "type": "integer", "description": "For rate_limited: when to retry." }
         }))})),
         "Status": object(&["status"], json!({ "status": string() })),
-        "Message": object(&["id", "conversationId", "seq", "senderId", "recipientId", "content", "read", "createdAt"], json!({
+        "Message": object(&["id", "tenantId", "conversationId", "seq", "senderId", "recipientId", "content",
+            "clientMessageId", "read", "readAt", "deliveredAt", "editedAt", "deletedAt", "createdAt", "updatedAt"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(),
             "conversationId": { "type": "string", "format": "uuid" }, "seq": { "type": "integer" },
             "senderId": string(), "recipientId": string(), "content": string(),
@@ -141,16 +143,17 @@ fn schemas() -> Value {
             "readAt": nullable_time(), "deliveredAt": nullable_time(), "editedAt": nullable_time(),
             "deletedAt": nullable_time(), "createdAt": time(), "updatedAt": time()
         })),
-        "Conversation": object(&["id", "userOneId", "userTwoId", "lastMessageAt", "lastSeq"], json!({
+        "Conversation": object(&["id", "tenantId", "userOneId", "userTwoId", "createdAt", "updatedAt", "lastMessageAt", "lastSeq"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(),
             "userOneId": string(), "userTwoId": string(), "createdAt": time(), "updatedAt": time(),
             "lastMessageAt": time(), "lastSeq": { "type": "integer" }
         })),
-        "Participant": object(&["userId", "active"], json!({
-            "userId": string(), "displayName": nullable("string"), "role": nullable("string"),
+        "Participant": object(&["userId", "displayName", "role", "active"], json!({
+            "userId": string(), "displayName": nullable("string"),
+            "role": { "enum": ["PDG", "DG", "EMPLOYE", null] },
             "active": { "type": "boolean" }
         })),
-        "ConversationListItem": object(&["conversation", "participant", "unreadCount"], json!({
+        "ConversationListItem": object(&["conversation", "participant", "lastMessage", "unreadCount"], json!({
             "conversation": reference("Conversation"), "participant": reference("Participant"),
             "lastMessage": { "oneOf": [reference("Message"), { "type": "null" }] },
             "unreadCount": { "type": "integer" }
@@ -158,8 +161,8 @@ fn schemas() -> Value {
         "ConversationPage": object(&["conversations", "nextCursor"], json!({
             "conversations": array_of("ConversationListItem"), "nextCursor": nullable("string")
         })),
-        "HistoryPage": object(&["messages"], json!({
-            "conversationId": nullable("string"), "messages": array_of("Message"),
+        "HistoryPage": object(&["conversationId", "messages", "nextBeforeSeq"], json!({
+            "conversationId": { "type": ["string", "null"], "format": "uuid" }, "messages": array_of("Message"),
             "nextBeforeSeq": nullable("integer")
         })),
         "SendMessage": closed(&["toUserId", "content"], json!({
@@ -175,12 +178,12 @@ fn schemas() -> Value {
         "EditMessage": closed(&["content"], json!({ "content": string() })),
         "ReadUpTo": closed(&[], json!({ "upToSeq": { "type": "integer" } })),
         "ReadMessages": object(&["conversationId", "messages"], json!({
-            "conversationId": string(), "messages": array_of("Message")
+            "conversationId": { "type": "string", "format": "uuid" }, "messages": array_of("Message")
         })),
         "ConversationCatchUp": object(&["conversationId", "messages", "hasMore"], json!({
-            "conversationId": string(), "messages": array_of("Message"), "hasMore": { "type": "boolean" }
+            "conversationId": { "type": "string", "format": "uuid" }, "messages": array_of("Message"), "hasMore": { "type": "boolean" }
         })),
-        "CatchUp": object(&["changes", "cursor", "conversations", "unreadMessages", "unreadNotifications", "notifications"], json!({
+        "CatchUp": object(&["changes", "next", "cursor", "conversations", "unreadMessages", "unreadNotifications", "notifications"], json!({
             "changes": array_of("Message"),
             "next": { "oneOf": [reference("SyncCursor"), { "type": "null" }] },
             "cursor": reference("SyncCursor"),
@@ -188,12 +191,12 @@ fn schemas() -> Value {
             "unreadMessages": { "type": "integer" }, "unreadNotifications": { "type": "integer" },
             "notifications": array_of("Notification")
         })),
-        "SyncCursor": object(&["since"], json!({
-            "since": time(), "afterId": nullable("string"),
+        "SyncCursor": object(&["since", "afterId"], json!({
+            "since": time(), "afterId": { "type": ["string", "null"], "format": "uuid" },
             "settledUpTo": { "type": "string", "format": "date-time",
                 "description": "On next only: pass it back with since and afterId." }
         })),
-        "Notification": object(&["id", "userId", "title", "message", "type", "status", "createdAt"], json!({
+        "Notification": object(&["id", "tenantId", "userId", "title", "message", "type", "status", "pushSent", "pushSentAt", "createdAt"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": string(),
             "title": string(), "message": string(),
             "type": { "enum": ["message", "alert", "system"] },
@@ -216,7 +219,8 @@ fn schemas() -> Value {
         })),
         "PresenceList": array_of("Presence"),
         "DirectoryEntry": closed(&["displayName", "role"], json!({
-            "displayName": string(), "role": { "enum": ["PDG", "DG", "EMPLOYE", "Employé"] },
+            "displayName": string(),
+            "role": { "type": "string", "description": "PDG, DG or EMPLOYE (Employé accepted), case ignored." },
             "active": { "type": "boolean" }
         })),
         "DirectoryUser": object(&["tenantId", "userId", "displayName", "role", "active"], json!({
@@ -233,9 +237,9 @@ fn schemas() -> Value {
         "DirectoryPage": object(&["users", "nextCursor"], json!({
             "users": array_of("Colleague"), "nextCursor": nullable("string")
         })),
-        "AuditEntry": object(&["id", "action", "createdAt"], json!({
+        "AuditEntry": object(&["id", "tenantId", "userId", "action", "entityType", "entityId", "details", "ipAddress", "createdAt"], json!({
             "id": { "type": "string", "format": "uuid" }, "tenantId": string(), "userId": nullable("string"),
-            "action": string(), "entityType": nullable("string"), "entityId": nullable("string"),
+            "action": { "enum": AuditAction::ALL.map(AuditAction::as_str) }, "entityType": nullable("string"), "entityId": nullable("string"),
             "details": { "type": "object" }, "ipAddress": nullable("string"), "createdAt": time()
         })),
         "AuditPage": object(&["entries", "nextBefore"], json!({
@@ -300,6 +304,116 @@ mod tests {
                 .collect();
             assert!(schemas.contains_key(&name), "missing schema {name}");
         }
+    }
+
+    /// Checks `value` against the document's schema `name`: every required
+    /// field is there and every field is declared, so the document says what
+    /// serde sends.
+    fn conforms(name: &str, value: &Value) {
+        let doc = document();
+        let schema = &doc["components"]["schemas"][name];
+        let declared = schema["properties"].as_object().unwrap();
+        let sent = value.as_object().unwrap();
+        for field in schema["required"].as_array().unwrap() {
+            let field = field.as_str().unwrap();
+            assert!(
+                sent.contains_key(field),
+                "{name}.{field} is required but not sent: {value}"
+            );
+        }
+        for field in sent.keys() {
+            assert!(
+                declared.contains_key(field),
+                "{name}.{field} is sent but not declared"
+            );
+        }
+    }
+
+    #[test]
+    fn the_entities_the_server_sends_match_their_schemas() {
+        use afritalk_ports::{
+            AuditEntry, AuditId, Conversation, ConversationId, Message, MessageId, Notification,
+            NotificationId, NotificationKind, NotificationStatus, RelatedEntity, TenantId, UserId,
+        };
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let id = uuid::Uuid::from_u128(1);
+        let (tenant, user) = (TenantId::parse("t1").unwrap(), UserId::parse("u1").unwrap());
+        let related = RelatedEntity::new("order", "17").unwrap();
+        let message = Message {
+            id: MessageId::from_uuid(id),
+            tenant_id: tenant.clone(),
+            conversation_id: ConversationId::from_uuid(id),
+            seq: 1,
+            sender_id: user.clone(),
+            recipient_id: UserId::parse("u2").unwrap(),
+            content: "bonjour".into(),
+            related: Some(related.clone()),
+            client_message_id: None,
+            read: false,
+            read_at: None,
+            delivered_at: Some(at),
+            edited_at: None,
+            deleted_at: None,
+            created_at: at,
+            updated_at: at,
+        };
+        conforms("Message", &serde_json::to_value(&message).unwrap());
+        let plain = Message {
+            related: None,
+            ..message
+        };
+        conforms("Message", &serde_json::to_value(&plain).unwrap());
+        let conversation = Conversation {
+            id: ConversationId::from_uuid(id),
+            tenant_id: tenant.clone(),
+            user_one_id: user.clone(),
+            user_two_id: UserId::parse("u2").unwrap(),
+            created_at: at,
+            updated_at: at,
+            last_message_at: at,
+            last_seq: 1,
+        };
+        conforms(
+            "Conversation",
+            &serde_json::to_value(&conversation).unwrap(),
+        );
+        let notification = Notification {
+            id: NotificationId::from_uuid(id),
+            tenant_id: tenant.clone(),
+            user_id: user.clone(),
+            title: "t".into(),
+            message: "m".into(),
+            kind: NotificationKind::Alert,
+            status: NotificationStatus::Unread,
+            related: Some(related),
+            push_sent: false,
+            push_sent_at: None,
+            created_at: at,
+        };
+        conforms(
+            "Notification",
+            &serde_json::to_value(&notification).unwrap(),
+        );
+        let entry = AuditEntry {
+            id: AuditId::from_uuid(id),
+            tenant_id: tenant,
+            user_id: Some(user),
+            action: afritalk_ports::AuditAction::ForbiddenAttempt,
+            entity_type: None,
+            entity_id: None,
+            details: json!({}),
+            ip_address: None,
+            created_at: at,
+        };
+        let sent = serde_json::to_value(&entry).unwrap();
+        conforms("AuditEntry", &sent);
+        let actions = &document()["components"]["schemas"]["AuditEntry"]["properties"]["action"];
+        assert!(
+            actions["enum"]
+                .as_array()
+                .unwrap()
+                .contains(&sent["action"])
+        );
     }
 
     #[test]

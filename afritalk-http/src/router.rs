@@ -152,7 +152,7 @@ pub(crate) fn routes() -> &'static [Route] {
             route!(Audit, GET, concat!("/api/tenants/{tenantId}/", "messaging/audit"), "administration",
                 "Audit rows of the tenant, newest first (PDG or service).",
                 auth = true, query = &[
-                    q("action", "string", "Only this action (e.g. message.send, forbidden_attempt)."),
+                    q("action", "string", "Only this action: one of the AuditEntry action values (e.g. message.send, forbidden_attempt); any other is 400."),
                     q("userId", "string", "Only rows of this user."),
                     q("since", "date-time", "Only rows at or after this time."),
                     q("before", "string", "Cursor: the nextBefore of the previous page."), LIMIT],
