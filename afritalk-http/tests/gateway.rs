@@ -160,6 +160,13 @@ impl TestServer {
         self.token_for("t1", user, ActorKind::Staff(role))
     }
 
+    /// `POST …/messaging/message` from `token` to `to` in tenant t1.
+    async fn send(&self, token: &str, to: &str, content: &str) -> Response {
+        let path = "/api/tenants/t1/messaging/message";
+        self.call("POST", path, Some(token), Some(&send_body(to, content)))
+            .await
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -611,14 +618,7 @@ async fn refused_tokens_get_401_or_403_with_a_clear_code() {
     .unwrap();
     let r = server.call("GET", path, Some(&read_only), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = server
-        .call(
-            "POST",
-            "/api/tenants/t1/messaging/message",
-            Some(&read_only),
-            Some(&send_body("u2", "hi")),
-        )
-        .await;
+    let r = server.send(&read_only, "u2", "hi").await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (403, "operation_not_allowed")
@@ -633,20 +633,8 @@ async fn a_user_known_only_by_a_rest_read_can_be_written_to() {
         server.token("dg1", Role::Dg),
         server.token("emp1", Role::Employe),
     );
-    let at = &server;
-    let send = async |token: &str| {
-        let r = at
-            .call(
-                "POST",
-                "/api/tenants/t1/messaging/message",
-                Some(token),
-                Some(&send_body("emp1", "bonjour")),
-            )
-            .await;
-        (r.status, r.body)
-    };
     // The employee has done nothing yet: unknown to the directory.
-    assert_eq!(send(&dg).await.0, 404);
+    assert_eq!(server.send(&dg, "emp1", "bonjour").await.status, 404);
     // One REST read with their token, and they are known by its facts.
     let r = server
         .call(
@@ -657,8 +645,8 @@ async fn a_user_known_only_by_a_rest_read_can_be_written_to() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let (status, body) = send(&dg).await;
-    assert_eq!(status, 201, "{body}");
+    let sent = server.send(&dg, "emp1", "bonjour").await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
     let r = server
         .call(
             "GET",
@@ -678,14 +666,7 @@ async fn a_message_is_fetched_by_id_by_its_participants_only() {
         server.add_user(user, role).await;
     }
     let dg = server.token("dg1", Role::Dg);
-    let sent = server
-        .call(
-            "POST",
-            "/api/tenants/t1/messaging/message",
-            Some(&dg),
-            Some(&send_body("emp1", "commande 17")),
-        )
-        .await;
+    let sent = server.send(&dg, "emp1", "commande 17").await;
     assert_eq!(sent.status, 201, "{}", sent.body);
     let id = sent.json()["message"]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/tenants/t1/messaging/{id}");
@@ -1688,14 +1669,7 @@ async fn a_rest_sender_without_a_socket_is_announced_idle_then_offline_once_each
 
     // dg1 never opens a socket: one send over REST is all their activity.
     let dg = server.token("dg1", Role::Dg);
-    let r = server
-        .call(
-            "POST",
-            "/api/tenants/t1/messaging/message",
-            Some(&dg),
-            Some(&send_body("emp", "hi")),
-        )
-        .await;
+    let r = server.send(&dg, "emp", "hi").await;
     assert_eq!(r.status, 201, "{}", r.body);
 
     // dg1's statuses as boss's socket receives them; whether ack 9 came.

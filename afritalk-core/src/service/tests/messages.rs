@@ -481,16 +481,7 @@ fn delete_leaves_a_tombstone_and_tells_both_sides() {
         });
     // The recipient's notification of it has nothing left to read: marked
     // read, and the recipient's devices get their badge's new count.
-    let id = original.id;
-    h.notifications
-        .expect_mark_read_for_messages()
-        .withf(move |_, user, ids| user.as_str() == "emp" && ids == [id])
-        .times(1)
-        .returning(|_, _, _| Ok(1));
-    h.notifications
-        .expect_unread_count()
-        .withf(|_, user| user.as_str() == "emp")
-        .returning(|_, _| Ok(0));
+    h.expect_notification_read("emp", original.id, 0);
     let f = h.build();
     let tombstone = run(f.service.delete(&staff("dg", Role::Dg), original.id)).unwrap();
     assert!(tombstone.content.is_empty());
@@ -597,15 +588,7 @@ fn the_recipient_marks_read_and_both_sides_are_told() {
         });
     // The message's notification is read with it, and the reader's devices
     // get their badge's new count.
-    let id = original.id;
-    h.notifications
-        .expect_mark_read_for_messages()
-        .withf(move |_, user, ids| user.as_str() == "emp" && ids == [id])
-        .times(1)
-        .returning(|_, _, _| Ok(1));
-    h.notifications
-        .expect_unread_count()
-        .returning(|_, _| Ok(2));
+    h.expect_notification_read("emp", original.id, 2);
     let f = h.build();
     let read = run(f
         .service

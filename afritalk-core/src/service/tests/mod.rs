@@ -166,6 +166,20 @@ impl Harness {
         h
     }
 
+    /// Expects `user`'s notification of message `id`, and only it, to be
+    /// marked read once (one changed), after which `unread` are left.
+    pub fn expect_notification_read(&mut self, user: &'static str, id: MessageId, unread: u64) {
+        self.notifications
+            .expect_mark_read_for_messages()
+            .withf(move |_, u, ids| u.as_str() == user && ids == [id])
+            .times(1)
+            .returning(|_, _, _| Ok(1));
+        self.notifications
+            .expect_unread_count()
+            .withf(move |_, u| u.as_str() == user)
+            .returning(move |_, _| Ok(unread));
+    }
+
     /// The store answers `mark_delivered` for `stored` as a store would:
     /// `NotRecipient` for anyone but the recipient, `Delivered` the first time
     /// (moving `updatedAt`) and `AlreadyDelivered` after; `NotFound` for other
