@@ -30,7 +30,9 @@
 //! A kind may bound how long its writes queue ([`BatchWrite::MAX_WAIT`]; sends
 //! do): a write arriving while the oldest waiting one has waited longer is
 //! refused at once as unavailable, so an overloaded server answers quickly
-//! instead of queueing without end.
+//! instead of queueing without end. A kind whose writes carry the time they
+//! were asked may also refuse, unwritten, a write that a writer takes after
+//! it waited too long ([`BatchWrite::STALE_AFTER`]; first deliveries do).
 //!
 //! Writers are tokio tasks holding the queue's jobs, not the callers' futures:
 //! a caller that gives up (a closed socket) cannot strand the writes queued
@@ -75,6 +77,11 @@ pub(crate) trait BatchWrite: Send + Sync + 'static {
     /// nothing. Unbounded unless a kind sets it: a kind that must never be
     /// refused (an audit row) relies on its callers' own pace.
     const MAX_WAIT: Duration = Duration::MAX;
+    /// How long a write may have waited in the queue when a writer takes it:
+    /// past that it is refused as unavailable, unwritten. For a kind whose
+    /// writes carry the time they were asked (a ✓✓), so that none is stored
+    /// long after that time. Unbounded unless a kind sets it.
+    const STALE_AFTER: Duration = Duration::MAX;
 
     /// The keys of `input`.
     fn keys(input: &Self::Input) -> Vec<Self::Key>;
@@ -105,7 +112,8 @@ pub struct BatchStatistics {
     /// Batches that failed as a whole, whose writes were then done one by one.
     pub failed_batches: u64,
     /// Writes refused because the oldest waiting one had waited more than
-    /// [`BatchWrite::MAX_WAIT`].
+    /// [`BatchWrite::MAX_WAIT`], or because they had themselves waited more
+    /// than [`BatchWrite::STALE_AFTER`] when a writer took them.
     pub refused: u64,
 }
 
@@ -274,8 +282,29 @@ async fn write_until_empty<W: BatchWrite>(mut writer: Writer<W>) {
             }
             batch
         };
-        write_batch(&writer.shared, batch).await;
+        let batch = refuse_stale(&writer.shared, batch);
+        if !batch.is_empty() {
+            write_batch(&writer.shared, batch).await;
+        }
     }
+}
+
+/// Answers the writes of `batch` that waited longer than their kind's
+/// [`BatchWrite::STALE_AFTER`] as unavailable, unwritten; returns the others.
+fn refuse_stale<W: BatchWrite>(shared: &Shared<W>, batch: Vec<Job<W>>) -> Vec<Job<W>> {
+    let (fresh, stale): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|job| job.queued_at.elapsed() <= W::STALE_AFTER);
+    for job in stale {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        let waited = job.queued_at.elapsed().as_millis();
+        let _ = job
+            .reply
+            .send(Err(TxError::Store(StoreError::Unavailable(format!(
+                "the database is not keeping up: this write waited {waited} ms and was not done"
+            )))));
+    }
+    fresh
 }
 
 /// How many queued writes a writer looks at for one batch, at most: enough
@@ -358,16 +387,18 @@ mod tests {
     use super::*;
 
     /// Writes of a number, keyed by the number modulo 10 (never written),
-    /// refused behind one that waited more than `MAX_WAIT_MS`.
-    struct Numbers<const MAX_WAIT_MS: u64 = { u64::MAX }>;
+    /// refused behind one that waited more than `MAX_WAIT_MS`, and when
+    /// taken after waiting more than `STALE_MS`.
+    struct Numbers<const MAX_WAIT_MS: u64 = { u64::MAX }, const STALE_MS: u64 = { u64::MAX }>;
 
     #[async_trait::async_trait]
-    impl<const MAX_WAIT_MS: u64> BatchWrite for Numbers<MAX_WAIT_MS> {
+    impl<const MAX_WAIT_MS: u64, const STALE_MS: u64> BatchWrite for Numbers<MAX_WAIT_MS, STALE_MS> {
         type Input = u32;
         type Output = ();
         type Key = u32;
         const MAX_BATCH: usize = 8;
         const MAX_WAIT: Duration = Duration::from_millis(MAX_WAIT_MS);
+        const STALE_AFTER: Duration = Duration::from_millis(STALE_MS);
 
         fn keys(input: &u32) -> Vec<u32> {
             vec![input % 10]
@@ -436,6 +467,42 @@ mod tests {
         }
         let queued = tokio::time::timeout(Duration::from_millis(20), batcher.write(8)).await;
         assert!(queued.is_err(), "queued, waiting for a writer: {queued:?}");
+        assert_eq!(batcher.statistics().refused, 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_taken_after_waiting_past_its_kind_s_limit_is_refused_unwritten() {
+        use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+        let manager = AsyncDieselConnectionManager::new("postgres://127.0.0.1:1/unused");
+        let batcher = Batcher::new(
+            Numbers::<{ u64::MAX }, 10_000>,
+            Pool::builder(manager).build().unwrap(),
+        );
+        let job = |input, waited| {
+            let (reply, answer) = oneshot::channel();
+            let queued_at = Instant::now() - Duration::from_secs(waited);
+            (
+                Job {
+                    input,
+                    reply,
+                    queued_at,
+                },
+                answer,
+            )
+        };
+        let (old, old_answer) = job(1, 11);
+        let (recent, mut recent_answer) = job(2, 1);
+        let fresh = refuse_stale(&batcher.shared, vec![old, recent]);
+        assert_eq!(fresh.iter().map(|j| j.input).collect::<Vec<_>>(), [2]);
+        let refused = old_answer.await.unwrap();
+        assert!(
+            matches!(refused, Err(TxError::Store(StoreError::Unavailable(_)))),
+            "{refused:?}"
+        );
+        assert!(
+            recent_answer.try_recv().is_err(),
+            "the recent one waits for its write"
+        );
         assert_eq!(batcher.statistics().refused, 1);
     }
 

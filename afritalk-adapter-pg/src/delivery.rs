@@ -97,9 +97,10 @@ impl BatchWrite for DeliveryWrite {
     /// client that caught up meanwhile. Once the oldest queued ✓✓ has waited
     /// 10 s the database is overloaded: a new one is refused (logged; the
     /// message stays undelivered until its recipient's next fetch marks it)
-    /// instead of joining the queue. This keeps the queue short; it is not a
-    /// hard bound on a queued one's wait (a stalled database holds it).
+    /// instead of joining the queue, and a queued one a writer takes after
+    /// 10 s is refused the same way rather than stored late.
     const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
     fn keys(input: &DeliveryInput) -> Vec<String> {
         vec![input.id.clone()]
