@@ -241,9 +241,9 @@ fn the_token_refreshes_the_directory_but_never_reactivates_a_user() {
     assert_eq!(rows[0].details["role"], "PDG");
 }
 
-#[test]
-fn refusals_past_the_modify_budget_are_rate_limited_and_leave_no_row() {
-    let mut h = Harness::new(users());
+/// Every refusal from now on is past the caller's `modify` budget; other
+/// actions are allowed.
+fn out_of_the_modify_budget(h: &mut Harness) {
     h.rate_limiter = MockRateLimiter::new();
     h.rate_limiter
         .expect_check()
@@ -253,6 +253,12 @@ fn refusals_past_the_modify_budget_are_rate_limited_and_leave_no_row() {
             }),
             _ => Ok(RateDecision::Allowed),
         });
+}
+
+#[test]
+fn refusals_past_the_modify_budget_are_rate_limited_and_leave_no_row() {
+    let mut h = Harness::new(users());
+    out_of_the_modify_budget(&mut h);
     let f = h.build();
     let err = run(f.service.audit_log(
         &staff("emp", Role::Employe),
@@ -267,12 +273,7 @@ fn refusals_past_the_modify_budget_are_rate_limited_and_leave_no_row() {
 #[test]
 fn a_deactivated_caller_past_the_budget_is_still_told_so_without_a_row() {
     let mut h = Harness::new(vec![dir_user("emp", Role::Employe, false)]);
-    h.rate_limiter = MockRateLimiter::new();
-    h.rate_limiter.expect_check().returning(|_, _, _| {
-        Ok(RateDecision::Limited {
-            retry_after: std::time::Duration::from_secs(30),
-        })
-    });
+    out_of_the_modify_budget(&mut h);
     let f = h.build();
     let err = run(f
         .service
@@ -305,12 +306,7 @@ fn a_role_outside_the_matrix_is_refused_on_the_trail() {
 #[test]
 fn a_role_outside_the_matrix_past_the_budget_is_still_forbidden_without_a_row() {
     let mut h = Harness::new(users());
-    h.rate_limiter = MockRateLimiter::new();
-    h.rate_limiter.expect_check().returning(|_, _, _| {
-        Ok(RateDecision::Limited {
-            retry_after: std::time::Duration::from_secs(30),
-        })
-    });
+    out_of_the_modify_budget(&mut h);
     let f = h.build();
     let err = run(f.service.refuse_unknown_role(
         &tenant(),
